@@ -1,0 +1,116 @@
+"""Config models owned by the load generator: workload, load profile, timeouts, the endpoint.
+
+`quantbench/config.py` composes these into `bench.yaml`; the Locust adapter reads them back
+from the settings file the CLI writes (or builds them from `--qb-*` flags).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+__all__ = [
+    "Duration",
+    "EndpointSpec",
+    "LengthDist",
+    "LoadConfig",
+    "LocustSettings",
+    "TimeoutConfig",
+    "WorkloadConfig",
+    "parse_duration",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> object:
+    """`30s`, `5m`, `500ms`, `1h` or a plain number of seconds; anything else is left to fail."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m or 500ms")
+        return float(match.group(1)) * _UNIT_S[match.group(2)]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LengthDist(_Strict):
+    """A token-length distribution; a bare integer in YAML means `fixed`."""
+
+    dist: Literal["fixed", "uniform", "normal", "lognormal"] = "fixed"
+    mean: float = Field(gt=0)
+    std: float = Field(default=0.0, ge=0)
+    min: int = Field(default=1, ge=1)
+    max: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_int(cls, data: object) -> object:
+        if isinstance(data, int | float) and not isinstance(data, bool):
+            return {"dist": "fixed", "mean": data}
+        return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> LengthDist:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max}) is below min ({self.min})")
+        if self.dist == "uniform" and self.max is None:
+            raise ValueError("a uniform distribution needs max")
+        if self.dist in ("normal", "lognormal") and self.std == 0:
+            raise ValueError(f"a {self.dist} distribution needs std > 0")
+        return self
+
+
+class WorkloadConfig(_Strict):
+    endpoint: Literal["completions", "chat"] = "chat"
+    prompt_tokens: LengthDist = LengthDist(mean=256)
+    output_tokens: LengthDist = LengthDist(mean=128)
+    seed: int = 0
+
+
+class LoadConfig(_Strict):
+    """Closed-loop concurrency steps: each stage runs `warmup` (excluded) then `stage_duration`."""
+
+    mode: Literal["concurrency"] = "concurrency"
+    stages: list[Annotated[int, Field(ge=1)]] = Field(default=[1, 4, 16], min_length=1)
+    stage_duration: Duration = 30.0
+    warmup: Duration = 5.0
+    drain_timeout: Duration = 30.0
+
+
+class TimeoutConfig(_Strict):
+    """`ready`: how long a target may take to complete its first (probe) generation."""
+
+    connect: Duration = 10.0
+    total: Duration = 300.0
+    ready: Duration = 120.0
+
+
+class EndpointSpec(_Strict):
+    """What the load generator needs to know about one target."""
+
+    name: str = "target"
+    api: Literal["openai"] = "openai"
+    stack: Literal["vllm", "tgi", "exllamav2", "other"] = "other"
+    model: str | None = None
+    api_key_env: str | None = None
+
+
+class LocustSettings(_Strict):
+    """Everything one Locust run needs; written by `quantbench run`, read by the locustfile."""
+
+    endpoint: EndpointSpec = EndpointSpec()
+    workload: WorkloadConfig = WorkloadConfig()
+    load: LoadConfig = LoadConfig()
+    timeouts: TimeoutConfig = TimeoutConfig()
+    run_dir: Path = Path("runs/locust")

@@ -1,0 +1,115 @@
+"""The per-request record: one typed row per scheduled request, where a failure is data.
+
+`analysis` reads run directories through this schema and nothing else of `loadtest`.
+"""
+
+from __future__ import annotations
+
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import IO, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "REQUESTS_FILE",
+    "STAGES_FILE",
+    "Outcome",
+    "RecordWriter",
+    "RequestRecord",
+    "StageRecord",
+]
+
+REQUESTS_FILE = "requests.jsonl"
+STAGES_FILE = "stages.jsonl"
+
+
+class Outcome(StrEnum):
+    """Every scheduled request ends as exactly one of these (MEASUREMENT.md)."""
+
+    OK = "ok"
+    HTTP_ERROR = "http_error"
+    CONNECT_ERROR = "connect_error"
+    TIMEOUT_CONNECT = "timeout_connect"
+    TIMEOUT_TTFT = "timeout_ttft"
+    TIMEOUT_TOTAL = "timeout_total"
+    TRUNCATED_STREAM = "truncated_stream"
+    MALFORMED_EVENT = "malformed_event"
+    SERVER_ERROR_EVENT = "server_error_event"
+    CANCELLED = "cancelled"
+    NOT_SENT = "not_sent"
+
+
+class RequestRecord(BaseModel):
+    """One request, client side. Timestamps are monotonic nanoseconds of the generator process.
+
+    Derived figures (`ttft_ms`, `tpot_ms`, `e2e_ms`, `itl_ms`) follow MEASUREMENT.md and are
+    filled by `loadtest.timing.derive`; they are None where undefined.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    stage: int
+    mode: Literal["concurrency", "rate"]
+    load: float
+    warmup: bool = False
+    user: int = 0
+    seq: int = 0
+    outcome: Outcome
+    http_status: int | None = None
+    error: str | None = None
+    wall_sent_s: float | None = None
+    scheduled_ns: int
+    sent_ns: int | None = None
+    first_byte_ns: int | None = None
+    first_token_ns: int | None = None
+    last_token_ns: int | None = None
+    end_ns: int | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int = 0
+    token_count_source: Literal["usage", "events"] = "events"
+    events: int = 0
+    schedule_lag_ms: float | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    e2e_ms: float | None = None
+    itl_ms: list[float] = []
+
+
+class StageRecord(BaseModel):
+    """One load stage of one target: its window on both clocks, and (after analysis) validity."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    stage: int
+    mode: Literal["concurrency", "rate"]
+    load: float
+    warmup_s: float
+    start_wall_s: float
+    end_wall_s: float
+    start_ns: int
+    end_ns: int
+    completed: bool = True
+    valid: bool | None = None
+    invalid_reason: str | None = None
+
+
+class RecordWriter:
+    """Appends records as JSON lines and flushes each one, so a killed run loses nothing written."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: IO[str] = path.open("a", encoding="utf-8")
+        self._lock = threading.Lock()
+
+    def write(self, record: BaseModel) -> None:
+        line = record.model_dump_json() + "\n"
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()

@@ -1,0 +1,55 @@
+"""Load profiles as pure functions of run time, testable without Locust.
+
+A concurrency profile is a list of stages; each runs `warmup` seconds (records flagged and
+excluded from statistics) followed by `stage_duration` seconds of measurement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loadtest.config import LoadConfig
+
+__all__ = ["ConcurrencySteps", "StagePlan"]
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    index: int
+    load: float
+    start_s: float
+    measure_start_s: float
+    end_s: float
+
+    @property
+    def users(self) -> int:
+        return int(self.load)
+
+
+class ConcurrencySteps:
+    """Closed-loop stepped concurrency: stage k holds `stages[k]` users with no think time."""
+
+    def __init__(self, load: LoadConfig) -> None:
+        span = load.warmup + load.stage_duration
+        self.stages = [
+            StagePlan(i, float(users), i * span, i * span + load.warmup, (i + 1) * span)
+            for i, users in enumerate(load.stages)
+        ]
+        self.total_s = span * len(self.stages)
+
+    def stage_at(self, run_time_s: float) -> StagePlan | None:
+        """The stage running at `run_time_s`, or None once the profile has ended."""
+        if run_time_s < 0:
+            return self.stages[0]
+        for stage in self.stages:
+            if run_time_s < stage.end_s:
+                return stage
+        return None
+
+    def tick(self, run_time_s: float) -> tuple[int, float] | None:
+        """Locust's shape contract: (users, spawn rate), or None to stop the test."""
+        stage = self.stage_at(run_time_s)
+        if stage is None:
+            return None
+        # Spawn the whole step at once: the warm-up absorbs the ramp.
+        return stage.users, float(max(stage.users, 1) * 10)

@@ -1,0 +1,69 @@
+"""Seeded request generation: token lengths from distributions and synthetic prompts.
+
+A synthetic prompt is N words from a vocabulary of common English words that most
+tokenizers (and the simulators' stand-in tokenizer) encode as one token each, so its token
+count is approximate on a real model. Each prompt is a fresh random draw, so a server's
+prefix cache cannot make repeated prompts look fast.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from loadtest.config import LengthDist, WorkloadConfig
+
+__all__ = ["GenRequest", "RequestFactory", "sample_length"]
+
+_WORDS = (
+    "the of and to in is was for on are with as by at be this from that have or not but "
+    "all were when we there can an your which their if do will each about how up out them "
+    "then she many some so these would other into has more her two like him see time could "
+    "no make than first been its who now people my made over did down only way find use may "
+    "water long little very after words called just where most know get through back much "
+    "before go good new write our used me man too any day same right look think also around "
+    "another came come work three word must because does part even place well such here take "
+    "why things help put years different away again off went old number great tell men say "
+    "small every found still between name should home big give air line set own under read"
+).split()
+
+
+def sample_length(dist: LengthDist, rng: random.Random) -> int:
+    """Draw one token length, clipped to the distribution's [min, max]."""
+    if dist.dist == "fixed":
+        value = dist.mean
+    elif dist.dist == "uniform":
+        value = rng.uniform(dist.min, float(dist.max or dist.min))
+    elif dist.dist == "normal":
+        value = rng.normalvariate(dist.mean, dist.std)
+    else:
+        # Parameterised by the distribution's own mean and std, not the underlying normal's.
+        sigma2 = math.log1p((dist.std / dist.mean) ** 2)
+        mu = math.log(dist.mean) - sigma2 / 2
+        value = rng.lognormvariate(mu, sigma2**0.5)
+    upper = dist.max if dist.max is not None else float("inf")
+    return int(min(max(round(value), dist.min), upper))
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One generation request, independent of the API that will carry it."""
+
+    prompt: str
+    prompt_tokens: int
+    max_tokens: int
+
+
+class RequestFactory:
+    """Produces the seeded sequence of requests for one virtual user (or arrival stream)."""
+
+    def __init__(self, workload: WorkloadConfig, stream_id: int = 0) -> None:
+        self._workload = workload
+        self._rng = random.Random(f"{workload.seed}:{stream_id}")
+
+    def next(self) -> GenRequest:
+        prompt_tokens = sample_length(self._workload.prompt_tokens, self._rng)
+        max_tokens = sample_length(self._workload.output_tokens, self._rng)
+        prompt = " ".join(self._rng.choices(_WORDS, k=prompt_tokens))
+        return GenRequest(prompt=prompt, prompt_tokens=prompt_tokens, max_tokens=max_tokens)

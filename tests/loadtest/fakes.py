@@ -1,0 +1,60 @@
+"""A scripted transport and clock: each line arrives at a chosen nanosecond."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from loadtest.transport import TransportError
+
+
+@dataclass
+class ScriptedClock:
+    now_ns: int = 0
+
+    def __call__(self) -> int:
+        return self.now_ns
+
+
+@dataclass
+class ScriptedResponse:
+    clock: ScriptedClock
+    lines: list[tuple[int, bytes]]
+    status: int = 200
+    body: bytes = b""
+    fail_with: TransportError | None = None
+    closed: bool = False
+
+    def readline(self) -> bytes:
+        if not self.lines:
+            if self.fail_with is not None:
+                raise self.fail_with
+            return b""
+        at_ns, line = self.lines.pop(0)
+        self.clock.now_ns = at_ns
+        return line
+
+    def read(self) -> bytes:
+        return self.body
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@dataclass
+class ScriptedTransport:
+    """Returns `response` after moving the clock to `headers_at_ns`; records what was sent."""
+
+    clock: ScriptedClock
+    response: ScriptedResponse | None
+    headers_at_ns: int = 0
+    error: TransportError | None = None
+    sent: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
+
+    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> ScriptedResponse:
+        self.sent.append((path, body, dict(headers)))
+        if self.error is not None:
+            raise self.error
+        self.clock.now_ns = self.headers_at_ns
+        assert self.response is not None
+        return self.response

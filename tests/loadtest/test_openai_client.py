@@ -1,0 +1,138 @@
+import json
+
+import pytest
+
+from loadtest.clients.openai import OpenAIClient, RequestContext
+from loadtest.config import EndpointSpec, WorkloadConfig
+from loadtest.records import Outcome
+from loadtest.transport import TransportError
+from loadtest.workload import GenRequest
+from tests.loadtest.fakes import ScriptedClock, ScriptedResponse, ScriptedTransport
+
+MS = 1_000_000
+REQUEST = GenRequest(prompt="hello there", prompt_tokens=2, max_tokens=4)
+
+
+def chat_chunk(content: str | None, *, role: bool = False, finish: str | None = None) -> bytes:
+    delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {"content": content or ""}
+    choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [choice]}
+    return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n"
+
+
+def usage_chunk(prompt: int, completion: int) -> bytes:
+    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
+            "choices": [], "usage": {"prompt_tokens": prompt, "total_tokens": prompt + completion,
+                                     "completion_tokens": completion}}
+    return b"data: " + json.dumps(body).encode() + b"\n"
+
+
+def make(lines: list[tuple[int, bytes]], *, mode: str = "concurrency", stack: str = "vllm",
+         **response: object) -> tuple[OpenAIClient, ScriptedTransport, RequestContext]:
+    clock = ScriptedClock(now_ns=10 * MS)
+    transport = ScriptedTransport(clock, ScriptedResponse(clock, lines, **response),  # type: ignore[arg-type]
+                                  headers_at_ns=15 * MS)
+    client = OpenAIClient(transport, EndpointSpec(name="t", stack=stack, model="m"),  # type: ignore[arg-type]
+                          WorkloadConfig(endpoint="chat"), clock_ns=clock, wall_clock=lambda: 1.0)
+    ctx = RequestContext(target="t", stage=0, mode=mode, load=1, scheduled_ns=4 * MS)
+    return client, transport, ctx
+
+
+def vllm_chat_stream() -> list[tuple[int, bytes]]:
+    return [
+        (20 * MS, chat_chunk(None, role=True)),  # role-only first delta: not a token
+        (20 * MS, b"\n"),
+        (50 * MS, chat_chunk("Hello")),
+        (50 * MS, b"\n"),
+        (60 * MS, chat_chunk(" big")),
+        (75 * MS, chat_chunk(" wide")),
+        (90 * MS, chat_chunk(" world", finish="length")),
+        (91 * MS, usage_chunk(7, 4)),
+        (92 * MS, b"data: [DONE]\n"),
+    ]
+
+
+def test_closed_loop_times_from_sent_and_skips_role_delta() -> None:
+    client, transport, ctx = make(vllm_chat_stream())
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is Outcome.OK
+    assert record.ttft_ms == pytest.approx(40.0, abs=1e-6)  # first content at 50, sent at 10
+    assert record.e2e_ms == pytest.approx(82.0, abs=1e-6)
+    assert record.tpot_ms == pytest.approx((90 - 50) / 3, abs=1e-6)
+    assert record.itl_ms == pytest.approx([10.0, 15.0, 15.0], abs=1e-6)
+    assert record.schedule_lag_ms == pytest.approx(6.0)
+    assert (record.output_tokens, record.prompt_tokens, record.token_count_source) == (4, 7, "usage")
+    assert record.events == 4
+    assert transport.response is not None and transport.response.closed
+
+
+def test_open_loop_times_from_scheduled() -> None:
+    client, _, ctx = make(vllm_chat_stream(), mode="rate")
+    record = client.execute(REQUEST, ctx)
+    assert record.ttft_ms == pytest.approx(46.0, abs=1e-6)  # first content at 50, scheduled at 4
+    assert record.e2e_ms == pytest.approx(88.0, abs=1e-6)
+    # e2e == ttft + sum(itl) + the wait for [DONE] after the last token
+    assert record.e2e_ms == pytest.approx(record.ttft_ms + sum(record.itl_ms) + 2.0, abs=1e-6)
+
+
+def test_request_body_pins_output_length_on_vllm_only() -> None:
+    client, transport, ctx = make(vllm_chat_stream())
+    client.execute(REQUEST, ctx)
+    path, body, headers = transport.sent[0]
+    sent = json.loads(body)
+    assert path == "/v1/chat/completions"
+    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["ignore_eos"] is True and sent["min_tokens"] == sent["max_tokens"] == 4
+    assert sent["messages"] == [{"role": "user", "content": "hello there"}]
+    assert "Authorization" not in headers
+    other, transport, ctx = make(vllm_chat_stream(), stack="other")
+    other.execute(REQUEST, ctx)
+    assert "ignore_eos" not in json.loads(transport.sent[0][1])
+
+
+def test_token_count_falls_back_to_events_without_usage() -> None:
+    lines = [line for line in vllm_chat_stream() if b'"usage"' not in line[1]]
+    client, _, ctx = make(lines)
+    record = client.execute(REQUEST, ctx)
+    assert (record.output_tokens, record.token_count_source) == (4, "events")
+
+
+@pytest.mark.parametrize(
+    ("lines", "extra", "outcome"),
+    [
+        ([(50 * MS, chat_chunk("Hi"))], {}, Outcome.TRUNCATED_STREAM),
+        ([(50 * MS, b"data: {not json\n")], {}, Outcome.MALFORMED_EVENT),
+        ([(50 * MS, b'data: {"error":{"message":"boom","code":500}}\n'), (51 * MS, b"data: [DONE]\n")],
+         {}, Outcome.SERVER_ERROR_EVENT),
+        ([], {"status": 429, "body": b'{"error":{"message":"slow down"}}'}, Outcome.HTTP_ERROR),
+        ([], {"fail_with": TransportError("timeout", "read timed out")}, Outcome.TIMEOUT_TTFT),
+        ([(50 * MS, chat_chunk("Hi"))], {"fail_with": TransportError("timeout", "t")},
+         Outcome.TIMEOUT_TOTAL),
+    ],
+)
+def test_failures_are_outcomes(lines: list[tuple[int, bytes]], extra: dict[str, object],
+                               outcome: Outcome) -> None:
+    client, _, ctx = make(lines, **extra)
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is outcome
+    assert record.e2e_ms is None
+
+
+def test_connect_error_is_an_outcome() -> None:
+    client, transport, ctx = make([])
+    transport.error = TransportError("connect", "refused")
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is Outcome.CONNECT_ERROR
+    assert record.error == "refused" and record.first_byte_ns is None
+
+
+def test_api_key_comes_from_environment_and_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QB_TEST_KEY", "sekrit")
+    clock = ScriptedClock()
+    transport = ScriptedTransport(clock, ScriptedResponse(clock, vllm_chat_stream()))
+    client = OpenAIClient(transport, EndpointSpec(model="m", api_key_env="QB_TEST_KEY"),
+                          WorkloadConfig(), clock_ns=clock)
+    record = client.execute(REQUEST, RequestContext("t", 0, "concurrency", 1, 0))
+    assert transport.sent[0][2]["Authorization"] == "Bearer sekrit"
+    assert "sekrit" not in record.model_dump_json()
