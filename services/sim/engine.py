@@ -1,0 +1,377 @@
+"""Engine models of the simulator: when each generated token of each request is due.
+
+`BatchingEngine` imitates vLLM's continuous batching with chunked prefill, so latency rises and
+throughput saturates with load; `FixedEngine` gives exact ground-truth latencies for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from services.sim.config import EngineProfile
+
+__all__ = [
+    "BatchingEngine",
+    "Clock",
+    "EngineObserver",
+    "FinishEvent",
+    "FinishReason",
+    "FixedEngine",
+    "NullObserver",
+    "SimEngine",
+    "SimSequence",
+    "Sleep",
+    "TokenEvent",
+]
+
+FinishReason = Literal["stop", "length", "abort", "error", "repetition"]
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenEvent:
+    """`n_tokens` new tokens, produced at clock time `due`."""
+
+    due: float
+    n_tokens: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class FinishEvent:
+    """The sequence ended (always the last event on its queue)."""
+
+    reason: FinishReason
+    at: float
+
+
+@dataclass(eq=False)
+class SimSequence:
+    """One request inside the engine: its token queue and timestamps (engine clock, seconds)."""
+
+    seq_id: int
+    prompt_tokens: int
+    max_tokens: int
+    arrival: float
+    events: asyncio.Queue[TokenEvent | FinishEvent] = field(default_factory=asyncio.Queue)
+    admitted: float | None = None
+    first_token: float | None = None
+    last_token: float | None = None
+    finished: float | None = None
+    finished_reason: FinishReason | None = None
+    prefilled: int = 0
+    generated: int = 0
+
+    def __aiter__(self) -> AsyncIterator[TokenEvent]:
+        """Token events until the finish marker; `finished_reason` is set afterwards."""
+        return self._tokens()
+
+    async def _tokens(self) -> AsyncIterator[TokenEvent]:
+        while True:
+            event = await self.events.get()
+            if isinstance(event, FinishEvent):
+                return
+            yield event
+
+
+class EngineObserver(Protocol):
+    """Hooks the metrics exporter implements; all times in seconds of the engine clock."""
+
+    def on_queued(self, seq: SimSequence) -> None: ...
+    def on_admitted(self, seq: SimSequence, queue_time_s: float) -> None: ...
+    def on_first_token(self, seq: SimSequence, ttft_s: float) -> None: ...
+    def on_token(self, seq: SimSequence, gap_s: float) -> None: ...
+    def on_finished(self, seq: SimSequence, reason: FinishReason) -> None: ...
+    def on_step(self, scheduled_tokens: int) -> None: ...
+    def on_gauges(self, running: int, waiting: int, kv_usage: float) -> None: ...
+
+
+class NullObserver:
+    """An observer that records nothing."""
+
+    def on_queued(self, seq: SimSequence) -> None:
+        pass
+
+    def on_admitted(self, seq: SimSequence, queue_time_s: float) -> None:
+        pass
+
+    def on_first_token(self, seq: SimSequence, ttft_s: float) -> None:
+        pass
+
+    def on_token(self, seq: SimSequence, gap_s: float) -> None:
+        pass
+
+    def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
+        pass
+
+    def on_step(self, scheduled_tokens: int) -> None:
+        pass
+
+    def on_gauges(self, running: int, waiting: int, kv_usage: float) -> None:
+        pass
+
+
+class SimEngine(ABC):
+    """Common interface: `submit` a request, read its events, `abort` it, `aclose` at exit.
+
+    The simulator always generates exactly `max_tokens` tokens (finish reason "length").
+    """
+
+    # asyncio timers fire up to 1 ms late (epoll rounds timeouts up to whole milliseconds), so
+    # waking half of that early centres real delivery on the due time; `due` stays exact.
+    timer_slack_s = 0.0005
+
+    def __init__(
+        self, observer: EngineObserver | None, clock: Clock | None, sleep: Sleep | None
+    ) -> None:
+        self._observer: EngineObserver = observer or NullObserver()
+        self._clock = clock  # None: the running loop's time(), resolved on first use
+        self._sleep: Sleep = sleep or asyncio.sleep
+        self._next_id = 0
+        self._closed = False
+
+    def now(self) -> float:
+        """The engine clock (seconds)."""
+        if self._clock is None:
+            self._clock = asyncio.get_running_loop().time
+        return self._clock()
+
+    def submit(
+        self, prompt_tokens: int, max_tokens: int, arrival: float | None = None
+    ) -> SimSequence:
+        """Queue a request (from inside the running loop); `arrival` defaults to now.
+
+        Pass the time the request reached the frontend, as vLLM measures TTFT from there.
+        """
+        if prompt_tokens < 1 or max_tokens < 1:
+            raise ValueError("prompt_tokens and max_tokens must be >= 1")
+        if self._closed:
+            raise RuntimeError("engine is closed")
+        now = self.now()
+        arrival = now if arrival is None else min(arrival, now)
+        seq = SimSequence(self._next_id, prompt_tokens, max_tokens, arrival=arrival)
+        self._next_id += 1
+        self._observer.on_queued(seq)
+        self._enqueue(seq)
+        return seq
+
+    def abort(self, seq: SimSequence) -> None:
+        """Stop a request (client went away); a finished one is left alone."""
+        if seq.finished_reason is None:
+            self._finish(seq, "abort", self.now())
+            self._report_gauges()
+
+    async def aclose(self) -> None:
+        """Stop background work and abort every live request."""
+        self._closed = True
+        await self._stop()
+        for seq in list(self._live()):
+            self.abort(seq)
+
+    async def _sleep_until(self, due: float) -> None:
+        await self._sleep(max(0.0, due - self.now() - self.timer_slack_s))
+
+    def _emit(self, seq: SimSequence, due: float) -> None:
+        seq.generated += 1
+        if seq.first_token is None:
+            seq.first_token = due
+            self._observer.on_first_token(seq, due - seq.arrival)
+        else:
+            assert seq.last_token is not None
+            self._observer.on_token(seq, due - seq.last_token)
+        seq.last_token = due
+        seq.events.put_nowait(TokenEvent(due))
+        if seq.generated >= seq.max_tokens:
+            self._finish(seq, "length", due)
+
+    def _finish(self, seq: SimSequence, reason: FinishReason, at: float) -> None:
+        seq.finished_reason = reason
+        seq.finished = at
+        self._release(seq)
+        seq.events.put_nowait(FinishEvent(reason, at))
+        self._observer.on_finished(seq, reason)
+
+    @abstractmethod
+    def _enqueue(self, seq: SimSequence) -> None: ...
+
+    @abstractmethod
+    def _release(self, seq: SimSequence) -> None: ...
+
+    @abstractmethod
+    def _live(self) -> Iterable[SimSequence]: ...
+
+    @abstractmethod
+    async def _stop(self) -> None: ...
+
+    @abstractmethod
+    def _report_gauges(self) -> None: ...
+
+
+class FixedEngine(SimEngine):
+    """No batching: token k (0-based) of every request is due at arrival + ttft + k * itl."""
+
+    def __init__(
+        self,
+        ttft_ms: float,
+        itl_ms: float,
+        observer: EngineObserver | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        super().__init__(observer, clock, sleep)
+        self._ttft_s = ttft_ms / 1000.0
+        self._itl_s = itl_ms / 1000.0
+        self._tasks: dict[SimSequence, asyncio.Task[None]] = {}
+
+    def _enqueue(self, seq: SimSequence) -> None:
+        seq.admitted = seq.arrival
+        self._observer.on_admitted(seq, 0.0)
+        self._tasks[seq] = asyncio.get_running_loop().create_task(self._generate(seq))
+        self._report_gauges()
+
+    async def _generate(self, seq: SimSequence) -> None:
+        first_due = seq.arrival + self._ttft_s
+        for k in range(seq.max_tokens):
+            due = first_due + k * self._itl_s  # absolute deadlines: no drift
+            await self._sleep_until(due)
+            seq.prefilled = seq.prompt_tokens
+            self._observer.on_step(seq.prompt_tokens + 1 if k == 0 else 1)
+            self._emit(seq, due)
+        self._report_gauges()
+
+    def _release(self, seq: SimSequence) -> None:
+        task = self._tasks.pop(seq, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    def _live(self) -> Iterable[SimSequence]:
+        return self._tasks.keys()
+
+    async def _stop(self) -> None:
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _report_gauges(self) -> None:
+        self._observer.on_gauges(len(self._tasks), 0, 0.0)
+
+
+class BatchingEngine(SimEngine):
+    """vLLM-style continuous batching with chunked prefill, one step loop on absolute deadlines.
+
+    Admission is FIFO while fewer than `max_num_seqs` run and the KV reservation (prompt +
+    max_tokens per sequence) fits `kv_cache_tokens`; nothing is preempted.
+    """
+
+    def __init__(
+        self,
+        profile: EngineProfile,
+        observer: EngineObserver | None = None,
+        clock: Clock | None = None,
+        sleep: Sleep | None = None,
+    ) -> None:
+        super().__init__(observer, clock, sleep)
+        self._profile = profile
+        self._waiting: deque[SimSequence] = deque()
+        self._running: dict[SimSequence, None] = {}  # insertion-ordered set
+        self._reserved_tokens = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def profile(self) -> EngineProfile:
+        return self._profile
+
+    def _enqueue(self, seq: SimSequence) -> None:
+        self._waiting.append(seq)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._step_loop())
+        self._wake.set()
+        self._report_gauges()
+
+    async def _step_loop(self) -> None:
+        start = self.now()
+        while True:
+            if not self._running and not self._waiting:
+                self._wake.clear()
+                await self._wake.wait()
+                start = self.now()
+            end, decoding, chunks = self._schedule(start)
+            await self._sleep_until(end)
+            self._complete(end, decoding, chunks)
+            start = end  # back to back: the next step starts when this one ends
+
+    def _schedule(
+        self, start: float
+    ) -> tuple[float, list[SimSequence], list[tuple[SimSequence, int]]]:
+        p = self._profile
+        decoding = [s for s in self._running if s.generated > 0]
+        budget = p.max_num_batched_tokens - len(decoding)  # one token per decoding sequence
+        chunks: list[tuple[SimSequence, int]] = []
+        for seq in self._running:
+            if seq.generated == 0 and budget > 0:
+                n = min(budget, seq.prompt_tokens - seq.prefilled)
+                chunks.append((seq, n))
+                budget -= n
+        while self._waiting and budget > 0 and len(self._running) < p.max_num_seqs:
+            seq = self._waiting[0]
+            need = seq.prompt_tokens + seq.max_tokens
+            if self._running and self._reserved_tokens + need > p.kv_cache_tokens:
+                break  # FIFO: the head waits for KV space, nobody overtakes it
+            self._waiting.popleft()
+            self._running[seq] = None
+            self._reserved_tokens += need
+            seq.admitted = max(start, seq.arrival)
+            self._observer.on_admitted(seq, seq.admitted - seq.arrival)
+            n = min(budget, seq.prompt_tokens)
+            chunks.append((seq, n))
+            budget -= n
+        for seq, n in chunks:
+            seq.prefilled += n
+        prefill_tokens = sum(n for _, n in chunks)
+        step_ms = (
+            p.decode_step_base_ms
+            + p.decode_step_per_seq_ms * len(decoding)
+            + p.prefill_ms_per_token * prefill_tokens
+        )
+        return start + step_ms / 1000.0, decoding, chunks
+
+    def _complete(
+        self, end: float, decoding: list[SimSequence], chunks: list[tuple[SimSequence, int]]
+    ) -> None:
+        for seq in decoding:
+            if seq.finished_reason is None:
+                self._emit(seq, end)
+        for seq, _ in chunks:
+            if seq.finished_reason is None and seq.prefilled >= seq.prompt_tokens:
+                self._emit(seq, end)  # prefill completed in this step: first token
+        self._observer.on_step(len(decoding) + sum(n for _, n in chunks))
+        self._report_gauges()
+
+    def _release(self, seq: SimSequence) -> None:
+        if seq in self._running:
+            del self._running[seq]
+            self._reserved_tokens -= seq.prompt_tokens + seq.max_tokens
+        elif seq in self._waiting:
+            self._waiting.remove(seq)
+
+    def _live(self) -> Iterable[SimSequence]:
+        return [*self._running, *self._waiting]
+
+    async def _stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def _report_gauges(self) -> None:
+        used = sum(s.prefilled + s.generated for s in self._running)
+        kv_usage = min(1.0, used / self._profile.kv_cache_tokens)
+        self._observer.on_gauges(len(self._running), len(self._waiting), kv_usage)

@@ -1,0 +1,73 @@
+"""Engine profiles by name: one YAML per stack x quantization, one entry per GPU.
+
+Files live in `profiles/` (package data); an unknown name raises `SimConfigError` listing the
+valid ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from services.sim.config import EngineProfile
+from services.sim.errors import SimConfigError
+
+__all__ = ["available_profiles", "load_profile"]
+
+_SHARED_KEYS = ("source", "description")
+
+
+def _profile_dir() -> Any:
+    return resources.files("services.sim").joinpath("profiles")
+
+
+@functools.cache
+def _read(stack: str, quant: str) -> dict[str, Any]:
+    path = _profile_dir().joinpath(f"{stack}-{quant}.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SimConfigError(f"profile {stack}-{quant}.yaml is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("gpus"), dict):
+        raise SimConfigError(f"profile {stack}-{quant}.yaml needs a top-level 'gpus:' mapping")
+    return data
+
+
+def available_profiles() -> list[tuple[str, str, list[str]]]:
+    """Every (stack, quant, gpus) triple that has a profile file, sorted."""
+    found = []
+    for entry in _profile_dir().iterdir():
+        name = entry.name
+        if not name.endswith(".yaml") or "-" not in name:
+            continue
+        stack, quant = name.removesuffix(".yaml").split("-", 1)
+        found.append((stack, quant, sorted(_read(stack, quant)["gpus"])))
+    return sorted(found)
+
+
+def load_profile(stack: str, quant: str, gpu: str) -> EngineProfile:
+    """The engine profile of `stack` serving a `quant` model on `gpu`."""
+    known = available_profiles()
+    if stack not in {s for s, _, _ in known}:
+        valid = ", ".join(sorted({s for s, _, _ in known}))
+        raise SimConfigError(f"unknown simulated stack {stack!r}; valid: {valid}")
+    quants = {q: gpus for s, q, gpus in known if s == stack}
+    if quant not in quants:
+        raise SimConfigError(
+            f"no {stack} profile for quant {quant!r}; valid: {', '.join(sorted(quants))}"
+        )
+    if gpu not in quants[quant]:
+        raise SimConfigError(
+            f"no {stack}-{quant} profile for gpu {gpu!r}; valid: {', '.join(quants[quant])}"
+        )
+    data = _read(stack, quant)
+    fields = {key: data[key] for key in _SHARED_KEYS if key in data}
+    fields.update(data["gpus"][gpu])
+    try:
+        return EngineProfile.model_validate(fields)
+    except ValidationError as exc:
+        raise SimConfigError(f"profile {stack}-{quant}.yaml gpus.{gpu}: {exc}") from exc

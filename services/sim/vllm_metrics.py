@@ -1,0 +1,182 @@
+"""vLLM 0.33 Prometheus metrics, fed by the engine observer hooks.
+
+Names, labels (`model_name`, `engine`) and default bucket bounds follow vLLM 0.33
+`v1/metrics/loggers.py` and `v1/metrics/buckets.py` (STACKS.md section 1.4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.gc_collector import GCCollector
+
+from services.sim.engine import FinishReason, SimSequence
+
+__all__ = [
+    "FINISH_REASONS",
+    "ITERATION_BUCKETS",
+    "ITL_BUCKETS",
+    "REQUEST_LATENCY_BUCKETS",
+    "TTFT_BUCKETS",
+    "VllmMetrics",
+    "token_buckets",
+]
+
+# Default bucket families of vLLM 0.33 (v1/metrics/buckets.py, copied into STACKS.md 1.4).
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+    0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
+    30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+ITERATION_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+FINISH_REASONS: tuple[FinishReason, ...] = ("stop", "length", "abort", "error", "repetition")
+
+
+def token_buckets(max_value: int) -> list[float]:
+    """vLLM's 1-2-5 series up to `max_value` (4096 -> 1, 2, 5, ..., 1000, 2000)."""
+    out: list[float] = []
+    exponent = 1
+    while True:
+        for mantissa in (1, 2, 5):
+            value = mantissa * exponent
+            if value > max_value:
+                return out
+            out.append(value)
+        exponent *= 10
+
+
+_HISTOGRAMS: dict[str, tuple[str, str, str]] = {  # key: (name, bucket family, help)
+    "ttft": ("vllm:time_to_first_token_seconds", "ttft", "Time to first token in seconds."),
+    "itl": ("vllm:inter_token_latency_seconds", "itl", "Inter-token latency in seconds."),
+    "tpot": (
+        "vllm:request_time_per_output_token_seconds",
+        "itl",
+        "Mean time per output token of each finished request, in seconds.",
+    ),
+    "e2e": ("vllm:e2e_request_latency_seconds", "req", "End-to-end request latency in seconds."),
+    "queue": ("vllm:request_queue_time_seconds", "req", "Time spent in WAITING phase."),
+    "prefill": ("vllm:request_prefill_time_seconds", "req", "Time spent in PREFILL phase."),
+    "decode": ("vllm:request_decode_time_seconds", "req", "Time spent in DECODE phase."),
+    "inference": ("vllm:request_inference_time_seconds", "req", "Time spent in RUNNING phase."),
+    "req_prompt": ("vllm:request_prompt_tokens", "tok", "Prefill tokens of each request."),
+    "req_gen": ("vllm:request_generation_tokens", "tok", "Generated tokens of each request."),
+    "req_max": ("vllm:request_params_max_tokens", "tok", "The max_tokens request parameter."),
+    "iteration": ("vllm:iteration_tokens_total", "iter", "Number of tokens per engine step."),
+}
+_GAUGES = {
+    "running": ("vllm:num_requests_running", "Number of requests in model execution batches."),
+    "waiting": ("vllm:num_requests_waiting", "Number of requests waiting to be processed."),
+    "kv_usage": ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage."),
+}
+_COUNTERS = {
+    "prompt": ("vllm:prompt_tokens", "Number of prefill tokens processed."),
+    "generation": ("vllm:generation_tokens", "Number of generation tokens processed."),
+    "preemptions": ("vllm:num_preemptions", "Cumulative number of preemptions."),
+}
+
+
+class VllmMetrics:
+    """The engine observer that exports vLLM's series into an injected (per-server) registry.
+
+    Also registers process, platform and GC collectors there, as vLLM's default registry has.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        model_name: str,
+        engine: str = "0",
+        *,
+        max_model_len: int = 4096,
+    ) -> None:
+        ProcessCollector(registry=registry)
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        names, values = ("model_name", "engine"), (model_name, engine)
+        buckets: dict[str, Sequence[float]] = {
+            "ttft": TTFT_BUCKETS,
+            "itl": ITL_BUCKETS,
+            "req": REQUEST_LATENCY_BUCKETS,
+            "tok": token_buckets(max_model_len),
+            "iter": ITERATION_BUCKETS,
+        }
+        self._h = {
+            key: Histogram(name, doc, names, registry=registry, buckets=buckets[family]).labels(
+                *values
+            )
+            for key, (name, family, doc) in _HISTOGRAMS.items()
+        }
+        self._g = {
+            key: Gauge(name, doc, names, registry=registry).labels(*values)
+            for key, (name, doc) in _GAUGES.items()
+        }
+        self._c = {
+            key: Counter(name, doc, names, registry=registry).labels(*values)
+            for key, (name, doc) in _COUNTERS.items()
+        }
+        success = Counter(
+            "vllm:request_success",
+            "Count of finished requests, by finish reason (aborts included).",
+            [*names, "finished_reason"],
+            registry=registry,
+        )
+        # Children exist from the start, as in vLLM, so every reason is exported as 0.
+        self._success = {reason: success.labels(*values, reason) for reason in FINISH_REASONS}
+
+    def on_queued(self, seq: SimSequence) -> None:
+        pass
+
+    def on_admitted(self, seq: SimSequence, queue_time_s: float) -> None:
+        self._h["queue"].observe(queue_time_s)
+
+    def on_first_token(self, seq: SimSequence, ttft_s: float) -> None:
+        self._h["ttft"].observe(ttft_s)
+        self._c["prompt"].inc(seq.prompt_tokens)
+        self._c["generation"].inc()
+
+    def on_token(self, seq: SimSequence, gap_s: float) -> None:
+        self._h["itl"].observe(gap_s)
+        self._c["generation"].inc()
+
+    def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
+        """Every finished request counts; aborted ones get e2e and token counts only."""
+        self._success[reason].inc()
+        end = seq.last_token if reason != "abort" and seq.last_token is not None else seq.finished
+        if end is not None:
+            self._h["e2e"].observe(end - seq.arrival)
+        self._h["req_prompt"].observe(seq.prompt_tokens)
+        self._h["req_gen"].observe(seq.generated)
+        self._h["req_max"].observe(seq.max_tokens)
+        if reason == "abort" or None in (seq.admitted, seq.first_token, seq.last_token):
+            return
+        assert seq.admitted is not None and seq.first_token is not None
+        assert seq.last_token is not None
+        decode_s = seq.last_token - seq.first_token
+        self._h["prefill"].observe(seq.first_token - seq.admitted)
+        self._h["decode"].observe(decode_s)
+        self._h["inference"].observe(seq.last_token - seq.admitted)
+        if seq.generated > 1:
+            self._h["tpot"].observe(decode_s / (seq.generated - 1))
+
+    def on_step(self, scheduled_tokens: int) -> None:
+        self._h["iteration"].observe(scheduled_tokens)
+
+    def on_gauges(self, running: int, waiting: int, kv_usage: float) -> None:
+        self._g["running"].set(running)
+        self._g["waiting"].set(waiting)
+        self._g["kv_usage"].set(kv_usage)

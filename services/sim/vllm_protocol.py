@@ -1,0 +1,237 @@
+"""vLLM's OpenAI-compatible wire format: request models and byte-exact response bodies.
+
+Key order, and which keys are absent rather than null, follow vLLM 0.33 (STACKS.md 1.1-1.3).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.sim.tokens import chat_prompt_tokens, count_tokens
+
+__all__ = [
+    "DONE",
+    "ChatCompletionRequest",
+    "CompletionRequest",
+    "TokenizeRequest",
+    "chat_chunk",
+    "chat_pairs",
+    "chat_response",
+    "completion_chunk",
+    "completion_response",
+    "error_body",
+    "models_body",
+    "response_head",
+    "sse",
+    "usage",
+    "usage_chunk",
+]
+
+DONE = b"data: [DONE]\n\n"
+_Json = dict[str, Any]
+
+
+def sse(obj: _Json) -> bytes:
+    """One server-sent event, framed as vLLM does: `data: <compact json>\\n\\n`."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _Lenient(BaseModel):
+    # vLLM ignores (and logs) unknown request fields rather than rejecting them.
+    model_config = ConfigDict(extra="ignore")
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool | None = False
+    continuous_usage_stats: bool | None = False
+
+
+class _GenerateRequest(_Lenient):
+    model: str | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    n: int = Field(1, ge=1, le=1, description="the simulator returns one choice")
+    # Accepted for compatibility; the simulator never stops early, so it always generates
+    # exactly max_tokens tokens and finishes with "length", as with ignore_eos=true.
+    min_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = False
+
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self) -> _GenerateRequest:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("Stream options can only be defined when `stream=True`.")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    @property
+    def continuous_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.continuous_usage_stats)
+
+
+class CompletionRequest(_GenerateRequest):
+    prompt: str | list[int]
+
+    def prompt_tokens(self) -> int:
+        return len(self.prompt) if isinstance(self.prompt, list) else count_tokens(self.prompt)
+
+
+class _ContentPart(_Lenient):
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(_Lenient):
+    role: str
+    content: str | list[_ContentPart] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(part.text or "" for part in self.content)
+        return self.content or ""
+
+
+def chat_pairs(messages: list[ChatMessage]) -> list[tuple[str, str]]:
+    """(role, text) of each message, the input of the stand-in chat template."""
+    return [(m.role, m.text()) for m in messages]
+
+
+class ChatCompletionRequest(_GenerateRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def prompt_tokens(self) -> int:
+        return chat_prompt_tokens(chat_pairs(self.messages))
+
+
+class TokenizeRequest(_Lenient):
+    model: str | None = None
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+    add_special_tokens: bool = True
+    return_token_strs: bool | None = False
+
+    @model_validator(mode="after")
+    def _prompt_or_messages(self) -> TokenizeRequest:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("exactly one of `prompt` or `messages` is required")
+        return self
+
+
+def response_head(id_prefix: str, obj: str, model: str) -> _Json:
+    """The leading keys shared by every chunk of one response."""
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": obj,
+        "created": int(time.time()),
+        "model": model,
+    }
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> _Json:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens": completion_tokens,
+    }
+
+
+def completion_chunk(
+    head: _Json, text: str, finish_reason: str | None, usage: _Json | None = None
+) -> _Json:
+    choice = {
+        "index": 0,
+        "text": text,
+        "logprobs": None,
+        "finish_reason": finish_reason,
+        "stop_reason": None,
+    }
+    chunk = {**head, "choices": [choice]}
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def chat_chunk(
+    head: _Json, delta: _Json, finish_reason: str | None, usage: _Json | None = None
+) -> _Json:
+    """A chat delta; `stop_reason` appears only on the last content chunk, as in vLLM."""
+    choice: _Json = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    if finish_reason is not None:
+        choice["stop_reason"] = None
+    chunk = {**head, "choices": [choice]}
+    if usage is not None:
+        chunk["usage"] = usage
+    return chunk
+
+
+def usage_chunk(head: _Json, usage: _Json) -> _Json:
+    return {**head, "choices": [], "usage": usage}
+
+
+def _full_usage(usage: _Json) -> _Json:
+    return {**usage, "prompt_tokens_details": None}
+
+
+def completion_response(head: _Json, text: str, finish_reason: str, usage: _Json) -> _Json:
+    choice = {
+        "index": 0,
+        "text": text,
+        "logprobs": None,
+        "finish_reason": finish_reason,
+        "stop_reason": None,
+        "prompt_logprobs": None,
+    }
+    return {**head, "choices": [choice], "usage": _full_usage(usage)}
+
+
+def chat_response(head: _Json, text: str, finish_reason: str, usage: _Json) -> _Json:
+    message: _Json = {"role": "assistant", "content": text, "refusal": None, "tool_calls": []}
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": finish_reason,
+        "stop_reason": None,
+    }
+    return {**head, "choices": [choice], "usage": _full_usage(usage), "prompt_logprobs": None}
+
+
+def error_body(message: str, err_type: str, code: int, param: str | None = None) -> _Json:
+    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+def models_body(model: str, max_model_len: int, created: int) -> _Json:
+    permission = {
+        "id": f"modelperm-{uuid.uuid4().hex}",
+        "object": "model_permission",
+        "created": created,
+        "allow_create_engine": False,
+        "allow_sampling": True,
+        "allow_logprobs": True,
+        "allow_search_indices": False,
+        "allow_view": True,
+        "allow_fine_tuning": False,
+        "organization": "*",
+        "group": None,
+        "is_blocking": False,
+    }
+    card = {
+        "id": model,
+        "object": "model",
+        "created": created,
+        "owned_by": "vllm",
+        "root": model,
+        "parent": None,
+        "max_model_len": max_model_len,
+        "permission": [permission],
+    }
+    return {"object": "list", "data": [card]}

@@ -1,0 +1,67 @@
+"""Profiles, settings and the stand-in tokenizer."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from pydantic import ValidationError
+
+from services.sim import SimConfigError, SimSettings, available_profiles, load_profile
+from services.sim.tokens import chat_prompt_tokens, chat_token_ids, count_tokens, words
+
+
+def _step_ms(stack: str, quant: str, batch: int) -> float:
+    p = load_profile(stack, quant, "h100")
+    return p.decode_step_base_ms + p.decode_step_per_seq_ms * batch
+
+
+def test_available_profiles_lists_the_vllm_quants() -> None:
+    found = {(stack, quant): gpus for stack, quant, gpus in available_profiles()}
+    for quant in ("awq", "gptq", "fp16"):
+        assert "h100" in found["vllm", quant]
+
+
+def test_profiles_are_plausible_for_an_8b_model_on_h100() -> None:
+    fp16, awq, gptq = (load_profile("vllm", q, "h100") for q in ("fp16", "awq", "gptq"))
+    # 4-bit reads fewer weight bytes per step but pays for dequantisation per sequence.
+    assert awq.decode_step_base_ms < gptq.decode_step_base_ms < fp16.decode_step_base_ms
+    assert fp16.decode_step_per_seq_ms < awq.decode_step_per_seq_ms
+    assert awq.decode_step_per_seq_ms != gptq.decode_step_per_seq_ms
+    for quant in ("fp16", "awq", "gptq"):
+        assert 15.0 <= _step_ms("vllm", quant, 64) <= 25.0
+    for p in (fp16, awq, gptq):
+        assert 0.05 <= p.prefill_ms_per_token <= 0.1
+        assert "simulated" in p.source.lower()
+
+
+@pytest.mark.parametrize(
+    ("args", "listed"),
+    [
+        (("tgi", "awq", "h100"), "vllm"),
+        (("vllm", "exl2", "h100"), "awq, fp16, gptq"),
+        (("vllm", "awq", "b200"), "h100"),
+    ],
+)
+def test_unknown_names_list_the_valid_choices(args: tuple[str, str, str], listed: str) -> None:
+    with pytest.raises(SimConfigError, match=listed):
+        load_profile(*args)
+
+
+def test_settings_forbid_unknown_keys_and_derive_the_model_name() -> None:
+    assert SimSettings().served_model_name == "sim/llama-3.1-8b-instruct-awq"
+    assert SimSettings(quant="gptq").served_model_name == "sim/llama-3.1-8b-instruct-gptq"
+    assert SimSettings(model="m").served_model_name == "m"
+    with pytest.raises(ValidationError):
+        SimSettings.model_validate({"qaunt": "awq"})
+    with pytest.raises(ValidationError):
+        SimSettings.model_validate({"stack": "tensorrt"})
+
+
+def test_stand_in_tokenizer() -> None:
+    assert count_tokens("Hello, world!") == 4
+    assert count_tokens("") == 0
+    messages = [("system", "Be brief."), ("user", "Hi there")]
+    assert chat_prompt_tokens(messages) == len(chat_token_ids(messages)) == 3 + 2 * 4 + 5
+    assert list(itertools.islice(words(7), 5)) == list(itertools.islice(words(7), 5))
+    assert all(w.startswith(" ") and " " not in w[1:] for w in itertools.islice(words(1), 50))

@@ -1,0 +1,200 @@
+"""The vLLM wire format, byte for byte, against an in-process app."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+from prometheus_client import CollectorRegistry
+
+from services.sim.tokens import words
+
+MODEL = "sim/llama-3.1-8b-instruct-awq"
+Client = TestClient[Any, Any]
+
+
+def _events(body: bytes) -> list[bytes]:
+    assert body.endswith(b"\n\n"), body[-40:]
+    return [e + b"\n\n" for e in body[:-2].split(b"\n\n")]
+
+
+def _head(event: bytes) -> tuple[str, int]:
+    obj = json.loads(event.removeprefix(b"data: "))
+    return obj["id"], obj["created"]
+
+
+def test_completions_stream_bytes(with_client: Any) -> None:
+    async def fn(client: Client, _: CollectorRegistry) -> tuple[str, bytes]:
+        body = {"model": MODEL, "prompt": "Say hi", "max_tokens": 3, "stream": True}
+        body["stream_options"] = {"include_usage": True}
+        resp = await client.post("/v1/completions", json=body)
+        assert resp.status == 200
+        return resp.headers["Content-Type"], await resp.read()
+
+    content_type, body = with_client(fn)
+    assert content_type.startswith("text/event-stream")
+    events = _events(body)
+    cid, created = _head(events[0])
+    assert cid.startswith("cmpl-") and len(cid) == 5 + 32
+    head = f'{{"id":"{cid}","object":"text_completion","created":{created},"model":"{MODEL}"'
+    w = list(itertools.islice(words(0), 3))
+    expected = [
+        *(
+            f'data: {head},"choices":[{{"index":0,"text":"{w[k]}","logprobs":null,'
+            f'"finish_reason":{fin},"stop_reason":null}}]}}\n\n'
+            for k, fin in enumerate(["null", "null", '"length"'])
+        ),
+        f'data: {head},"choices":[],"usage":{{"prompt_tokens":2,"total_tokens":5,'
+        '"completion_tokens":3}}\n\n',
+        "data: [DONE]\n\n",
+    ]
+    assert [e.decode() for e in events] == expected
+
+
+def test_chat_stream_bytes(with_client: Any) -> None:
+    async def fn(client: Client, _: CollectorRegistry) -> bytes:
+        body = {
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_completion_tokens": 2,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        resp = await client.post("/v1/chat/completions", json=body)
+        assert resp.status == 200
+        return await resp.read()
+
+    events = _events(with_client(fn))
+    cid, created = _head(events[0])
+    assert cid.startswith("chatcmpl-") and len(cid) == 9 + 32
+    head = f'{{"id":"{cid}","object":"chat.completion.chunk","created":{created},"model":"{MODEL}"'
+    w = list(itertools.islice(words(0), 2))
+    choice = '"choices":[{"index":0,"delta":'
+    expected = [
+        f'data: {head},{choice}{{"role":"assistant","content":""}},"logprobs":null,'
+        '"finish_reason":null}]}\n\n',
+        f'data: {head},{choice}{{"content":"{w[0]}"}},"logprobs":null,'
+        '"finish_reason":null}]}\n\n',
+        f'data: {head},{choice}{{"content":"{w[1]}"}},"logprobs":null,"finish_reason":"length",'
+        '"stop_reason":null}]}\n\n',
+        # prompt: 2 template tokens x 1 message + 1 word + 3 for the assistant header = 8
+        f'data: {head},"choices":[],"usage":{{"prompt_tokens":8,"total_tokens":10,'
+        '"completion_tokens":2}}\n\n',
+        "data: [DONE]\n\n",
+    ]
+    assert [e.decode() for e in events] == expected
+    assert all(b'"usage"' not in e for e in events[:-2]), "usage is absent, not null, elsewhere"
+
+
+def test_non_stream_responses_and_defaults(with_client: Any) -> None:
+    async def fn(client: Client, _: CollectorRegistry) -> tuple[Any, Any]:
+        resp = await client.post("/v1/completions", json={"prompt": "one two three"})
+        assert resp.status == 200 and resp.content_type == "application/json"
+        completion = await resp.json()
+        chat_body = {"model": MODEL, "messages": [{"role": "user", "content": "x"}]}
+        resp = await client.post("/v1/chat/completions", json=chat_body | {"max_tokens": 4})
+        return completion, await resp.json()
+
+    completion, chat = with_client(fn)
+    assert completion["object"] == "text_completion"
+    assert completion["usage"]["completion_tokens"] == 16, "completions default max_tokens=16"
+    assert completion["choices"][0]["finish_reason"] == "length"
+    assert len(completion["choices"][0]["text"].split()) == 16
+    assert chat["object"] == "chat.completion"
+    assert chat["choices"][0]["message"]["role"] == "assistant"
+    assert chat["usage"] | {"prompt_tokens_details": None} == {
+        "prompt_tokens": 8,
+        "total_tokens": 12,
+        "completion_tokens": 4,
+        "prompt_tokens_details": None,
+    }
+
+
+def test_chat_default_max_tokens_is_the_rest_of_the_context(with_client: Any) -> None:
+    async def fn(client: Client, _: CollectorRegistry) -> Any:
+        body = {"messages": [{"role": "user", "content": "a b c"}]}
+        return await (await client.post("/v1/chat/completions", json=body)).json()
+
+    out = with_client(fn, max_model_len=32, itl_ms=0.0)
+    assert out["usage"]["total_tokens"] == 32
+
+
+def test_errors(with_client: Any) -> None:
+    async def fn(client: Client, _: CollectorRegistry) -> list[tuple[int, Any]]:
+        bodies: list[tuple[str, Any]] = [
+            ("/v1/completions", {"prompt": "x", "stream_options": {"include_usage": True}}),
+            ("/v1/completions", {"prompt": "x", "model": "nope"}),
+            ("/v1/completions", {"prompt": "word " * 40, "max_tokens": 1}),
+            ("/v1/completions", {"prompt": "x", "max_tokens": 40}),
+            ("/v1/completions", {"max_tokens": 2}),
+            ("/v1/chat/completions", {"messages": []}),
+        ]
+        out = []
+        for path, body in bodies:
+            resp = await client.post(path, json=body)
+            out.append((resp.status, await resp.json()))
+        resp = await client.post("/v1/completions", data=b"{not json")
+        out.append((resp.status, await resp.json()))
+        return out
+
+    results = with_client(fn, max_model_len=32)
+    assert [status for status, _ in results] == [400, 404, 400, 400, 400, 400, 400]
+    for status, body in results:
+        assert list(body) == ["error"] and list(body["error"]) == [
+            "message",
+            "type",
+            "param",
+            "code",
+        ]
+        assert body["error"]["code"] == status
+        assert body["error"]["type"] == ("NotFoundError" if status == 404 else "Bad Request")
+    assert "stream=True" in results[0][1]["error"]["message"]
+    assert results[1][1]["error"]["message"] == "The model `nope` does not exist."
+
+
+def test_info_routes(with_client: Any) -> None:
+    async def fn(client: Client, _: CollectorRegistry) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for path in ("/v1/models", "/version"):
+            out[path] = await (await client.get(path)).json()
+        health = await client.get("/health")
+        out["/health"] = (health.status, await health.read())
+        tok = await client.post("/tokenize", json={"prompt": "Hello, world!"})
+        out["/tokenize"] = await tok.json()
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "return_token_strs": True}
+        out["chat"] = await (await client.post("/tokenize", json=chat)).json()
+        return out
+
+    out = with_client(fn)
+    [card] = out["/v1/models"]["data"]
+    assert out["/v1/models"]["object"] == "list"
+    assert (card["id"], card["object"], card["owned_by"]) == (MODEL, "model", "vllm")
+    assert card["max_model_len"] == 4096 and card["created"] <= time.time()
+    assert out["/version"] == {"version": "0.33.0"}
+    assert out["/health"] == (200, b"")
+    tok = out["/tokenize"]
+    assert list(tok) == ["count", "max_model_len", "tokens", "token_strs"]
+    assert tok["count"] == len(tok["tokens"]) == 4 and tok["max_model_len"] == 4096
+    assert out["chat"]["count"] == 8 and len(out["chat"]["token_strs"]) == 8
+
+
+def test_client_disconnect_counts_an_abort(with_client: Any) -> None:
+    async def fn(client: Client, registry: CollectorRegistry) -> float | None:
+        body = {"prompt": "x", "max_tokens": 1000, "stream": True}
+        resp = await client.post("/v1/completions", json=body)
+        await resp.content.readline()  # first event arrived
+        resp.close()  # drop the connection mid-stream
+        labels = {"model_name": MODEL, "engine": "0", "finished_reason": "abort"}
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            aborted = registry.get_sample_value("vllm:request_success_total", labels)
+            if aborted:
+                return aborted
+            await asyncio.sleep(0.005)
+        return None
+
+    assert with_client(fn) == 1.0

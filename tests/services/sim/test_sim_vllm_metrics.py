@@ -1,0 +1,85 @@
+"""`/metrics` as Prometheus sees it: vLLM 0.33 names, labels and bucket bounds."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from services.sim.vllm_metrics import token_buckets
+
+MODEL = "sim/llama-3.1-8b-instruct-awq"
+TTFT_BOUNDS = [
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+]  # fmt: skip
+HISTOGRAMS = [
+    "vllm:time_to_first_token_seconds",
+    "vllm:inter_token_latency_seconds",
+    "vllm:request_time_per_output_token_seconds",
+    "vllm:e2e_request_latency_seconds",
+    "vllm:request_queue_time_seconds",
+    "vllm:request_prefill_time_seconds",
+    "vllm:request_decode_time_seconds",
+    "vllm:request_inference_time_seconds",
+    "vllm:request_prompt_tokens",
+    "vllm:request_generation_tokens",
+    "vllm:iteration_tokens_total",
+]
+GAUGES = ["vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"]
+COUNTERS = ["vllm:prompt_tokens", "vllm:generation_tokens", "vllm:num_preemptions"]
+
+
+def _scrape(text: str) -> dict[str, list[Sample]]:
+    return {f.name: f.samples for f in text_string_to_metric_families(text)}
+
+
+def _value(samples: list[Sample], name: str, **labels: str) -> float:
+    [value] = [s.value for s in samples if s.name == name and labels.items() <= s.labels.items()]
+    return value
+
+
+def test_metrics_names_labels_buckets_and_counts(with_client: Any) -> None:
+    async def fn(client: Any, _: Any) -> tuple[str, str, str]:
+        before = await (await client.get("/metrics")).text()
+        body = {"prompt": "a b c", "max_tokens": 5, "stream": True}
+        await (await client.post("/v1/completions", json=body)).read()
+        resp = await client.get("/metrics")
+        return resp.headers["Content-Type"], before, await resp.text()
+
+    content_type, before_text, after_text = with_client(fn)
+    assert content_type.startswith("text/plain")
+    before, after = _scrape(before_text), _scrape(after_text)
+    assert "process_start_time_seconds" in after and "python_info" in after
+    for name in HISTOGRAMS + GAUGES + COUNTERS + ["vllm:request_success"]:
+        assert name in after, name
+        for sample in after[name]:
+            assert sample.labels["model_name"] == MODEL and sample.labels["engine"] == "0"
+
+    ttft = after["vllm:time_to_first_token_seconds"]
+    bounds = [float(s.labels["le"]) for s in ttft if s.name.endswith("_bucket")]
+    assert bounds == [*TTFT_BOUNDS, math.inf]
+    assert _value(ttft, "vllm:time_to_first_token_seconds_count") == 1
+    assert (
+        _value(after["vllm:inter_token_latency_seconds"], "vllm:inter_token_latency_seconds_count")
+        == 4
+    )
+
+    name = "vllm:request_success_total"
+    assert _value(before["vllm:request_success"], name, finished_reason="length") == 0
+    assert _value(after["vllm:request_success"], name, finished_reason="length") == 1
+    assert _value(after["vllm:request_success"], name, finished_reason="abort") == 0
+    assert _value(after["vllm:prompt_tokens"], "vllm:prompt_tokens_total") == 3
+    assert _value(after["vllm:generation_tokens"], "vllm:generation_tokens_total") == 5
+    assert _value(after["vllm:num_requests_running"], "vllm:num_requests_running") == 0
+
+    tok = after["vllm:request_generation_tokens"]
+    tok_bounds = [float(s.labels["le"]) for s in tok if s.name.endswith("_bucket")]
+    assert tok_bounds == [*token_buckets(4096), math.inf]
+
+
+def test_token_buckets_follow_the_1_2_5_series() -> None:
+    assert token_buckets(4096) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
+    assert token_buckets(5000)[-1] == 5000
