@@ -1,0 +1,24 @@
+"""Config models owned by the analysis: service-level objectives and validity limits."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["AnalysisConfig", "SloConfig"]
+
+
+class SloConfig(BaseModel):
+    """Per-request latency objectives used for goodput (defaults: MLPerf Llama-3.1-8B server)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttft_ms: float | None = Field(default=2000.0, gt=0)
+    tpot_ms: float | None = Field(default=100.0, gt=0)
+    e2e_ms: float | None = Field(default=None, gt=0)
+
+
+class AnalysisConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    min_samples_p95: int = Field(default=59, ge=1)
