@@ -1,0 +1,7 @@
+"""`python -m quantbench` is the `quantbench` command."""
+
+import sys
+
+from quantbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,118 @@
+"""The `quantbench` command line: parse, compose the parts, map errors to exit codes.
+
+Exit codes: 0 ok; 1 a threshold or regression failed; 2 invalid run, bad input or harness
+error — one clear line on stderr, never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+
+from analysis.pipeline import analyze_run
+from analysis.rundir import RunDirError
+from quantbench import __version__
+from quantbench.config import load_config
+from quantbench.errors import QuantbenchError
+from quantbench.runner import run_bench
+from services.sim.errors import SimConfigError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+_EPILOG = """\
+examples:
+  quantbench demo                       simulated vLLM AWQ/GPTQ/FP16, no GPU needed
+  quantbench run bench.yaml             measure the targets in bench.yaml
+  quantbench run bench.yaml --target vllm-awq --out nightly/
+  quantbench sim --stack vllm --quant awq --port 8000
+  quantbench report runs/20261126T120000Z-bench
+
+The run directory (requests.jsonl, stages.jsonl, summary.csv, report.md, report.html)
+is printed last. Metric definitions: README.md, "What the numbers mean".
+"""
+
+
+def _add_out(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs"),
+        help="folder for the run directory (default: runs/)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quantbench",
+        description="Load-test LLM serving stacks (vLLM, TGI, ExLlamaV2) and quantizations "
+        "(AWQ, GPTQ, EXL2, FP16): p50/p95 latency and throughput, measured on your own stack.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"quantbench {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the benchmark described by a bench.yaml")
+    run.add_argument("config", type=Path, help="bench.yaml: targets, workload, load, slo")
+    _add_out(run)
+    run.add_argument(
+        "--target", action="append", metavar="NAME", help="run only this target (repeatable)"
+    )
+
+    demo = commands.add_parser("demo", help="run a short sweep on simulated stacks (no GPU needed)")
+    _add_out(demo)
+
+    commands.add_parser(
+        "sim",
+        help="start a simulated serving stack (see `quantbench sim --help`)",
+        add_help=False,
+    )
+
+    report = commands.add_parser("report", help="(re)build summary.csv and the reports of a run")
+    report.add_argument("run_dir", type=Path, help="a run directory written by `quantbench run`")
+    return parser
+
+
+def _demo_config() -> Path:
+    return Path(str(resources.files("quantbench") / "examples" / "demo.yaml"))
+
+
+def _run(config_path: Path, out: Path, only: list[str] | None, console: Console) -> int:
+    config = load_config(config_path)
+    _, result = run_bench(config, out, only, console)
+    console.print(f"summary: {result.summary_csv}")
+    console.print(f"report:  {result.report_html}")
+    print(result.report_md)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sim"]:
+        from services.sim.__main__ import main as sim_main
+
+        return sim_main(argv[1:], prog="quantbench sim")
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=False, highlight=False)
+    try:
+        if args.command == "run":
+            return _run(args.config, args.out, args.target, console)
+        if args.command == "demo":
+            return _run(_demo_config(), args.out, None, console)
+        if args.command == "report":
+            result = analyze_run(args.run_dir)
+            print(result.report_md)
+            return EXIT_OK
+    except (QuantbenchError, RunDirError, SimConfigError) as exc:
+        print(f"quantbench: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("quantbench: interrupted; records written so far are kept", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_ERROR

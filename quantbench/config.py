@@ -1,0 +1,127 @@
+"""The `bench.yaml` model: targets plus the load, workload and analysis parts their packages own.
+
+Validated once, here, at the boundary; an unknown key or a bad value becomes one ConfigError
+line naming the file and the field path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from analysis.config import AnalysisConfig, SloConfig
+from loadtest.config import EndpointSpec, LoadConfig, TimeoutConfig, WorkloadConfig
+from quantbench.errors import ConfigError
+from services.sim.config import SimSettings
+
+__all__ = ["BenchConfig", "TargetConfig", "format_validation_error", "load_config"]
+
+
+class TargetConfig(BaseModel):
+    """One server to measure: an external `url`, or `sim:` to start a simulator for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    api: Literal["openai"] = "openai"
+    url: str | None = Field(default=None, pattern=r"^https?://")
+    model: str | None = None
+    stack: Literal["vllm", "tgi", "exllamav2", "other"] | None = None
+    quant: str | None = None
+    metrics_url: str | None = None
+    api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    sim: SimSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetConfig:
+        if (self.url is None) == (self.sim is None):
+            raise ValueError("give exactly one of `url` (a running server) or `sim` (a simulator)")
+        return self
+
+    @property
+    def simulated(self) -> bool:
+        return self.sim is not None
+
+    @property
+    def resolved_stack(self) -> str:
+        return self.stack or (self.sim.stack if self.sim else "other")
+
+    @property
+    def resolved_quant(self) -> str:
+        return self.quant or (self.sim.quant if self.sim else "")
+
+    def endpoint(self, model: str | None = None) -> EndpointSpec:
+        return EndpointSpec(
+            name=self.name,
+            api=self.api,
+            stack=self.resolved_stack,  # type: ignore[arg-type]
+            model=model or self.model,
+            api_key_env=self.api_key_env,
+        )
+
+
+class BenchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="bench", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    targets: list[TargetConfig] = Field(min_length=1)
+    workload: WorkloadConfig = WorkloadConfig()
+    load: LoadConfig = LoadConfig()
+    timeouts: TimeoutConfig = TimeoutConfig()
+    slo: SloConfig = SloConfig()
+    analysis: AnalysisConfig = AnalysisConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> BenchConfig:
+        seen: set[str] = set()
+        for target in self.targets:
+            if target.name in seen:
+                raise ValueError(f"target name {target.name!r} is used twice; names must be unique")
+            seen.add(target.name)
+        return self
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif "[" not in part:  # skip pydantic's validator tags, e.g. "function-after[...]"
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line: `file: field.path: what is wrong (and N more problems)`."""
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown key (check its spelling and indentation)"
+    elif first["type"] == "missing":
+        message = "required but missing"
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    return f"{source}: {_loc(tuple(first['loc']))}: {message}{more}"
+
+
+def load_config(path: Path) -> BenchConfig:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}{where}: YAML syntax error: {problem}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with `targets:` at the top level")
+    try:
+        return BenchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(str(path), exc)) from exc

@@ -1,0 +1,156 @@
+"""`quantbench run`: bring up each target, drive its stages with Locust, then analyse.
+
+Per target: start a simulator (or use the URL), wait until it really generates, read its
+server info, run the stages, stop it. Records land in the run directory as they are made,
+so an error or Ctrl-C on one target keeps everything recorded before it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from analysis.pipeline import AnalysisResult, analyze_run
+from loadtest.config import LocustSettings
+from loadtest.shapes import ConcurrencySteps
+from quantbench import __version__
+from quantbench.config import BenchConfig, TargetConfig
+from quantbench.errors import ConfigError, HarnessError, QuantbenchError
+from quantbench.locustproc import LocustProgress, run_locust
+from quantbench.probe import first_model, server_info, wait_until_generating
+from quantbench.rundir import create_run_dir, now_iso, versions, write_run_meta
+from quantbench.simproc import simulator
+
+__all__ = ["RunOutcome", "run_bench"]
+
+RunOutcome = tuple[Path, AnalysisResult]
+
+
+def _check_secrets(targets: list[TargetConfig]) -> None:
+    for index, target in enumerate(targets):
+        if target.api_key_env and not os.environ.get(target.api_key_env):
+            raise ConfigError(
+                f"targets[{index}].api_key_env: environment variable {target.api_key_env} "
+                f"is not set (export it, or remove api_key_env for {target.name})"
+            )
+
+
+@contextmanager
+def _endpoint(target: TargetConfig, logs: Path) -> Iterator[str]:
+    if target.sim is not None:
+        with simulator(target.name, target.sim, logs / f"sim-{target.name}.log") as url:
+            yield url
+    else:
+        with nullcontext(str(target.url).rstrip("/")) as url:
+            yield url
+
+
+class _Progress:
+    """One line per stage change, and a live bar when stdout is a terminal."""
+
+    def __init__(self, console: Console, target: str, steps: ConcurrencySteps) -> None:
+        self._console = console
+        self._target = target
+        self._steps = steps
+        self._stage = -1
+
+    def __call__(self, progress: LocustProgress) -> None:
+        stage = self._steps.stage_at(progress.elapsed_s)
+        index = stage.index if stage else len(self._steps.stages)
+        if stage is not None and index != self._stage:
+            self._stage = index
+            self._console.print(
+                f"  {self._target}: stage {index + 1}/{len(self._steps.stages)} · "
+                f"{stage.users} users · {self._steps.stages[index].end_s - stage.start_s:.0f} s"
+            )
+        if self._console.is_terminal:
+            left = max(self._steps.total_s - progress.elapsed_s, 0)
+            self._console.print(
+                f"    {progress.requests} requests · {progress.errors} errors · {left:.0f} s left",
+                end="\r",
+            )
+
+
+def _target_info(target: TargetConfig) -> dict[str, Any]:
+    return {
+        "name": target.name,
+        "stack": target.resolved_stack,
+        "quant": target.resolved_quant,
+        "simulated": target.simulated,
+        "api": target.api,
+        "url": target.url,
+        "sim": target.sim.model_dump(mode="json") if target.sim else None,
+    }
+
+
+def _run_target(
+    config: BenchConfig, target: TargetConfig, run_dir: Path, console: Console, info: dict[str, Any]
+) -> None:
+    """Measure one target, filling `info` (a run.json entry) as facts become known."""
+    with _endpoint(target, run_dir / "logs") as url:
+        model = target.model or first_model(url)
+        endpoint = target.endpoint(model)
+        console.print(f"[bold]{target.name}[/] · {url} · model {model} — waiting for a generation")
+        wait_until_generating(url, endpoint, config.workload.endpoint, config.timeouts.ready)
+        info.update(model=model, server_info=server_info(url), started_at=now_iso())
+        settings = LocustSettings(
+            endpoint=endpoint,
+            workload=config.workload,
+            load=config.load,
+            timeouts=config.timeouts,
+            run_dir=run_dir,
+        )
+        progress = _Progress(console, target.name, ConcurrencySteps(config.load))
+        run_locust(settings, url, progress)
+        info["ended_at"] = now_iso()
+
+
+def run_bench(
+    config: BenchConfig,
+    out_dir: Path,
+    only: list[str] | None = None,
+    console: Console | None = None,
+) -> RunOutcome:
+    console = console or Console()
+    names = [target.name for target in config.targets]
+    unknown = sorted(set(only or []) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"--target {', '.join(unknown)}: no such target (have: {', '.join(names)})"
+        )
+    targets = [t for t in config.targets if not only or t.name in only]
+    _check_secrets(targets)
+    run_dir = create_run_dir(out_dir, config.name)
+    meta: dict[str, Any] = {
+        "run_id": run_dir.name,
+        "name": config.name,
+        "quantbench_version": __version__,
+        "versions": versions(),
+        "started_at": now_iso(),
+        "ended_at": None,
+        "seeds": {"workload": config.workload.seed},
+        "config": config.model_dump(mode="json"),
+        "targets": [],
+    }
+    write_run_meta(run_dir, meta)
+    console.print(f"run directory: {run_dir}")
+    try:
+        for target in targets:
+            info = _target_info(target)
+            meta["targets"].append(info)
+            _run_target(config, target, run_dir, console, info)
+            write_run_meta(run_dir, meta)
+    except QuantbenchError as exc:
+        raise HarnessError(
+            f"{exc}; what was recorded is kept in {run_dir} (`quantbench report {run_dir}`)"
+        ) from exc
+    finally:
+        meta["ended_at"] = now_iso()
+        write_run_meta(run_dir, meta)
+    console.print("analysing…")
+    return run_dir, analyze_run(run_dir)

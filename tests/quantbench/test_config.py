@@ -1,0 +1,99 @@
+from pathlib import Path
+
+import pytest
+
+from quantbench.config import load_config
+from quantbench.errors import ConfigError
+
+GOOD = """
+name: t
+targets:
+  - name: a
+    sim: {stack: vllm, quant: awq}
+  - name: b
+    url: http://127.0.0.1:8000
+    stack: vllm
+    quant: gptq
+    api_key_env: MY_KEY
+workload:
+  endpoint: completions
+  prompt_tokens: 64
+  output_tokens: {dist: uniform, mean: 32, min: 8, max: 64}
+load: {stages: [1, 2], stage_duration: 1m, warmup: 5s}
+slo: {ttft_ms: 500, tpot_ms: 50}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bench.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config_resolves_durations_and_stacks(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD))
+    assert config.load.stage_duration == 60 and config.load.warmup == 5
+    assert [t.resolved_stack for t in config.targets] == ["vllm", "vllm"]
+    assert [t.resolved_quant for t in config.targets] == ["awq", "gptq"]
+    assert [t.simulated for t in config.targets] == [True, False]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            ("stage_duration: 1m", "stage_duraton: 1m"),
+            r"bench.yaml: load.stage_duraton: unknown key",
+        ),
+        (
+            ("stages: [1, 2]", "stages: [0, 2]"),
+            r"load.stages\[0\]: Input should be greater than or equal to 1",
+        ),
+        (
+            ("endpoint: completions", "endpoint: embeddings"),
+            r"workload.endpoint: Input should be 'completions' or 'chat'",
+        ),
+        (("quant: awq}", "quant: awq, colour: red}"), r"targets\[0\].sim.colour: unknown key"),
+        (
+            ("url: http://127.0.0.1:8000", "url: 127.0.0.1:8000"),
+            r"targets\[1\].url: String should match pattern",
+        ),
+        (
+            ("    sim: {stack: vllm, quant: awq}\n", ""),
+            r"targets\[0\]: Value error, give exactly one of `url`",
+        ),
+        (("name: b", "name: a"), r"target name 'a' is used twice"),
+        (
+            ("stage_duration: 1m", "stage_duration: soon"),
+            r"load.stage_duration: Value error, 'soon' is not a duration",
+        ),
+        (
+            ("slo: {ttft_ms: 500", "slo: {ttft_ms: -1"),
+            r"slo.ttft_ms: Input should be greater than 0",
+        ),
+    ],
+)
+def test_bad_config_is_one_line_naming_file_and_field(
+    tmp_path: Path, change: tuple[str, str], expected: str
+) -> None:
+    assert change[0] in GOOD
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(str(path))
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "targets:\n  - name: a\n    sim: {stack: vllm\n")
+    with pytest.raises(ConfigError, match=r"bench.yaml:\d+: YAML syntax error"):
+        load_config(path)
+
+
+def test_missing_file_and_wrong_shape(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- 1\n- 2\n"))
+    with pytest.raises(ConfigError, match="targets: required but missing"):
+        load_config(write(tmp_path, "name: x\n"))
