@@ -7,7 +7,6 @@ session's user agent directly, so Locust's own request row (timed at headers) ne
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +26,7 @@ class _Stream:
     def readline(self) -> bytes:
         try:
             return bytes(self._raw.readline(b"\n"))
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise TransportError("timeout", "no data within the network timeout") from exc
         except OSError as exc:
             raise TransportError("connect", f"connection lost: {exc}") from exc
@@ -53,11 +52,12 @@ class LocustTransport:
 
     def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> StreamingResponse:
         url = self._base_url + path
+        response: Any
         try:
             response = self._session.client.urlopen(
                 url, method="POST", payload=body, headers=dict(headers)
             )
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise TransportError("timeout", f"no response from {url}") from exc
         except Exception as exc:
             response = getattr(exc, "response", None)

@@ -29,10 +29,10 @@ from locust.exception import StopUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a clone
 
-from loadtest.clients.openai import OpenAIClient, RequestContext  # noqa: E402
-from loadtest.config import LocustSettings, WorkloadConfig, parse_duration  # noqa: E402
-from loadtest.locust_transport import LocustTransport  # noqa: E402
-from loadtest.records import (  # noqa: E402
+from loadtest.clients.openai import OpenAIClient, RequestContext
+from loadtest.config import LocustSettings, WorkloadConfig, parse_duration
+from loadtest.locust_transport import LocustTransport
+from loadtest.records import (
     REQUESTS_FILE,
     STAGES_FILE,
     Outcome,
@@ -40,8 +40,8 @@ from loadtest.records import (  # noqa: E402
     RequestRecord,
     StageRecord,
 )
-from loadtest.shapes import ConcurrencySteps, StagePlan  # noqa: E402
-from loadtest.workload import RequestFactory  # noqa: E402
+from loadtest.shapes import ConcurrencySteps, StagePlan
+from loadtest.workload import RequestFactory
 
 log = logging.getLogger("quantbench")
 
@@ -251,7 +251,9 @@ def _fire(environment: Environment, path: str, record: RequestRecord) -> None:
     fire = environment.events.request.fire
     ok = record.outcome is Outcome.OK
     end_ns = record.end_ns or time.perf_counter_ns()
-    elapsed_ms = record.e2e_ms if record.e2e_ms is not None else (end_ns - record.scheduled_ns) / 1e6
+    elapsed_ms = (
+        record.e2e_ms if record.e2e_ms is not None else (end_ns - record.scheduled_ns) / 1e6
+    )
     fire(
         request_type="POST",
         name=path,

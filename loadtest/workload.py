@@ -16,17 +16,19 @@ from loadtest.config import LengthDist, WorkloadConfig
 
 __all__ = ["GenRequest", "RequestFactory", "sample_length"]
 
-_WORDS = (
+_VOCABULARY = (
     "the of and to in is was for on are with as by at be this from that have or not but "
     "all were when we there can an your which their if do will each about how up out them "
     "then she many some so these would other into has more her two like him see time could "
-    "no make than first been its who now people my made over did down only way find use may "
-    "water long little very after words called just where most know get through back much "
-    "before go good new write our used me man too any day same right look think also around "
-    "another came come work three word must because does part even place well such here take "
-    "why things help put years different away again off went old number great tell men say "
-    "small every found still between name should home big give air line set own under read"
-).split()
+    "no make than first been its who now people my made over did down only way find use "
+    "may water long little very after words called just where most know get through back "
+    "much before go good new write our used me man too any day same right look think also "
+    "around another came come work three word must because does part even place well such "
+    "here take why things help put years different away again off went old number great "
+    "tell men say small every found still between name should home big give air line set "
+    "own under read"
+)
+_WORDS = tuple(_VOCABULARY.split())
 
 
 def sample_length(dist: LengthDist, rng: random.Random) -> int:

@@ -13,8 +13,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_PREFIX = "quantbench-sim ready "
 
 
-def start_sim(*args: str, module: str = "services.sim", deadline_s: float = 20.0
-              ) -> tuple[subprocess.Popen[str], str]:
+def start_sim(
+    *args: str, module: str = "services.sim", deadline_s: float = 20.0
+) -> tuple[subprocess.Popen[str], str]:
     """Start `python -m MODULE ARGS` (a simulator) and return it with its ready-line URL."""
     command = [sys.executable, "-m", module, *(["sim"] if module == "quantbench" else []), *args]
     proc = subprocess.Popen(

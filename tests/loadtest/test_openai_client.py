@@ -14,27 +14,56 @@ REQUEST = GenRequest(prompt="hello there", prompt_tokens=2, max_tokens=4)
 
 
 def chat_chunk(content: str | None, *, role: bool = False, finish: str | None = None) -> bytes:
-    delta: dict[str, str] = {"role": "assistant", "content": ""} if role else {"content": content or ""}
+    delta: dict[str, str] = (
+        {"role": "assistant", "content": ""} if role else {"content": content or ""}
+    )
     choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [choice]}
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [choice],
+    }
     return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n"
 
 
 def usage_chunk(prompt: int, completion: int) -> bytes:
-    body = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-            "choices": [], "usage": {"prompt_tokens": prompt, "total_tokens": prompt + completion,
-                                     "completion_tokens": completion}}
+    body = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "m",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt,
+            "total_tokens": prompt + completion,
+            "completion_tokens": completion,
+        },
+    }
     return b"data: " + json.dumps(body).encode() + b"\n"
 
 
-def make(lines: list[tuple[int, bytes]], *, mode: str = "concurrency", stack: str = "vllm",
-         **response: object) -> tuple[OpenAIClient, ScriptedTransport, RequestContext]:
+def make(
+    lines: list[tuple[int, bytes]],
+    *,
+    mode: str = "concurrency",
+    stack: str = "vllm",
+    **response: object,
+) -> tuple[OpenAIClient, ScriptedTransport, RequestContext]:
     clock = ScriptedClock(now_ns=10 * MS)
-    transport = ScriptedTransport(clock, ScriptedResponse(clock, lines, **response),  # type: ignore[arg-type]
-                                  headers_at_ns=15 * MS)
-    client = OpenAIClient(transport, EndpointSpec(name="t", stack=stack, model="m"),  # type: ignore[arg-type]
-                          WorkloadConfig(endpoint="chat"), clock_ns=clock, wall_clock=lambda: 1.0)
+    transport = ScriptedTransport(
+        clock,
+        ScriptedResponse(clock, lines, **response),  # type: ignore[arg-type]
+        headers_at_ns=15 * MS,
+    )
+    client = OpenAIClient(
+        transport,
+        EndpointSpec(name="t", stack=stack, model="m"),  # type: ignore[arg-type]
+        WorkloadConfig(endpoint="chat"),
+        clock_ns=clock,
+        wall_clock=lambda: 1.0,
+    )
     ctx = RequestContext(target="t", stage=0, mode=mode, load=1, scheduled_ns=4 * MS)
     return client, transport, ctx
 
@@ -62,7 +91,11 @@ def test_closed_loop_times_from_sent_and_skips_role_delta() -> None:
     assert record.tpot_ms == pytest.approx((90 - 50) / 3, abs=1e-6)
     assert record.itl_ms == pytest.approx([10.0, 15.0, 15.0], abs=1e-6)
     assert record.schedule_lag_ms == pytest.approx(6.0)
-    assert (record.output_tokens, record.prompt_tokens, record.token_count_source) == (4, 7, "usage")
+    assert (record.output_tokens, record.prompt_tokens, record.token_count_source) == (
+        4,
+        7,
+        "usage",
+    )
     assert record.events == 4
     assert transport.response is not None and transport.response.closed
 
@@ -103,16 +136,26 @@ def test_token_count_falls_back_to_events_without_usage() -> None:
     [
         ([(50 * MS, chat_chunk("Hi"))], {}, Outcome.TRUNCATED_STREAM),
         ([(50 * MS, b"data: {not json\n")], {}, Outcome.MALFORMED_EVENT),
-        ([(50 * MS, b'data: {"error":{"message":"boom","code":500}}\n'), (51 * MS, b"data: [DONE]\n")],
-         {}, Outcome.SERVER_ERROR_EVENT),
+        (
+            [
+                (50 * MS, b'data: {"error":{"message":"boom","code":500}}\n'),
+                (51 * MS, b"data: [DONE]\n"),
+            ],
+            {},
+            Outcome.SERVER_ERROR_EVENT,
+        ),
         ([], {"status": 429, "body": b'{"error":{"message":"slow down"}}'}, Outcome.HTTP_ERROR),
         ([], {"fail_with": TransportError("timeout", "read timed out")}, Outcome.TIMEOUT_TTFT),
-        ([(50 * MS, chat_chunk("Hi"))], {"fail_with": TransportError("timeout", "t")},
-         Outcome.TIMEOUT_TOTAL),
+        (
+            [(50 * MS, chat_chunk("Hi"))],
+            {"fail_with": TransportError("timeout", "t")},
+            Outcome.TIMEOUT_TOTAL,
+        ),
     ],
 )
-def test_failures_are_outcomes(lines: list[tuple[int, bytes]], extra: dict[str, object],
-                               outcome: Outcome) -> None:
+def test_failures_are_outcomes(
+    lines: list[tuple[int, bytes]], extra: dict[str, object], outcome: Outcome
+) -> None:
     client, _, ctx = make(lines, **extra)
     record = client.execute(REQUEST, ctx)
     assert record.outcome is outcome
@@ -127,12 +170,18 @@ def test_connect_error_is_an_outcome() -> None:
     assert record.error == "refused" and record.first_byte_ns is None
 
 
-def test_api_key_comes_from_environment_and_is_sent_as_bearer(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_api_key_comes_from_environment_and_is_sent_as_bearer(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("QB_TEST_KEY", "sekrit")
     clock = ScriptedClock()
     transport = ScriptedTransport(clock, ScriptedResponse(clock, vllm_chat_stream()))
-    client = OpenAIClient(transport, EndpointSpec(model="m", api_key_env="QB_TEST_KEY"),
-                          WorkloadConfig(), clock_ns=clock)
+    client = OpenAIClient(
+        transport,
+        EndpointSpec(model="m", api_key_env="QB_TEST_KEY"),
+        WorkloadConfig(),
+        clock_ns=clock,
+    )
     record = client.execute(REQUEST, RequestContext("t", 0, "concurrency", 1, 0))
     assert transport.sent[0][2]["Authorization"] == "Bearer sekrit"
     assert "sekrit" not in record.model_dump_json()

@@ -6,7 +6,9 @@ def test_stages_follow_each_other_with_warmup_first() -> None:
     steps = ConcurrencySteps(LoadConfig(stages=[1, 4, 16], warmup=2, stage_duration=10))
     assert steps.total_s == 36
     assert [(s.start_s, s.measure_start_s, s.end_s) for s in steps.stages] == [
-        (0, 2, 12), (12, 14, 24), (24, 26, 36)
+        (0, 2, 12),
+        (12, 14, 24),
+        (24, 26, 36),
     ]
 
 

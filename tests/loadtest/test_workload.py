@@ -12,11 +12,14 @@ def test_bare_integer_means_fixed() -> None:
     assert workload.prompt_tokens == LengthDist(dist="fixed", mean=100)
 
 
-@pytest.mark.parametrize("dist", [
-    LengthDist(dist="uniform", mean=50, min=10, max=90),
-    LengthDist(dist="normal", mean=50, std=20, min=10, max=90),
-    LengthDist(dist="lognormal", mean=50, std=30, min=10, max=90),
-])
+@pytest.mark.parametrize(
+    "dist",
+    [
+        LengthDist(dist="uniform", mean=50, min=10, max=90),
+        LengthDist(dist="normal", mean=50, std=20, min=10, max=90),
+        LengthDist(dist="lognormal", mean=50, std=30, min=10, max=90),
+    ],
+)
 def test_samples_stay_within_bounds_and_near_the_mean(dist: LengthDist) -> None:
     rng = random.Random(0)
     values = [sample_length(dist, rng) for _ in range(4000)]
@@ -25,7 +28,9 @@ def test_samples_stay_within_bounds_and_near_the_mean(dist: LengthDist) -> None:
 
 
 def test_requests_are_reproducible_per_seed_and_stream() -> None:
-    workload = WorkloadConfig(prompt_tokens=LengthDist(dist="uniform", mean=20, min=5, max=40), seed=7)
+    workload = WorkloadConfig(
+        prompt_tokens=LengthDist(dist="uniform", mean=20, min=5, max=40), seed=7
+    )
     first = [RequestFactory(workload, 3).next() for _ in range(2)]
     again = [RequestFactory(workload, 3).next() for _ in range(2)]
     other = RequestFactory(workload, 4).next()
