@@ -33,8 +33,9 @@ examples:
   quantbench sim --stack vllm --quant awq --port 8000
   quantbench report runs/20261126T120000Z-bench
 
-The run directory (requests.jsonl, stages.jsonl, summary.csv, report.md, report.html)
-is printed last. Metric definitions: README.md, "What the numbers mean".
+`run` prints the run directory last (requests.jsonl, stages.jsonl, summary.csv,
+report.md, report.html); `demo` and `report` print the path of report.html last.
+Metric definitions: README.md, "What the numbers mean".
 """
 
 
@@ -83,12 +84,15 @@ def _demo_config() -> Path:
     return Path(str(resources.files("quantbench") / "examples" / "demo.yaml"))
 
 
-def _run(config_path: Path, out: Path, only: list[str] | None, console: Console) -> int:
+def _run(
+    config_path: Path, out: Path, only: list[str] | None, console: Console, *, demo: bool = False
+) -> int:
+    """Run, then print the run directory last (`run`) or the report's path last (`demo`)."""
     config = load_config(config_path)
-    _, result = run_bench(config, out, only, console)
+    run_dir, result = run_bench(config, out, only, console)
     console.print(f"summary: {result.summary_csv}")
-    console.print(f"report:  {result.report_html}")
-    print(result.report_md)
+    console.print(f"report:  {result.report_md}")
+    print(result.report_html if demo else run_dir)
     return EXIT_OK
 
 
@@ -104,10 +108,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             return _run(args.config, args.out, args.target, console)
         if args.command == "demo":
-            return _run(_demo_config(), args.out, None, console)
+            return _run(_demo_config(), args.out, None, console, demo=True)
         if args.command == "report":
             result = analyze_run(args.run_dir)
-            print(result.report_md)
+            print(result.report_html)
             return EXIT_OK
     except (QuantbenchError, RunDirError, SimConfigError) as exc:
         print(f"quantbench: error: {exc}", file=sys.stderr)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["EngineProfile", "SimSettings", "StackName", "TimingMode"]
 
-StackName = Literal["vllm"]  # "tgi" and "exllamav2" come later
+StackName = Literal["vllm", "tgi", "exllamav2"]
 TimingMode = Literal["profile", "fixed"]
 
 

@@ -12,13 +12,11 @@ import sys
 from collections.abc import Callable
 
 from aiohttp import web
-from prometheus_client import CollectorRegistry
 
 from services.sim.config import SimSettings
 from services.sim.engine import BatchingEngine, EngineObserver, FixedEngine, SimEngine
+from services.sim.personalities import build_app
 from services.sim.profiles import load_profile
-from services.sim.vllm_app import create_vllm_app
-from services.sim.vllm_metrics import VllmMetrics
 
 __all__ = ["READY_PREFIX", "build_engine", "run", "serve"]
 
@@ -49,12 +47,7 @@ async def serve(
     Once listening, calls `ready(url)`; by default prints the ready line to stdout. Without a
     `stop` event, SIGTERM and SIGINT stop the server (when running in the main thread).
     """
-    registry = CollectorRegistry()
-    metrics = VllmMetrics(
-        registry, settings.served_model_name, max_model_len=settings.max_model_len
-    )
-    engine = build_engine(settings, metrics)
-    app = create_vllm_app(settings, engine, registry)
+    app = build_app(settings)
     runner = web.AppRunner(
         app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
     )

@@ -51,7 +51,7 @@ load: {{stages: [8], warmup: 1s, stage_duration: 5s}}
 """)
     assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 0
     run_dir = run_dir_from(tmp_path / "runs")
-    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run_dir / "report.md")
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(run_dir)
 
     summary = pd.read_csv(run_dir / "summary.csv")
     assert list(summary.columns) == SUMMARY_COLUMNS
