@@ -35,6 +35,7 @@ def sim_arguments(settings: SimSettings) -> list[str]:
         "--ttft-ms", str(settings.ttft_ms),
         "--itl-ms", str(settings.itl_ms),
         "--max-model-len", str(settings.max_model_len),
+        "--max-concurrent-requests", str(settings.max_concurrent_requests),
         "--seed", str(settings.seed),
     ]  # fmt: skip
     if settings.model:

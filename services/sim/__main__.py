@@ -43,6 +43,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     add("--ttft-ms", type=float, default=50.0, help="fixed timing: time to first token (ms)")
     add("--itl-ms", type=float, default=10.0, help="fixed timing: inter-token latency (ms)")
     add("--max-model-len", type=int, default=4096, help="context length (default: 4096)")
+    add(
+        "--max-concurrent-requests",
+        type=int,
+        default=128,
+        help="TGI only: requests beyond this are refused as overloaded (default: 128)",
+    )
     add("--seed", type=int, default=0, help="seed of the generated text (default: 0)")
     add("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     add("--port", type=int, default=0, help="port to bind; 0 lets the OS pick (default: 0)")
@@ -53,7 +59,7 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
     """Validate parsed options into `SimSettings`; raises pydantic's `ValidationError`."""
     fields = (
         "stack", "quant", "gpu", "model", "timing", "ttft_ms", "itl_ms",
-        "max_model_len", "seed", "host", "port",
+        "max_model_len", "max_concurrent_requests", "seed", "host", "port",
     )  # fmt: skip
     return SimSettings.model_validate({name: getattr(args, name) for name in fields})
 

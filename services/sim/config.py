@@ -28,6 +28,7 @@ class SimSettings(BaseModel):
     ttft_ms: float = Field(50.0, ge=0)
     itl_ms: float = Field(10.0, ge=0)
     max_model_len: int = Field(4096, ge=16)
+    max_concurrent_requests: int = Field(128, ge=1)  # TGI's router limit; others ignore it
     seed: int = 0
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
