@@ -16,6 +16,7 @@ from pathlib import Path
 
 from quantbench.errors import HarnessError
 from services.sim.config import SimSettings
+from services.sim.faults import FaultConfig
 
 __all__ = ["sim_arguments", "simulator"]
 
@@ -40,7 +41,34 @@ def sim_arguments(settings: SimSettings) -> list[str]:
     ]  # fmt: skip
     if settings.model:
         args += ["--model", settings.model]
-    return [sys.executable, "-m", "services.sim", *args]
+    if settings.speed != 1.0:
+        args += ["--speed", str(settings.speed)]
+    if settings.request_log is not None:
+        args += ["--request-log", str(settings.request_log)]
+    return [sys.executable, "-m", "services.sim", *args, *_fault_arguments(settings.faults)]
+
+
+_FAULT_FLAGS = (
+    ("--stall-at", "stall_at_s"),
+    ("--stall-for", "stall_for_s"),
+    ("--cut-rate", "cut_rate"),
+    ("--malformed-rate", "malformed_rate"),
+    ("--hang-rate", "hang_rate"),
+    ("--refuse-for", "refuse_for_s"),
+    ("--restart-at", "restart_at_s"),
+    ("--restart-down", "restart_down_s"),
+    ("--slowdown", "slowdown"),
+    ("--fault-seed", "seed"),
+)
+
+
+def _fault_arguments(faults: FaultConfig) -> list[str]:
+    args = [f"--error={error.status}:{error.rate}" for error in faults.errors]
+    for flag, field in _FAULT_FLAGS:
+        value = getattr(faults, field)
+        if value is not None:
+            args.append(f"{flag}={value}")
+    return args
 
 
 def _wait_ready(process: subprocess.Popen[bytes], log: Path, name: str, timeout_s: float) -> str:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from services.sim.config import SimSettings
-from services.sim.errors import SimError
+from services.sim.errors import SimConfigError, SimError
 from services.sim.profiles import available_profiles
 from services.sim.server import run
 
@@ -50,6 +51,27 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         help="TGI only: requests beyond this are refused as overloaded (default: 128)",
     )
     add("--seed", type=int, default=0, help="seed of the generated text (default: 0)")
+    add("--speed", type=float, default=1.0, help="divide every simulated duration by this")
+    add("--request-log", type=Path, help="append one JSON line per request (times, fault) here")
+    faults = parser.add_argument_group("faults (times in simulated seconds after start)")
+    fault = faults.add_argument
+    fault("--stall-at", type=float, metavar="S", help="stall every stream at S seconds ...")
+    fault("--stall-for", type=float, default=0.0, metavar="S", help="... for S seconds")
+    fault(
+        "--error",
+        action="append",
+        default=[],
+        metavar="STATUS:RATE",
+        help="answer this fraction of requests with this HTTP status (repeatable), e.g. 503:0.01",
+    )
+    fault("--cut-rate", type=float, default=0.0, help="fraction of streams cut mid-way")
+    fault("--malformed-rate", type=float, default=0.0, help="fraction of streams with a bad event")
+    fault("--hang-rate", type=float, default=0.0, help="fraction of requests never answered")
+    fault("--refuse-for", type=float, default=0.0, metavar="S", help="refuse connections at first")
+    fault("--restart-at", type=float, metavar="S", help="restart: drop connections, reset counters")
+    fault("--restart-down", type=float, default=1.0, metavar="S", help="downtime of the restart")
+    fault("--slowdown", type=float, default=1.0, help="multiply decode time (regression tests)")
+    fault("--fault-seed", type=int, default=0, help="seed of the per-request fault draws")
     add("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     add("--port", type=int, default=0, help="port to bind; 0 lets the OS pick (default: 0)")
     return parser
@@ -61,7 +83,30 @@ def settings_from_args(args: argparse.Namespace) -> SimSettings:
         "stack", "quant", "gpu", "model", "timing", "ttft_ms", "itl_ms",
         "max_model_len", "max_concurrent_requests", "seed", "host", "port",
     )  # fmt: skip
-    return SimSettings.model_validate({name: getattr(args, name) for name in fields})
+    data = {name: getattr(args, name) for name in fields}
+    data["speed"] = args.speed
+    data["request_log"] = args.request_log
+    data["faults"] = {
+        "stall_at_s": args.stall_at,
+        "stall_for_s": args.stall_for,
+        "errors": [_status_rate(text) for text in args.error],
+        "cut_rate": args.cut_rate,
+        "malformed_rate": args.malformed_rate,
+        "hang_rate": args.hang_rate,
+        "refuse_for_s": args.refuse_for,
+        "restart_at_s": args.restart_at,
+        "restart_down_s": args.restart_down,
+        "slowdown": args.slowdown,
+        "seed": args.fault_seed,
+    }
+    return SimSettings.model_validate(data)
+
+
+def _status_rate(text: str) -> dict[str, str]:
+    status, sep, rate = text.partition(":")
+    if not sep:
+        raise SimConfigError(f"--error {text!r}: write STATUS:RATE, e.g. 503:0.01")
+    return {"status": status, "rate": rate}
 
 
 def _one_line(exc: ValidationError) -> str:

@@ -5,9 +5,12 @@ Validated once at the boundary (CLI or bench.yaml); everything else takes these 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.sim.faults import FaultConfig
 
 __all__ = ["EngineProfile", "SimSettings", "StackName", "TimingMode"]
 
@@ -30,6 +33,9 @@ class SimSettings(BaseModel):
     max_model_len: int = Field(4096, ge=16)
     max_concurrent_requests: int = Field(128, ge=1)  # TGI's router limit; others ignore it
     seed: int = 0
+    speed: float = Field(1.0, gt=0)  # all simulated durations are divided by this
+    faults: FaultConfig = FaultConfig()
+    request_log: Path | None = None  # JSON lines: each request's arrival, token times, fault
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
 

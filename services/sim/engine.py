@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from services.sim.config import EngineProfile
+from services.sim.faults import FaultPlan
 
 __all__ = [
     "BatchingEngine",
@@ -128,9 +129,14 @@ class SimEngine(ABC):
     timer_slack_s = 0.0005
 
     def __init__(
-        self, observer: EngineObserver | None, clock: Clock | None, sleep: Sleep | None
+        self,
+        observer: EngineObserver | None,
+        clock: Clock | None,
+        sleep: Sleep | None,
+        faults: FaultPlan | None = None,
     ) -> None:
         self._observer: EngineObserver = observer or NullObserver()
+        self._faults = faults
         self._clock = clock  # None: the running loop's time(), resolved on first use
         self._sleep: Sleep = sleep or asyncio.sleep
         self._next_id = 0
@@ -173,6 +179,10 @@ class SimEngine(ABC):
         await self._stop()
         for seq in list(self._live()):
             self.abort(seq)
+
+    def _stalled(self, start: float, due: float) -> float:
+        """`due` pushed back by an injected stall of every stream, if one is configured."""
+        return due if self._faults is None else self._faults.stalled(start, due)
 
     async def _sleep_until(self, due: float) -> None:
         await self._sleep(max(0.0, due - self.now() - self.timer_slack_s))
@@ -223,8 +233,9 @@ class FixedEngine(SimEngine):
         observer: EngineObserver | None = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
-        super().__init__(observer, clock, sleep)
+        super().__init__(observer, clock, sleep, faults)
         self._ttft_s = ttft_ms / 1000.0
         self._itl_s = itl_ms / 1000.0
         self._tasks: dict[SimSequence, asyncio.Task[None]] = {}
@@ -238,7 +249,7 @@ class FixedEngine(SimEngine):
     async def _generate(self, seq: SimSequence) -> None:
         first_due = seq.arrival + self._ttft_s
         for k in range(seq.max_tokens):
-            due = first_due + k * self._itl_s  # absolute deadlines: no drift
+            due = self._stalled(seq.arrival, first_due + k * self._itl_s)  # absolute: no drift
             await self._sleep_until(due)
             seq.prefilled = seq.prompt_tokens
             self._observer.on_step(seq.prompt_tokens + 1 if k == 0 else 1)
@@ -276,8 +287,9 @@ class BatchingEngine(SimEngine):
         observer: EngineObserver | None = None,
         clock: Clock | None = None,
         sleep: Sleep | None = None,
+        faults: FaultPlan | None = None,
     ) -> None:
-        super().__init__(observer, clock, sleep)
+        super().__init__(observer, clock, sleep, faults)
         self._profile = profile
         self._waiting: deque[SimSequence] = deque()
         self._running: dict[SimSequence, None] = {}  # insertion-ordered set
@@ -341,7 +353,7 @@ class BatchingEngine(SimEngine):
             + p.decode_step_per_seq_ms * len(decoding)
             + p.prefill_ms_per_token * prefill_tokens
         )
-        return start + step_ms / 1000.0, decoding, chunks
+        return self._stalled(start, start + step_ms / 1000.0), decoding, chunks
 
     def _complete(
         self, end: float, decoding: list[SimSequence], chunks: list[tuple[SimSequence, int]]

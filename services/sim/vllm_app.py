@@ -6,9 +6,11 @@ event is written as soon as its token is due.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -17,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.sim.config import SimSettings
 from services.sim.engine import SimEngine, SimSequence
+from services.sim.faults import FaultPlan, RequestFault
 from services.sim.tokens import chat_token_ids, token_ids, words
 from services.sim.vllm_protocol import (
     DONE,
@@ -41,6 +44,8 @@ __all__ = ["VLLM_VERSION", "create_vllm_app"]
 VLLM_VERSION = "0.33.0"
 _SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"  # what Starlette sends for vLLM
 _COMPLETIONS_DEFAULT_MAX_TOKENS = 16
+_MALFORMED = b'data: {"id":"cmpl-\n\n'  # injected: an event that is not valid JSON
+NO_FAULT = RequestFault()
 _M = TypeVar("_M", bound=BaseModel)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -77,9 +82,16 @@ def _describe(exc: ValidationError) -> str:
 
 
 class _VllmHandlers:
-    def __init__(self, settings: SimSettings, engine: SimEngine, registry: CollectorRegistry):
+    def __init__(
+        self,
+        settings: SimSettings,
+        engine: SimEngine,
+        registry: CollectorRegistry,
+        faults: FaultPlan | None,
+    ):
         self._settings = settings
         self._engine = engine
+        self._faults = faults
         self._registry = registry
         self._model = settings.served_model_name
         self._created = int(time.time())
@@ -147,10 +159,14 @@ class _VllmHandlers:
     ) -> web.StreamResponse:
         text = words(self._settings.seed * 1_000_003 + self._requests)
         self._requests += 1
+        fault = self._faults.draw(max_tokens) if self._faults else NO_FAULT
+        if fault.kind in ("error", "hang"):
+            return await self._refuse(arrival, fault)
         seq = self._engine.submit(prompt_tokens, max_tokens, arrival)
+        sent = [0]
         try:
             if req.stream:
-                return await self._stream(request, req, seq, text)
+                return await self._stream(request, req, seq, text, fault, sent)
             async for _ in seq:
                 pass
             if seq.finished_reason != "length":
@@ -165,6 +181,19 @@ class _VllmHandlers:
         finally:
             # Client gone (write failed or handler cancelled): vLLM counts it as an abort.
             self._engine.abort(seq)
+            if self._faults:
+                self._faults.record(arrival, fault, seq, sent[0])
+
+    async def _refuse(self, arrival: float, fault: RequestFault) -> web.StreamResponse:
+        """Injected: an error response, or a request that is never answered."""
+        assert self._faults is not None
+        try:
+            if fault.kind == "hang":
+                await asyncio.Future()  # until the client gives up and the handler is cancelled
+            status = fault.status or 500
+            raise _HttpError(status, "Injected fault (simulated)", HTTPStatus(status).phrase)
+        finally:
+            self._faults.record(arrival, fault, None, 0)
 
     async def _stream(
         self,
@@ -172,6 +201,8 @@ class _VllmHandlers:
         req: CompletionRequest | ChatCompletionRequest,
         seq: SimSequence,
         text: Iterator[str],
+        fault: RequestFault,
+        sent: list[int],
     ) -> web.StreamResponse:
         chat = isinstance(req, ChatCompletionRequest)
         if chat:
@@ -183,7 +214,14 @@ class _VllmHandlers:
             await resp.prepare(request)
             n = 0
             async for _ in seq:
+                if n == fault.after_tokens and fault.kind == "cut":
+                    assert request.transport is not None
+                    request.transport.close()  # injected: the connection drops mid-stream
+                    return resp
+                if n == fault.after_tokens and fault.kind == "malformed":
+                    await resp.write(_MALFORMED)
                 n += 1
+                sent[0] = n
                 finish = "length" if n == seq.max_tokens else None
                 use = usage(seq.prompt_tokens, n) if req.continuous_usage else None
                 if not chat:
@@ -230,13 +268,16 @@ class _VllmHandlers:
 
 
 def create_vllm_app(
-    settings: SimSettings, engine: SimEngine, metrics_registry: CollectorRegistry
+    settings: SimSettings,
+    engine: SimEngine,
+    metrics_registry: CollectorRegistry,
+    faults: FaultPlan | None = None,
 ) -> web.Application:
     """An aiohttp application answering like `vllm serve` 0.33 (STACKS.md section 1).
 
     The engine is closed (live requests aborted) when the application shuts down.
     """
-    handlers = _VllmHandlers(settings, engine, metrics_registry)
+    handlers = _VllmHandlers(settings, engine, metrics_registry, faults)
     app = web.Application(middlewares=[_error_middleware], client_max_size=64 * 1024**2)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)

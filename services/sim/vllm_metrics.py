@@ -13,12 +13,10 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    PlatformCollector,
-    ProcessCollector,
 )
-from prometheus_client.gc_collector import GCCollector
 
 from services.sim.engine import FinishReason, SimSequence
+from services.sim.process_metrics import register_process_collectors
 
 __all__ = [
     "FINISH_REASONS",
@@ -103,10 +101,9 @@ class VllmMetrics:
         engine: str = "0",
         *,
         max_model_len: int = 4096,
+        started_at: float | None = None,
     ) -> None:
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        register_process_collectors(registry, started_at)
         names, values = ("model_name", "engine"), (model_name, engine)
         buckets: dict[str, Sequence[float]] = {
             "ttft": TTFT_BUCKETS,

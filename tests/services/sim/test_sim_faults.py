@@ -1,0 +1,183 @@
+"""Each fault switch changes what a load test records, shown with the load generator's client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+
+from loadtest.clients.openai import OpenAIClient, RequestContext
+from loadtest.config import EndpointSpec, WorkloadConfig
+from loadtest.records import Outcome, RequestRecord
+from loadtest.transport import HttpxTransport
+from loadtest.workload import GenRequest
+from services.sim import FixedEngine, SimSequence
+from services.sim.faults import ErrorFault, FaultConfig, FaultPlan
+from tests.procs import start_sim, stop_sim
+
+FIXED = ("--timing", "fixed", "--ttft-ms", "5", "--itl-ms", "2", "--port", "0")
+
+
+@pytest.fixture
+def sim() -> Iterator[Any]:
+    started: list[Any] = []
+
+    def start(*args: str) -> str:
+        proc, url = start_sim(*FIXED, *args)
+        started.append(proc)
+        return url
+
+    yield start
+    for proc in started:
+        stop_sim(proc)
+
+
+def generate(url: str, max_tokens: int = 8, timeout_s: float = 10.0) -> RequestRecord:
+    transport = HttpxTransport(url, timeout_s=timeout_s)
+    try:
+        client = OpenAIClient(transport, EndpointSpec(stack="vllm"), WorkloadConfig())
+        request = GenRequest("hello world", 2, max_tokens)
+        return client.execute(
+            request, RequestContext("t", 0, "concurrency", 1, time.perf_counter_ns())
+        )
+    finally:
+        transport.close()
+
+
+def test_draws_follow_the_rates_and_the_seed() -> None:
+    config = FaultConfig(
+        errors=[ErrorFault(status=429, rate=0.2)], cut_rate=0.1, hang_rate=0.05, seed=4
+    )
+    plan = FaultPlan(config)
+    draws = [plan.draw(10) for _ in range(20_000)]
+    kinds = Counter((f.kind, f.status) for f in draws)
+    assert kinds[("error", 429)] == pytest.approx(4000, rel=0.08)
+    assert kinds[("cut", None)] == pytest.approx(2000, rel=0.1)
+    assert kinds[("hang", None)] == pytest.approx(1000, rel=0.15)
+    assert all(f.after_tokens == 5 for f in draws if f.kind == "cut")
+    again = FaultPlan(config)
+    assert [again.draw(10) for _ in range(200)] == draws[:200]
+
+
+def test_rates_above_one_are_rejected() -> None:
+    with pytest.raises(ValidationError, match="must not exceed 1"):
+        FaultConfig(cut_rate=0.6, hang_rate=0.5)
+
+
+def test_stall_pushes_back_every_token_due_inside_or_after_it(fake_clock: Any) -> None:
+    # Server started at 100.0; stall from 100.03 for 0.1 s; tokens due at 100.01 + k * 0.01.
+    plan = FaultPlan(FaultConfig(stall_at_s=0.03, stall_for_s=0.1), t0=100.0)
+
+    async def main() -> list[float]:
+        seq: SimSequence = FixedEngine(
+            10.0, 10.0, clock=fake_clock, sleep=fake_clock.sleep, faults=plan
+        ).submit(prompt_tokens=1, max_tokens=5)
+        return [event.due async for event in seq]
+
+    dues = asyncio.run(main())
+    assert dues == pytest.approx([100.01, 100.02, 100.13, 100.14, 100.15])
+    assert plan.stalled(100.05, 100.06) == pytest.approx(100.14)  # arrived inside the stall
+
+
+def test_error_fault_is_an_http_error(sim: Any) -> None:
+    record = generate(sim("--error", "503:1"))
+    assert (record.outcome, record.http_status) == (Outcome.HTTP_ERROR, 503)
+    assert "Injected fault" in (record.error or "")
+
+
+def test_cut_stream_is_truncated(sim: Any) -> None:
+    record = generate(sim("--cut-rate", "1"))
+    assert record.outcome is Outcome.TRUNCATED_STREAM
+    assert record.events == 4  # cut after half of the 8 tokens
+
+
+def test_malformed_event_is_reported(sim: Any) -> None:
+    record = generate(sim("--malformed-rate", "1"))
+    assert record.outcome is Outcome.MALFORMED_EVENT
+
+
+def test_hung_request_times_out(sim: Any) -> None:
+    record = generate(sim("--hang-rate", "1"), timeout_s=0.5)
+    assert record.outcome is Outcome.TIMEOUT_TTFT
+
+
+def test_slow_start_refuses_connections_then_serves(sim: Any) -> None:
+    url = sim("--refuse-for", "1.0")
+    assert generate(url).outcome is Outcome.CONNECT_ERROR
+    deadline = time.monotonic() + 10
+    while (record := generate(url)).outcome is Outcome.CONNECT_ERROR:
+        assert time.monotonic() < deadline, "never started serving"
+    assert record.outcome is Outcome.OK
+
+
+def test_stall_shows_as_one_long_gap(sim: Any) -> None:
+    url = sim("--stall-at", "0.8", "--stall-for", "0.4")
+    record = generate(url, max_tokens=400)  # 0.8 s of tokens: the stall hits mid-stream
+    assert record.outcome is Outcome.OK
+    assert max(record.itl_ms) >= 350
+    assert sorted(record.itl_ms)[len(record.itl_ms) // 2] < 10
+
+
+def test_slowdown_and_speed_scale_decode_time(sim: Any) -> None:
+    slow = generate(sim("--slowdown", "3"), max_tokens=30)
+    fast = generate(sim("--speed", "4", "--itl-ms", "8"), max_tokens=30)
+    assert slow.tpot_ms is not None and fast.tpot_ms is not None
+    assert slow.tpot_ms == pytest.approx(6.0, abs=1.5)
+    assert fast.tpot_ms == pytest.approx(2.0, abs=1.0)
+
+
+def _samples(url: str) -> dict[str, float]:
+    text = httpx.get(f"{url}/metrics", timeout=5).text
+    return {
+        s.name + json.dumps(s.labels, sort_keys=True): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_restart_resets_counters_and_moves_process_start(sim: Any) -> None:
+    url = sim("--restart-at", "1.5", "--restart-down", "0.3")
+    labels = {
+        "engine": "0",
+        "finished_reason": "length",
+        "model_name": "sim/llama-3.1-8b-instruct-awq",
+    }
+    ok = json.dumps(labels, sort_keys=True)
+    assert generate(url).outcome is Outcome.OK
+    before = _samples(url)
+    assert before["vllm:request_success_total" + ok] == 1
+    deadline = time.monotonic() + 15
+    while True:
+        assert time.monotonic() < deadline, "no restart seen"
+        try:
+            after = _samples(url)
+        except httpx.HTTPError:
+            continue  # down while restarting
+        if after["process_start_time_seconds{}"] > before["process_start_time_seconds{}"]:
+            break
+    assert after["vllm:request_success_total" + ok] == 0
+
+
+def test_request_log_counts_what_was_injected(sim: Any, tmp_path: Path) -> None:
+    log = tmp_path / "sim.jsonl"
+    url = sim(
+        "--error", "429:0.3", "--cut-rate", "0.2", "--request-log", str(log), "--fault-seed", "1"
+    )
+    outcomes = Counter(generate(url).outcome for _ in range(40))
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    injected = Counter(e["fault"] for e in entries)
+    assert len(entries) == 40
+    assert outcomes[Outcome.HTTP_ERROR] == injected["error"] > 0
+    assert outcomes[Outcome.TRUNCATED_STREAM] == injected["cut"] > 0
+    assert outcomes[Outcome.OK] == injected["none"]
+    done = [e for e in entries if e["fault"] == "none"]
+    assert all(e["tokens_sent"] == 8 and e["first_token"] > e["arrival"] for e in done)
