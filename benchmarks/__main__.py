@@ -1,9 +1,11 @@
 """`make bench`: measurement accuracy against a ground truth, and analysis speed.
 
-1. Accuracy: a fixed-timing simulator (TTFT 50 ms, 10 ms per token) is driven through the
+1. Simulator speed: 256 concurrent streams on one simulator process, tokens/s and the p99
+   lateness of tokens against their simulated due times (benchmarks/sim_speed.py).
+2. Accuracy: a fixed-timing simulator (TTFT 50 ms, 10 ms per token) is driven through the
    real pipeline (`quantbench run`, Locust) at several concurrencies; the printed error is
    measured p50/p95 minus the simulator's truth, in the same run.
-2. Analysis speed: `analyze_run` on a synthetic run directory of N records, as records/s.
+3. Analysis speed: `analyze_run` on a synthetic run directory of N records, as records/s.
 """
 
 from __future__ import annotations
@@ -60,11 +62,24 @@ def analysis_speed(records: int) -> None:
     print(f"\nanalysis: {records} records in {elapsed:.2f} s ({records / elapsed:,.0f} records/s)")
 
 
+def sim_speed(streams: int, itl_ms: float, seconds: float) -> None:
+    from benchmarks.sim_speed import measure_sim_speed
+
+    result = measure_sim_speed(streams, itl_ms, seconds)
+    print(
+        f"\nsimulator speed (one process, fixed timing, {itl_ms:g} ms per token): "
+        f"{result.streams} streams, {result.tokens_per_s:,.0f} tokens/s, "
+        f"token lateness p50 {result.lateness_p50_ms:.2f} ms, p99 {result.lateness_p99_ms:.2f} ms "
+        f"(target: >= 20,000 tokens/s, p99 < 5 ms), simulator CPU {result.sim_cpu_percent:.0f}%"
+    )
+
+
 def run() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--stage-seconds", type=float, default=5.0)
     args = parser.parse_args()
+    sim_speed(256, 10.0, 8.0)
     accuracy([1, 8, 32], args.stage_seconds)
     analysis_speed(args.records)
 

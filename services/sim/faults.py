@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal
 
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 if TYPE_CHECKING:
     from services.sim.engine import SimSequence
 
-__all__ = ["ErrorFault", "FaultConfig", "FaultPlan", "RequestFault", "RequestLog"]
+__all__ = ["Delivery", "ErrorFault", "FaultConfig", "FaultPlan", "RequestFault", "RequestLog"]
 
 FaultKind = Literal["none", "error", "cut", "malformed", "hang"]
 
@@ -59,6 +59,18 @@ class FaultConfig(BaseModel):
         if total > 1:
             raise ValueError(f"fault rates add up to {total:g}; they must not exceed 1")
         return self
+
+
+@dataclass
+class Delivery:
+    """What a handler actually sent: tokens, and how late each was against its due time."""
+
+    tokens_sent: int = 0
+    lateness_ms: list[float] = field(default_factory=list)
+
+    def sent(self, now: float, due: float) -> None:
+        self.tokens_sent += 1
+        self.lateness_ms.append(round((now - due) * 1000.0, 3))
 
 
 @dataclass(frozen=True)
@@ -142,7 +154,7 @@ class FaultPlan:
         return due + max(0.0, window[1] - begin)
 
     def record(
-        self, arrival: float, fault: RequestFault, seq: SimSequence | None, tokens_sent: int
+        self, arrival: float, fault: RequestFault, seq: SimSequence | None, delivery: Delivery
     ) -> None:
         """Log one finished request: its times on the wall clock, tokens sent, fault injected.
 
@@ -162,7 +174,8 @@ class FaultPlan:
                 "last_token": wall(seq.last_token) if seq else None,
                 "prompt_tokens": seq.prompt_tokens if seq else None,
                 "max_tokens": seq.max_tokens if seq else None,
-                "tokens_sent": tokens_sent,
+                "tokens_sent": delivery.tokens_sent,
+                "lateness_ms": delivery.lateness_ms,
                 "finished_reason": seq.finished_reason if seq else None,
                 "fault": fault.kind,
                 "status": fault.status,

@@ -19,12 +19,13 @@ from pydantic import BaseModel, ValidationError
 
 from services.sim.config import SimSettings
 from services.sim.engine import SimEngine, SimSequence
-from services.sim.faults import FaultPlan, RequestFault
+from services.sim.faults import Delivery, FaultPlan, RequestFault
 from services.sim.tokens import chat_token_ids, token_ids, words
 from services.sim.vllm_protocol import (
     DONE,
     ChatCompletionRequest,
     CompletionRequest,
+    ContentEvents,
     TokenizeRequest,
     chat_chunk,
     chat_pairs,
@@ -163,12 +164,12 @@ class _VllmHandlers:
         if fault.kind in ("error", "hang"):
             return await self._refuse(arrival, fault)
         seq = self._engine.submit(prompt_tokens, max_tokens, arrival)
-        sent = [0]
+        delivery = Delivery()
         try:
             if req.stream:
-                return await self._stream(request, req, seq, text, fault, sent)
-            async for _ in seq:
-                pass
+                return await self._stream(request, req, seq, text, fault, delivery)
+            async for event in seq:
+                delivery.sent(self._engine.now(), event.due)
             if seq.finished_reason != "length":
                 raise _HttpError(500, "The request was aborted.", "InternalServerError")
             content = "".join(next(text) for _ in range(seq.generated))
@@ -182,7 +183,7 @@ class _VllmHandlers:
             # Client gone (write failed or handler cancelled): vLLM counts it as an abort.
             self._engine.abort(seq)
             if self._faults:
-                self._faults.record(arrival, fault, seq, sent[0])
+                self._faults.record(arrival, fault, seq, delivery)
 
     async def _refuse(self, arrival: float, fault: RequestFault) -> web.StreamResponse:
         """Injected: an error response, or a request that is never answered."""
@@ -193,7 +194,7 @@ class _VllmHandlers:
             status = fault.status or 500
             raise _HttpError(status, "Injected fault (simulated)", HTTPStatus(status).phrase)
         finally:
-            self._faults.record(arrival, fault, None, 0)
+            self._faults.record(arrival, fault, None, Delivery())
 
     async def _stream(
         self,
@@ -202,18 +203,19 @@ class _VllmHandlers:
         seq: SimSequence,
         text: Iterator[str],
         fault: RequestFault,
-        sent: list[int],
+        delivery: Delivery,
     ) -> web.StreamResponse:
         chat = isinstance(req, ChatCompletionRequest)
         if chat:
             head = response_head("chatcmpl", "chat.completion.chunk", self._model)
         else:
             head = response_head("cmpl", "text_completion", self._model)
+        content = ContentEvents(head, chat)
         resp = web.StreamResponse(headers={"Content-Type": _SSE_CONTENT_TYPE})
         try:
             await resp.prepare(request)
             n = 0
-            async for _ in seq:
+            async for event in seq:
                 if n == fault.after_tokens and fault.kind == "cut":
                     assert request.transport is not None
                     request.transport.close()  # injected: the connection drops mid-stream
@@ -221,16 +223,18 @@ class _VllmHandlers:
                 if n == fault.after_tokens and fault.kind == "malformed":
                     await resp.write(_MALFORMED)
                 n += 1
-                sent[0] = n
+                delivery.sent(self._engine.now(), event.due)
                 finish = "length" if n == seq.max_tokens else None
                 use = usage(seq.prompt_tokens, n) if req.continuous_usage else None
-                if not chat:
-                    await resp.write(sse(completion_chunk(head, next(text), finish, use)))
-                    continue
-                if n == 1:  # vLLM's role-only first chunk, sent with the first engine output
+                if chat and n == 1:  # vLLM's role-only first chunk, with the first output
                     role = {"role": "assistant", "content": ""}
                     await resp.write(sse(chat_chunk(head, role, None, use)))
-                await resp.write(sse(chat_chunk(head, {"content": next(text)}, finish, use)))
+                if finish is None and use is None:
+                    await resp.write(content(next(text)))
+                elif chat:
+                    await resp.write(sse(chat_chunk(head, {"content": next(text)}, finish, use)))
+                else:
+                    await resp.write(sse(completion_chunk(head, next(text), finish, use)))
             if seq.finished_reason != "length":  # aborted by the server (shutdown)
                 error = error_body("The request was aborted.", "InternalServerError", 500)
                 await resp.write(sse(error))

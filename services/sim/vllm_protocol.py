@@ -18,6 +18,7 @@ __all__ = [
     "DONE",
     "ChatCompletionRequest",
     "CompletionRequest",
+    "ContentEvents",
     "TokenizeRequest",
     "chat_chunk",
     "chat_pairs",
@@ -39,6 +40,26 @@ _Json = dict[str, Any]
 def sse(obj: _Json) -> bytes:
     """One server-sent event, framed as vLLM does: `data: <compact json>\\n\\n`."""
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class ContentEvents:
+    """Bytes of the common streamed event (text only, no finish reason, no usage), fast.
+
+    Built once per stream from the same builders as every other chunk, so the bytes are
+    identical to `sse(chat_chunk(...))` / `sse(completion_chunk(...))`; only the text changes.
+    """
+
+    _MARK = "\x00"
+
+    def __init__(self, head: _Json, chat: bool) -> None:
+        if chat:
+            template = sse(chat_chunk(head, {"content": self._MARK}, None))
+        else:
+            template = sse(completion_chunk(head, self._MARK, None))
+        self._before, self._after = template.split(json.dumps(self._MARK).encode())
+
+    def __call__(self, text: str) -> bytes:
+        return self._before + json.dumps(text).encode() + self._after
 
 
 class _Lenient(BaseModel):

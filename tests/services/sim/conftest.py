@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -20,6 +22,8 @@ class FakeClock:
 
     def __init__(self, start: float = 100.0) -> None:
         self.now = start
+        self._timers: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._order = itertools.count()
 
     def __call__(self) -> float:
         return self.now
@@ -27,6 +31,17 @@ class FakeClock:
     async def sleep(self, delay: float) -> None:
         self.now += delay
         await asyncio.sleep(0)
+
+    def call_at(self, when: float, callback: Callable[..., None], *args: Any) -> asyncio.Handle:
+        """Like `loop.call_at`, in scripted time: timers run in due order, moving the clock."""
+        entry = (when, next(self._order), callback, args)
+        heapq.heappush(self._timers, entry)
+        return asyncio.get_running_loop().call_soon(self._run_next)
+
+    def _run_next(self) -> None:
+        when, _, callback, args = heapq.heappop(self._timers)
+        self.now = max(self.now, when)
+        callback(*args)
 
 
 @pytest.fixture

@@ -67,7 +67,7 @@ def _run_batch(
 
 def test_fixed_engine_due_times_are_exact(fake_clock: Any) -> None:
     async def main() -> tuple[list[float], SimSequence]:
-        engine = FixedEngine(50.0, 10.0, clock=fake_clock, sleep=fake_clock.sleep)
+        engine = FixedEngine(50.0, 10.0, clock=fake_clock, call_at=fake_clock.call_at)
         seq = engine.submit(prompt_tokens=12, max_tokens=4)
         return await _dues(seq), seq
 

@@ -79,7 +79,7 @@ def test_stall_pushes_back_every_token_due_inside_or_after_it(fake_clock: Any) -
 
     async def main() -> list[float]:
         seq: SimSequence = FixedEngine(
-            10.0, 10.0, clock=fake_clock, sleep=fake_clock.sleep, faults=plan
+            10.0, 10.0, clock=fake_clock, call_at=fake_clock.call_at, faults=plan
         ).submit(prompt_tokens=1, max_tokens=5)
         return [event.due async for event in seq]
 
