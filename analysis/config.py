@@ -22,3 +22,5 @@ class AnalysisConfig(BaseModel):
 
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
     min_samples_p95: int = Field(default=59, ge=1)
+    max_schedule_lag_p99_ms: float = Field(default=5.0, gt=0)
+    max_generator_cpu_percent: float = Field(default=90.0, gt=0)

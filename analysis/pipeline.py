@@ -13,13 +13,14 @@ from analysis.headline import headline
 from analysis.plots import write_plots
 from analysis.report import ReportInput, render_html, render_markdown
 from analysis.rundir import (
+    load_generator,
     load_requests,
     load_run_meta,
     load_stages,
     write_parquet,
     write_stages,
 )
-from analysis.summary import TargetInfo, summarize
+from analysis.summary import FailureCost, TargetInfo, summarize
 
 __all__ = ["AnalysisResult", "analyze_run"]
 
@@ -64,7 +65,13 @@ def analyze_run(run_dir: Path) -> AnalysisResult:
     limits = AnalysisConfig.model_validate(config.get("analysis") or {})
     requests = load_requests(run_dir)
     stages = load_stages(run_dir)
-    summary = summarize(requests, stages, _targets(meta), slo, limits)
+    timeouts = config.get("timeouts") or {}
+    cost = FailureCost(
+        ttft_ms=1000.0 * float(timeouts.get("ttft", 60.0)),
+        e2e_ms=1000.0 * float(timeouts.get("total", 300.0)),
+    )
+    generator = load_generator(run_dir)
+    summary = summarize(requests, stages, _targets(meta), slo, limits, cost, generator)
 
     by_key = {(row.target, row.stage): row for row in summary.itertuples()}
     for stage in stages:

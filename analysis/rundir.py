@@ -11,11 +11,13 @@ import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
+from loadtest.generator_stats import GENERATOR_FILE
 from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord, StageRecord
 
 __all__ = [
     "RUN_FILE",
     "RunDirError",
+    "load_generator",
     "load_requests",
     "load_run_meta",
     "load_stages",
@@ -70,6 +72,19 @@ def _read_complete_lines(path: Path, cause: Exception) -> pa.Table:
     if not rows:
         raise RunDirError(f"{path}: no readable records ({cause})") from cause
     return pa.Table.from_pylist(rows)
+
+
+def load_generator(run_dir: Path) -> pd.DataFrame:
+    """The load generator's own CPU samples (`pid, wall_s, cpu_percent`), if any."""
+    path = run_dir / GENERATOR_FILE
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue  # a partial last line from a killed process
+    return pd.DataFrame(rows, columns=["pid", "wall_s", "cpu_percent"])
 
 
 def load_stages(run_dir: Path) -> list[StageRecord]:

@@ -16,7 +16,7 @@ from analysis.config import AnalysisConfig, SloConfig
 from analysis.stats import quantile
 from loadtest.records import StageRecord
 
-__all__ = ["SUMMARY_COLUMNS", "TargetInfo", "summarize"]
+__all__ = ["SUMMARY_COLUMNS", "FailureCost", "TargetInfo", "summarize"]
 
 SUMMARY_COLUMNS = [
     "target",
@@ -41,10 +41,21 @@ SUMMARY_COLUMNS = [
     "itl_p95_ms",
     "e2e_p50_ms",
     "e2e_p95_ms",
+    "ttft_p95_all_ms",
+    "e2e_p95_all_ms",
+    "schedule_lag_p99_ms",
     "goodput_req_per_s",
     "valid",
     "invalid_reason",
 ]
+
+
+@dataclass(frozen=True)
+class FailureCost:
+    """What a failed request counts as in all-request percentiles: its timeouts (ms)."""
+
+    ttft_ms: float
+    e2e_ms: float
 
 
 @dataclass(frozen=True)
@@ -75,12 +86,30 @@ def _q(values: Any, q: float) -> float | None:
     return quantile(values, q).value
 
 
+def _generator_cpu(generator: pd.DataFrame, stage: StageRecord) -> float | None:
+    """The busiest generator process's mean CPU over the stage's measured window."""
+    if generator.empty:
+        return None
+    start = stage.start_wall_s + stage.warmup_s
+    window = generator[(generator["wall_s"] >= start) & (generator["wall_s"] <= stage.end_wall_s)]
+    if window.empty:
+        return None
+    return float(window.groupby("pid")["cpu_percent"].mean().max())
+
+
+def _with_failures(ok: pd.Series, failed: int, cost_ms: float) -> np.ndarray:
+    """ok values plus each failure at its timeout, so failing fast cannot look fast."""
+    return np.concatenate([ok.astype(float).to_numpy(), np.full(failed, cost_ms)])
+
+
 def _stage_row(
     stage: StageRecord,
     info: TargetInfo,
     requests: pd.DataFrame,
     slo: SloConfig,
     limits: AnalysisConfig,
+    cost: FailureCost,
+    generator: pd.DataFrame,
 ) -> dict[str, Any]:
     measure_start_ns = stage.start_ns + int(stage.warmup_s * 1e9)
     duration_s = max((stage.end_ns - measure_start_ns) / 1e9, 1e-9)
@@ -94,6 +123,24 @@ def _stage_row(
     reasons = []
     if not stage.completed:
         reasons.append("stage stopped before its end")
+    if stage.workers_lost:
+        reasons.append("a load-generator worker was lost during the stage")
+    if stage.mode != "concurrency" and n:
+        sent = int((scheduled["outcome"] != "not_sent").sum())
+        if sent < 0.99 * n:
+            reasons.append(f"only {sent} of {n} scheduled requests were sent (in-flight cap)")
+        lag = _q(scheduled["schedule_lag_ms"].dropna(), 0.99)
+        if lag is not None and lag > limits.max_schedule_lag_p99_ms:
+            reasons.append(
+                f"p99 schedule lag {lag:.1f} ms > {limits.max_schedule_lag_p99_ms:g} ms: "
+                "the generator fell behind its schedule"
+            )
+    cpu = _generator_cpu(generator, stage)
+    if cpu is not None and cpu > limits.max_generator_cpu_percent:
+        reasons.append(
+            f"load generator at {cpu:.0f}% CPU (> {limits.max_generator_cpu_percent:g}%): "
+            "timings unreliable, add --processes"
+        )
     if n_ok < limits.min_samples_p95:
         reasons.append(f"{n_ok} ok samples, p95 needs {limits.min_samples_p95}")
     error_rate = (n - n_ok) / n if n else 0.0
@@ -122,6 +169,9 @@ def _stage_row(
         "itl_p95_ms": _q(itl, 0.95),
         "e2e_p50_ms": _q(ok["e2e_ms"], 0.5),
         "e2e_p95_ms": _q(ok["e2e_ms"], 0.95),
+        "ttft_p95_all_ms": _q(_with_failures(ok["ttft_ms"], n - n_ok, cost.ttft_ms), 0.95),
+        "e2e_p95_all_ms": _q(_with_failures(ok["e2e_ms"], n - n_ok, cost.e2e_ms), 0.95),
+        "schedule_lag_p99_ms": _q(scheduled["schedule_lag_ms"].dropna(), 0.99),
         "goodput_req_per_s": int(_meets_slo(finished, slo).sum()) / duration_s,
         "valid": not reasons,
         "invalid_reason": "; ".join(reasons),
@@ -134,12 +184,16 @@ def summarize(
     targets: dict[str, TargetInfo],
     slo: SloConfig,
     limits: AnalysisConfig | None = None,
+    cost: FailureCost | None = None,
+    generator: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """One row per target × stage, in run order, with the columns of DESIGN.md."""
     limits = limits or AnalysisConfig()
+    cost = cost or FailureCost(ttft_ms=60_000.0, e2e_ms=300_000.0)
+    generator = generator if generator is not None else pd.DataFrame()
     rows = []
     for stage in stages:
         info = targets.get(stage.target) or TargetInfo(stage.target, "other", "", False)
         mine = requests[requests["target"] == stage.target]
-        rows.append(_stage_row(stage, info, mine, slo, limits))
+        rows.append(_stage_row(stage, info, mine, slo, limits, cost, generator))
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)

@@ -13,10 +13,12 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 __all__ = [
+    "ArrivalProcess",
     "Duration",
     "EndpointSpec",
     "LengthDist",
     "LoadConfig",
+    "LoadMode",
     "LocustSettings",
     "TimeoutConfig",
     "WorkloadConfig",
@@ -78,20 +80,42 @@ class WorkloadConfig(_Strict):
     seed: int = 0
 
 
-class LoadConfig(_Strict):
-    """Closed-loop concurrency steps: each stage runs `warmup` (excluded) then `stage_duration`."""
+ArrivalProcess = Literal["constant", "poisson", "gamma"]
+LoadMode = Literal["concurrency", "rate", "batch"]
 
-    mode: Literal["concurrency"] = "concurrency"
-    stages: list[Annotated[int, Field(ge=1)]] = Field(default=[1, 4, 16], min_length=1)
+
+class LoadConfig(_Strict):
+    """The load profile: stages, each running `warmup` (excluded) then `stage_duration`.
+
+    `concurrency`: closed loop, N users each sending when its last request ended.
+    `rate`: open loop, requests/s on a seeded `arrival` schedule, latency timed from the
+    schedule; more than `max_in_flight` outstanding requests are counted `not_sent`.
+    `batch`: N requests released together, again when all have ended (offline throughput).
+    """
+
+    mode: LoadMode = "concurrency"
+    stages: list[Annotated[float, Field(gt=0)]] = Field(default=[1, 4, 16], min_length=1)
     stage_duration: Duration = 30.0
     warmup: Duration = 5.0
     drain_timeout: Duration = 30.0
+    arrival: ArrivalProcess = "poisson"
+    burstiness: float = Field(default=1.0, gt=0)
+    max_in_flight: int = Field(default=1000, ge=1)
+    processes: int = Field(default=1, ge=1)  # Locust generator processes (one core each)
+
+    @model_validator(mode="after")
+    def _whole_users(self) -> LoadConfig:
+        if self.mode != "rate" and any(load != int(load) for load in self.stages):
+            raise ValueError(f"{self.mode} stages are counts of requests; use whole numbers")
+        return self
 
 
 class TimeoutConfig(_Strict):
-    """`ready`: how long a target may take to complete its first (probe) generation."""
+    """Per request: `connect`, `ttft` (to the first token), `total`; `ready`: how long a
+    target may take to complete its first (probe) generation."""
 
     connect: Duration = 10.0
+    ttft: Duration = 60.0
     total: Duration = 300.0
     ready: Duration = 120.0
 
@@ -100,7 +124,7 @@ class EndpointSpec(_Strict):
     """What the load generator needs to know about one target."""
 
     name: str = "target"
-    api: Literal["openai"] = "openai"
+    api: Literal["openai", "tgi"] = "openai"
     stack: Literal["vllm", "tgi", "exllamav2", "other"] = "other"
     model: str | None = None
     api_key_env: str | None = None

@@ -3,6 +3,7 @@
 Lines are read with geventhttpclient's `readline`, not `iter_lines`/`iter_content`, which
 wait for 1 KiB and would add ~60 ms to every TTFT (TRAPS.md 1). Requests go through the
 session's user agent directly, so Locust's own request row (timed at headers) never fires.
+Deadlines are gevent timeouts around each blocking read.
 """
 
 from __future__ import annotations
@@ -10,11 +11,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import gevent
 from locust.contrib.fasthttp import FastHttpSession
 
 from loadtest.transport import StreamingResponse, TransportError
 
 __all__ = ["LocustTransport"]
+
+
+class _Deadline(Exception):
+    """Raised by gevent.Timeout inside a read that passed the request's deadline."""
 
 
 class _Stream:
@@ -23,11 +29,12 @@ class _Stream:
         self._raw = response._response
         self.status = int(response.status_code)
 
-    def readline(self) -> bytes:
+    def readline(self, timeout_s: float | None = None) -> bytes:
         try:
-            return bytes(self._raw.readline(b"\n"))
-        except TimeoutError as exc:
-            raise TransportError("timeout", "no data within the network timeout") from exc
+            with gevent.Timeout(timeout_s, _Deadline):
+                return bytes(self._raw.readline(b"\n"))
+        except (_Deadline, TimeoutError) as exc:
+            raise TransportError("timeout", "no data before the deadline") from exc
         except OSError as exc:
             raise TransportError("connect", f"connection lost: {exc}") from exc
 
@@ -50,15 +57,18 @@ class LocustTransport:
         self._session = session
         self._base_url = base_url.rstrip("/")
 
-    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> StreamingResponse:
+    def post(
+        self, path: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None = None
+    ) -> StreamingResponse:
         url = self._base_url + path
         response: Any
         try:
-            response = self._session.client.urlopen(
-                url, method="POST", payload=body, headers=dict(headers)
-            )
-        except TimeoutError as exc:
-            raise TransportError("timeout", f"no response from {url}") from exc
+            with gevent.Timeout(timeout_s, _Deadline):
+                response = self._session.client.urlopen(
+                    url, method="POST", payload=body, headers=dict(headers)
+                )
+        except (_Deadline, TimeoutError) as exc:
+            raise TransportError("timeout", f"no response from {url} before the deadline") from exc
         except Exception as exc:
             response = getattr(exc, "response", None)
             if response is None or getattr(response, "_response", None) is None:

@@ -1,4 +1,4 @@
-"""The Locust adapter: virtual users call the protocol client and write one record per request.
+"""The Locust adapter: virtual users call a protocol client and write one record per request.
 
 Works with plain Locust:
 
@@ -6,9 +6,11 @@ Works with plain Locust:
         --qb-stages 1,4,16 --qb-stage-duration 20s --qb-run-dir runs/manual
 
 `quantbench run` passes `--qb-settings FILE` (a `LocustSettings` JSON) instead. Records go
-to `<run dir>/requests.jsonl` (flushed per request) and stage windows to `stages.jsonl`.
-TTFT/TPOT/E2E are also fired as Locust request events so the web UI and CSVs show them,
-with each request's failure counted once, on its endpoint row.
+to `<run dir>/requests.jsonl` (one write per request) and stage windows to `stages.jsonl`.
+Closed loop (`concurrency`) runs one `LLMUser` per user; open loop (`rate`) and `batch`
+stages run one `DispatchUser` per generator process, which sends on the seeded schedule.
+With `--processes N` (or master/workers) the master announces the run's time anchor and
+each worker's dispatcher takes every N-th arrival of the one global schedule.
 """
 
 from __future__ import annotations
@@ -20,17 +22,23 @@ import time
 from pathlib import Path
 from typing import Any
 
+import gevent
 import httpx
 from gevent import GreenletExit
-from locust import LoadTestShape, events, task
+from gevent.pool import Pool
+from locust import LoadTestShape, User, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a clone
 
-from loadtest.clients.openai import OpenAIClient, RequestContext
-from loadtest.config import LocustSettings, WorkloadConfig, parse_duration
+from loadtest.arrivals import arrival_times
+from loadtest.clients import CLIENTS
+from loadtest.clients.base import RequestContext, StreamingClient
+from loadtest.config import LocustSettings, parse_duration
+from loadtest.generator_stats import ClientExporter, CpuSampler
 from loadtest.locust_transport import LocustTransport
 from loadtest.records import (
     REQUESTS_FILE,
@@ -40,22 +48,27 @@ from loadtest.records import (
     RequestRecord,
     StageRecord,
 )
-from loadtest.shapes import ConcurrencySteps, StagePlan
-from loadtest.workload import RequestFactory
+from loadtest.shapes import LoadPlan, StagePlan
+from loadtest.workload import GenRequest, RequestFactory
 
 log = logging.getLogger("quantbench")
+_ANCHOR_MESSAGE = "quantbench_anchor"
+_STOP_MARGIN_S = 5.0  # the dispatcher drains itself; Locust waits this much longer
 
 
 class _Run:
     """State shared by the users, the shape and the listeners of one Locust process."""
 
     settings: LocustSettings = LocustSettings()
-    steps: ConcurrencySteps = ConcurrencySteps(settings.load)
+    plan: LoadPlan = LoadPlan(settings.load)
     requests: RecordWriter | None = None
     stages: RecordWriter | None = None
-    anchor_s: float = 0.0
+    exporter: ClientExporter = ClientExporter()
+    anchor_s: float = 0.0  # perf_counter() at the start of stage 0
     anchor_wall_s: float = 0.0
+    dispatchers: int = 1
     stages_written: int = 0
+    workers_lost: int = 0
     user_ids = itertools.count()
 
 
@@ -64,15 +77,24 @@ def _add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("quantbench")
     group.add_argument("--qb-settings", help="LocustSettings JSON written by `quantbench run`")
     group.add_argument("--qb-run-dir", help="run directory for requests.jsonl and stages.jsonl")
-    group.add_argument("--qb-stages", help="comma-separated user counts, e.g. 1,4,16")
+    group.add_argument("--qb-mode", choices=["concurrency", "rate", "batch"])
+    group.add_argument("--qb-stages", help="comma-separated loads: users, requests/s or batch")
     group.add_argument("--qb-stage-duration", help="measured time per stage, e.g. 30s")
     group.add_argument("--qb-warmup", help="warm-up before each stage, excluded, e.g. 5s")
+    group.add_argument("--qb-arrival", choices=["constant", "poisson", "gamma"])
     group.add_argument("--qb-endpoint", choices=["chat", "completions"])
+    group.add_argument("--qb-api", choices=sorted(CLIENTS))
     group.add_argument("--qb-model", help="model name to request (default: first of /v1/models)")
     group.add_argument("--qb-stack", choices=["vllm", "tgi", "exllamav2", "other"])
     group.add_argument("--qb-target", help="target name written into each record")
     group.add_argument("--qb-prompt-tokens", type=int)
     group.add_argument("--qb-output-tokens", type=int)
+    group.add_argument(
+        "--qb-exporter-port",
+        type=int,
+        default=0,
+        help="serve client-side Prometheus metrics on this port (+ the worker index)",
+    )
 
 
 def settings_from_options(options: Any) -> LocustSettings:
@@ -83,27 +105,27 @@ def settings_from_options(options: Any) -> LocustSettings:
         stamp = time.strftime("%Y%m%dT%H%M%S")
         base = LocustSettings(run_dir=Path("runs") / f"{stamp}-locust")
     data = base.model_dump()
+    load, workload, endpoint = data["load"], data["workload"], data["endpoint"]
     if options.qb_run_dir:
         data["run_dir"] = options.qb_run_dir
-    load, workload, endpoint = data["load"], data["workload"], data["endpoint"]
     if options.qb_stages:
-        load["stages"] = [int(users) for users in options.qb_stages.split(",")]
-    if options.qb_stage_duration:
-        load["stage_duration"] = parse_duration(options.qb_stage_duration)
-    if options.qb_warmup:
-        load["warmup"] = parse_duration(options.qb_warmup)
-    if options.qb_endpoint:
-        workload["endpoint"] = options.qb_endpoint
-    if options.qb_prompt_tokens:
-        workload["prompt_tokens"] = options.qb_prompt_tokens
-    if options.qb_output_tokens:
-        workload["output_tokens"] = options.qb_output_tokens
-    for flag in ("model", "stack"):
-        value = getattr(options, f"qb_{flag}")
-        if value:
-            endpoint[flag] = value
-    if options.qb_target:
-        endpoint["name"] = options.qb_target
+        load["stages"] = [float(value) for value in options.qb_stages.split(",")]
+    for flag, key in (("qb_stage_duration", "stage_duration"), ("qb_warmup", "warmup")):
+        if getattr(options, flag):
+            load[key] = parse_duration(getattr(options, flag))
+    for flag, section, key in (
+        ("qb_mode", load, "mode"),
+        ("qb_arrival", load, "arrival"),
+        ("qb_endpoint", workload, "endpoint"),
+        ("qb_prompt_tokens", workload, "prompt_tokens"),
+        ("qb_output_tokens", workload, "output_tokens"),
+        ("qb_api", endpoint, "api"),
+        ("qb_model", endpoint, "model"),
+        ("qb_stack", endpoint, "stack"),
+        ("qb_target", endpoint, "name"),
+    ):
+        if getattr(options, flag):
+            section[key] = getattr(options, flag)
     return LocustSettings.model_validate(data)
 
 
@@ -119,7 +141,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if options is None:
         return
     settings = settings_from_options(options)
-    if settings.endpoint.model is None and environment.host:
+    if settings.endpoint.model is None and settings.endpoint.api == "openai" and environment.host:
         try:
             model = _first_model(environment.host)
         except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
@@ -131,18 +153,48 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if not options.stop_timeout:
         # Let requests scheduled inside the last stage finish (the drain) instead of being
         # killed and counted `cancelled`; an explicit --stop-timeout wins.
-        environment.stop_timeout = settings.load.drain_timeout
+        environment.stop_timeout = settings.load.drain_timeout + _STOP_MARGIN_S
+    for user_class in (LLMUser, DispatchUser):
+        user_class.connection_timeout = settings.timeouts.connect
+        user_class.network_timeout = settings.timeouts.total
+    DispatchUser.concurrency = settings.load.max_in_flight
     _Run.settings = settings
-    _Run.steps = ConcurrencySteps(settings.load)
-    _Run.requests = RecordWriter(settings.run_dir / REQUESTS_FILE)
-    _Run.stages = RecordWriter(settings.run_dir / STAGES_FILE)
+    _Run.plan = LoadPlan(settings.load)
+    if not isinstance(environment.runner, MasterRunner):
+        _Run.requests = RecordWriter(settings.run_dir / REQUESTS_FILE)
+        _start_process_side(environment, settings, options.qb_exporter_port)
+    if not isinstance(environment.runner, WorkerRunner):
+        _Run.stages = RecordWriter(settings.run_dir / STAGES_FILE)
+    if isinstance(environment.runner, WorkerRunner):
+        environment.runner.register_message(_ANCHOR_MESSAGE, _on_anchor)
+
+
+def _start_process_side(environment: Environment, settings: LocustSettings, port: int) -> None:
+    sampler = CpuSampler(settings.run_dir)
+
+    def sample_forever() -> None:
+        while True:
+            gevent.sleep(1.0)
+            sampler.sample()
+
+    gevent.spawn(sample_forever)
+    if port:
+        index = max(getattr(environment.runner, "worker_index", 0), 0)
+        _Run.exporter.serve(port + index)
+
+
+def _on_anchor(environment: Environment, msg: Any, **_: Any) -> None:
+    """Workers: the master's stage-0 start (wall clock) and how many dispatchers share it."""
+    _Run.anchor_wall_s = msg.data["wall_s"]
+    _Run.anchor_s = time.perf_counter() - (time.time() - _Run.anchor_wall_s)
+    _Run.dispatchers = max(int(msg.data["dispatchers"]), 1)
 
 
 def _write_stages(until_s: float, completed: bool) -> None:
     """Append the window of every stage that ended before `until_s` and is not yet written."""
     if _Run.stages is None:
         return
-    for stage in _Run.steps.stages[_Run.stages_written :]:
+    for stage in _Run.plan.stages[_Run.stages_written :]:
         if stage.end_s > until_s and completed:
             return
         end_s = min(stage.end_s, until_s)
@@ -153,11 +205,10 @@ def _write_stages(until_s: float, completed: bool) -> None:
 
 
 def _stage_record(stage: StagePlan, end_s: float, completed: bool) -> StageRecord:
-    endpoint = _Run.settings.endpoint
     return StageRecord(
-        target=endpoint.name,
+        target=_Run.settings.endpoint.name,
         stage=stage.index,
-        mode="concurrency",
+        mode=_Run.plan.mode,
         load=stage.load,
         warmup_s=stage.measure_start_s - stage.start_s,
         start_wall_s=_Run.anchor_wall_s + stage.start_s,
@@ -165,6 +216,7 @@ def _stage_record(stage: StagePlan, end_s: float, completed: bool) -> StageRecor
         start_ns=int((_Run.anchor_s + stage.start_s) * 1e9),
         end_ns=int((_Run.anchor_s + end_s) * 1e9),
         completed=completed,
+        workers_lost=_Run.workers_lost,
     )
 
 
@@ -174,73 +226,154 @@ def _on_stop(environment: Environment, **_: Any) -> None:
 
 
 class StagesShape(LoadTestShape):
-    """Steps through the configured concurrency stages, then stops the test."""
+    """Steps through the configured stages, then stops the test."""
 
     def reset_time(self) -> None:
         super().reset_time()
         _Run.anchor_s = self.start_time
         _Run.anchor_wall_s = time.time()
         _Run.stages_written = 0
+        runner = self.runner
+        if isinstance(runner, MasterRunner):
+            _Run.dispatchers = max(runner.worker_count, 1)
+            data = {"wall_s": _Run.anchor_wall_s, "dispatchers": _Run.dispatchers}
+            runner.send_message(_ANCHOR_MESSAGE, data)
 
-    def tick(self) -> tuple[int, float] | None:
+    def tick(self) -> tuple[int, float, list[type[User]]] | None:
         run_time = self.get_run_time()
+        runner = self.runner
+        if isinstance(runner, MasterRunner) and len(runner.clients.missing) > _Run.workers_lost:
+            _Run.workers_lost = len(runner.clients.missing)
+            log.error("a load-generator worker stopped answering; the stage will be marked")
         _write_stages(run_time, completed=True)
-        return _Run.steps.tick(run_time)
+        shape = _Run.plan.tick(run_time)
+        if shape is None:
+            return None
+        users, rate = shape
+        if _Run.plan.mode == "concurrency":
+            return users, rate, [LLMUser]
+        return _Run.dispatchers, float(_Run.dispatchers), [DispatchUser]
+
+
+def _client(user: FastHttpUser) -> StreamingClient:
+    settings = _Run.settings
+    transport = LocustTransport(user.client, user.host or "")
+    return CLIENTS[settings.endpoint.api](
+        transport, settings.endpoint, settings.workload, settings.timeouts
+    )
+
+
+def _context(stage: StagePlan, scheduled_ns: int, user: int, seq: int) -> RequestContext:
+    return RequestContext(
+        target=_Run.settings.endpoint.name,
+        stage=stage.index,
+        mode=_Run.plan.mode,
+        load=stage.load,
+        scheduled_ns=scheduled_ns,
+        warmup=scheduled_ns / 1e9 - _Run.anchor_s < stage.measure_start_s,
+        user=user,
+        seq=seq,
+    )
+
+
+def _unsent(ctx: RequestContext, outcome: Outcome, error: str) -> RequestRecord:
+    return RequestRecord(
+        target=ctx.target,
+        stage=ctx.stage,
+        mode=ctx.mode,  # type: ignore[arg-type]
+        load=ctx.load,
+        warmup=ctx.warmup,
+        user=ctx.user,
+        seq=ctx.seq,
+        outcome=outcome,
+        error=error,
+        scheduled_ns=ctx.scheduled_ns,
+    )
+
+
+def _send(
+    environment: Environment, client: StreamingClient, request: GenRequest, ctx: RequestContext
+) -> None:
+    """Run one request and write its record, whatever happens (a kill writes `cancelled`)."""
+    assert _Run.requests is not None
+    try:
+        record = client.execute(request, ctx)
+    except GreenletExit:
+        _Run.requests.write(_unsent(ctx, Outcome.CANCELLED, "run stopped before it ended"))
+        raise
+    _Run.requests.write(record)
+    _Run.exporter.observe(record)
+    _fire(environment, client.path, record)
 
 
 class LLMUser(FastHttpUser):
     """One closed-loop virtual user: sends the next request as soon as the last one ended."""
 
     def on_start(self) -> None:
-        settings = _Run.settings
         self.user_id = next(_Run.user_ids)
         self.seq = 0
-        self.factory = RequestFactory(settings.workload, stream_id=self.user_id)
-        transport = LocustTransport(self.client, self.host or "")
-        self.llm = OpenAIClient(transport, settings.endpoint, settings.workload)
-        self.connection_timeout = settings.timeouts.connect
-        self.network_timeout = settings.timeouts.total
+        self.factory = RequestFactory(_Run.settings.workload, stream_id=self.user_id)
+        self.llm = _client(self)
 
     @task
     def generate(self) -> None:
         scheduled_ns = time.perf_counter_ns()
-        stage = _Run.steps.stage_at(scheduled_ns / 1e9 - _Run.anchor_s)
+        stage = _Run.plan.stage_at(scheduled_ns / 1e9 - _Run.anchor_s)
         if stage is None:
             raise StopUser()
         self.seq += 1
-        ctx = RequestContext(
-            target=_Run.settings.endpoint.name,
-            stage=stage.index,
-            mode="concurrency",
-            load=stage.load,
-            scheduled_ns=scheduled_ns,
-            warmup=scheduled_ns / 1e9 - _Run.anchor_s < stage.measure_start_s,
-            user=self.user_id,
-            seq=self.seq,
-        )
-        assert _Run.requests is not None
-        try:
-            record = self.llm.execute(self.factory.next(), ctx)
-        except GreenletExit:
-            _Run.requests.write(_cancelled(ctx))
-            raise
-        _Run.requests.write(record)
-        _fire(self.environment, self.llm.path, record)
+        ctx = _context(stage, scheduled_ns, self.user_id, self.seq)
+        _send(self.environment, self.llm, self.factory.next(), ctx)
 
 
-def _cancelled(ctx: RequestContext) -> RequestRecord:
-    return RequestRecord(
-        target=ctx.target,
-        stage=ctx.stage,
-        mode="concurrency",
-        load=ctx.load,
-        warmup=ctx.warmup,
-        user=ctx.user,
-        seq=ctx.seq,
-        outcome=Outcome.CANCELLED,
-        error="run stopped before the request ended",
-        scheduled_ns=ctx.scheduled_ns,
-    )
+class DispatchUser(FastHttpUser):
+    """Open loop and batch: sends on the schedule from greenlets, never waiting for replies."""
+
+    def on_start(self) -> None:
+        runner = self.environment.runner
+        self.slot = max(getattr(runner, "worker_index", 0), 0) % _Run.dispatchers
+        self.llm = _client(self)
+        self.pool = Pool(_Run.settings.load.max_in_flight)
+
+    def _launch(self, stage: StagePlan, index: int, scheduled_s: float) -> None:
+        scheduled_ns = int((_Run.anchor_s + scheduled_s) * 1e9)
+        ctx = _context(stage, scheduled_ns, self.slot, index)
+        seed = f"{stage.index}:{index}"
+        request = RequestFactory(_Run.settings.workload, stream_id=seed).next()
+        if self.pool.full():
+            cap = _Run.settings.load.max_in_flight
+            assert _Run.requests is not None
+            _Run.requests.write(_unsent(ctx, Outcome.NOT_SENT, f"{cap} requests in flight"))
+            return
+        self.pool.spawn(_send, self.environment, self.llm, request, ctx)
+
+    def _sleep_until(self, run_time_s: float) -> None:
+        gevent.sleep(max(0.0, _Run.anchor_s + run_time_s - time.perf_counter()))
+
+    @task
+    def dispatch(self) -> None:
+        load = _Run.settings.load
+        for stage in _Run.plan.stages:
+            if _Run.plan.mode == "rate":
+                seed = f"{_Run.settings.workload.seed}:{stage.index}"
+                times = arrival_times(
+                    stage.load, stage.start_s, stage.end_s, load.arrival, seed, load.burstiness
+                )
+                for index, at_s in enumerate(times):
+                    if index % _Run.dispatchers == self.slot:
+                        self._sleep_until(at_s)
+                        self._launch(stage, index, at_s)
+            else:
+                self._sleep_until(stage.start_s)
+                round_index = 0
+                while (at_s := time.perf_counter() - _Run.anchor_s) < stage.end_s:
+                    for i in range(stage.users):
+                        self._launch(stage, round_index * stage.users + i, at_s)
+                    self.pool.join()
+                    round_index += 1
+        self.pool.join(timeout=load.drain_timeout)
+        self.pool.kill()  # what is still running is written `cancelled`
+        raise StopUser()
 
 
 class RequestFailed(Exception):
@@ -276,4 +409,4 @@ def _fire(environment: Environment, path: str, record: RequestRecord) -> None:
             )
 
 
-__all__ = ["LLMUser", "StagesShape", "WorkloadConfig", "settings_from_options"]
+__all__ = ["DispatchUser", "LLMUser", "StagesShape", "settings_from_options"]

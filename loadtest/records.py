@@ -5,10 +5,10 @@
 
 from __future__ import annotations
 
-import threading
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -52,7 +52,7 @@ class RequestRecord(BaseModel):
 
     target: str
     stage: int
-    mode: Literal["concurrency", "rate"]
+    mode: Literal["concurrency", "rate", "batch"]
     load: float
     warmup: bool = False
     user: int = 0
@@ -85,7 +85,7 @@ class StageRecord(BaseModel):
 
     target: str
     stage: int
-    mode: Literal["concurrency", "rate"]
+    mode: Literal["concurrency", "rate", "batch"]
     load: float
     warmup_s: float
     start_wall_s: float
@@ -93,23 +93,27 @@ class StageRecord(BaseModel):
     start_ns: int
     end_ns: int
     completed: bool = True
+    workers_lost: int = 0
     valid: bool | None = None
     invalid_reason: str | None = None
 
 
 class RecordWriter:
-    """Appends records as JSON lines and flushes each one, so a killed run loses nothing written."""
+    """Appends records as JSON lines, each in one `write` to an O_APPEND file.
+
+    Nothing is buffered, so a killed process loses nothing it wrote, and several generator
+    processes can append to the same file without interleaving their lines.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[str] = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def write(self, record: BaseModel) -> None:
-        line = record.model_dump_json() + "\n"
-        with self._lock:
-            self._file.write(line)
-            self._file.flush()
+        data = (record.model_dump_json() + "\n").encode()
+        while data:
+            written = os.write(self._fd, data)
+            data = data[written:]
 
     def close(self) -> None:
-        self._file.close()
+        os.close(self._fd)

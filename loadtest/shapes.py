@@ -1,7 +1,8 @@
 """Load profiles as pure functions of run time, testable without Locust.
 
-A concurrency profile is a list of stages; each runs `warmup` seconds (records flagged and
-excluded from statistics) followed by `stage_duration` seconds of measurement.
+Each stage runs `warmup` seconds (records flagged and excluded from statistics) followed by
+`stage_duration` seconds of measurement. Closed loop holds `load` users; open loop (rate)
+and batch stages are driven by one dispatcher user per process.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from dataclasses import dataclass
 
 from loadtest.config import LoadConfig
 
-__all__ = ["ConcurrencySteps", "StagePlan"]
+__all__ = ["LoadPlan", "StagePlan"]
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,15 @@ class StagePlan:
         return int(self.load)
 
 
-class ConcurrencySteps:
-    """Closed-loop stepped concurrency: stage k holds `stages[k]` users with no think time."""
+class LoadPlan:
+    """The stages of one target's run, laid end to end from time 0."""
 
     def __init__(self, load: LoadConfig) -> None:
+        self.mode = load.mode
         span = load.warmup + load.stage_duration
         self.stages = [
-            StagePlan(i, float(users), i * span, i * span + load.warmup, (i + 1) * span)
-            for i, users in enumerate(load.stages)
+            StagePlan(i, float(value), i * span, i * span + load.warmup, (i + 1) * span)
+            for i, value in enumerate(load.stages)
         ]
         self.total_s = span * len(self.stages)
 
@@ -51,5 +53,7 @@ class ConcurrencySteps:
         stage = self.stage_at(run_time_s)
         if stage is None:
             return None
+        if self.mode != "concurrency":
+            return 1, 1.0  # one dispatcher sends on the schedule
         # Spawn the whole step at once: the warm-up absorbs the ramp.
         return stage.users, float(max(stage.users, 1) * 10)

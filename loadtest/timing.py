@@ -20,11 +20,11 @@ def derive(
 ) -> RequestRecord:
     """Fill TTFT, TPOT, E2E, ITL and schedule lag from the raw timestamps.
 
-    Open loop times latency from `scheduled` (coordinated-omission safe); closed loop from
+    Open loop and batch time latency from `scheduled` (coordinated-omission safe); closed loop from
     `sent`. ITL pools the gaps between token-bearing events, each divided by the tokens the
     later event carried. TPOT is undefined for one output token or fewer.
     """
-    origin = record.scheduled_ns if record.mode == "rate" else record.sent_ns
+    origin = record.sent_ns if record.mode == "concurrency" else record.scheduled_ns
     if record.sent_ns is not None:
         record.schedule_lag_ms = _ms(record.sent_ns - record.scheduled_ns)
     if origin is None:

@@ -26,8 +26,11 @@ class TransportError(Exception):
 class StreamingResponse(Protocol):
     status: int
 
-    def readline(self) -> bytes:
-        """The next line including its terminator; b"" once the body has ended."""
+    def readline(self, timeout_s: float | None = None) -> bytes:
+        """The next line including its terminator; b"" once the body has ended.
+
+        Raises `TransportError("timeout")` if no full line arrives within `timeout_s`.
+        """
         ...
 
     def read(self) -> bytes:
@@ -38,8 +41,11 @@ class StreamingResponse(Protocol):
 
 
 class Transport(Protocol):
-    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> StreamingResponse:
-        """Send the request; return once the response headers have arrived."""
+    def post(
+        self, path: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None = None
+    ) -> StreamingResponse:
+        """Send the request; return once the response headers have arrived (within
+        `timeout_s`, else `TransportError("timeout")`)."""
         ...
 
 
@@ -50,7 +56,9 @@ class _HttpxResponse:
         self._chunks: Iterator[bytes] = response.iter_raw()
         self._buffer = b""
 
-    def readline(self) -> bytes:
+    def readline(self, timeout_s: float | None = None) -> bytes:
+        # httpx applies the read timeout given when the request was sent; per-line deadlines
+        # are the Locust transport's (this one serves probes and tests).
         try:
             while b"\n" not in self._buffer:
                 chunk = next(self._chunks, b"")
@@ -79,9 +87,14 @@ class HttpxTransport:
 
     def __init__(self, base_url: str, timeout_s: float = 60.0) -> None:
         self._client = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._timeout = timeout_s
 
-    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> StreamingResponse:
-        request = self._client.build_request("POST", path, content=body, headers=dict(headers))
+    def post(
+        self, path: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None = None
+    ) -> StreamingResponse:
+        request = self._client.build_request(
+            "POST", path, content=body, headers=dict(headers), timeout=timeout_s or self._timeout
+        )
         try:
             return _HttpxResponse(self._client.send(request, stream=True))
         except httpx.ConnectTimeout as exc:

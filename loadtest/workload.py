@@ -60,7 +60,7 @@ class GenRequest:
 class RequestFactory:
     """Produces the seeded sequence of requests for one virtual user (or arrival stream)."""
 
-    def __init__(self, workload: WorkloadConfig, stream_id: int = 0) -> None:
+    def __init__(self, workload: WorkloadConfig, stream_id: int | str = 0) -> None:
         self._workload = workload
         self._rng = random.Random(f"{workload.seed}:{stream_id}")
 

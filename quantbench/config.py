@@ -26,7 +26,7 @@ class TargetConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    api: Literal["openai"] = "openai"
+    api: Literal["openai", "tgi"] = "openai"
     url: str | None = Field(default=None, pattern=r"^https?://")
     model: str | None = None
     stack: Literal["vllm", "tgi", "exllamav2", "other"] | None = None

@@ -34,8 +34,9 @@ class LocustProgress:
 
 
 def locust_command(
-    settings_file: Path, host: str, csv_prefix: Path, stop_timeout_s: float
+    settings_file: Path, host: str, csv_prefix: Path, stop_timeout_s: float, processes: int = 1
 ) -> list[str]:
+    extra = ["--processes", str(processes)] if processes > 1 else []
     return [
         sys.executable, "-m", "locust",
         "-f", str(LOCUSTFILE),
@@ -47,6 +48,7 @@ def locust_command(
         "--stop-timeout", f"{stop_timeout_s:g}",
         "--exit-code-on-error", "0",
         "--loglevel", "WARNING",
+        *extra,
     ]  # fmt: skip
 
 
@@ -90,7 +92,10 @@ def run_locust(
     settings_file = locust_dir / f"{name}.settings.json"
     settings_file.write_text(settings.model_dump_json(indent=2))
     log = locust_dir / f"{name}.log"
-    command = locust_command(settings_file, host, locust_dir / name, settings.load.drain_timeout)
+    stop_timeout = settings.load.drain_timeout + 5.0  # the drain, and a margin
+    command = locust_command(
+        settings_file, host, locust_dir / name, stop_timeout, settings.load.processes
+    )
     tail = _Tail(run_dir / REQUESTS_FILE, name)
     started = time.monotonic()
     with log.open("wb") as sink:

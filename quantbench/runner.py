@@ -17,7 +17,7 @@ from rich.console import Console
 
 from analysis.pipeline import AnalysisResult, analyze_run
 from loadtest.config import LocustSettings
-from loadtest.shapes import ConcurrencySteps
+from loadtest.shapes import LoadPlan
 from quantbench import __version__
 from quantbench.config import BenchConfig, TargetConfig
 from quantbench.errors import ConfigError, HarnessError, QuantbenchError
@@ -53,7 +53,7 @@ def _endpoint(target: TargetConfig, logs: Path) -> Iterator[str]:
 class _Progress:
     """One line per stage change, and a live bar when stdout is a terminal."""
 
-    def __init__(self, console: Console, target: str, steps: ConcurrencySteps) -> None:
+    def __init__(self, console: Console, target: str, steps: LoadPlan) -> None:
         self._console = console
         self._target = target
         self._steps = steps
@@ -105,7 +105,7 @@ def _run_target(
             timeouts=config.timeouts,
             run_dir=run_dir,
         )
-        progress = _Progress(console, target.name, ConcurrencySteps(config.load))
+        progress = _Progress(console, target.name, LoadPlan(config.load))
         run_locust(settings, url, progress)
         info["ended_at"] = now_iso()
 

@@ -25,7 +25,7 @@ class ScriptedResponse:
     fail_with: TransportError | None = None
     closed: bool = False
 
-    def readline(self) -> bytes:
+    def readline(self, timeout_s: float | None = None) -> bytes:
         if not self.lines:
             if self.fail_with is not None:
                 raise self.fail_with
@@ -51,7 +51,9 @@ class ScriptedTransport:
     error: TransportError | None = None
     sent: list[tuple[str, bytes, dict[str, str]]] = field(default_factory=list)
 
-    def post(self, path: str, body: bytes, headers: Mapping[str, str]) -> ScriptedResponse:
+    def post(
+        self, path: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None = None
+    ) -> ScriptedResponse:
         self.sent.append((path, body, dict(headers)))
         if self.error is not None:
             raise self.error

@@ -115,7 +115,8 @@ def test_request_body_pins_output_length_on_vllm_only() -> None:
     path, body, headers = transport.sent[0]
     sent = json.loads(body)
     assert path == "/v1/chat/completions"
-    assert sent["stream"] is True and sent["stream_options"] == {"include_usage": True}
+    assert sent["stream"] is True
+    assert sent["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
     assert sent["ignore_eos"] is True and sent["min_tokens"] == sent["max_tokens"] == 4
     assert sent["messages"] == [{"role": "user", "content": "hello there"}]
     assert "Authorization" not in headers
@@ -185,3 +186,82 @@ def test_api_key_comes_from_environment_and_is_sent_as_bearer(
     record = client.execute(REQUEST, RequestContext("t", 0, "concurrency", 1, 0))
     assert transport.sent[0][2]["Authorization"] == "Bearer sekrit"
     assert "sekrit" not in record.model_dump_json()
+
+
+def test_ten_tokens_in_four_events_are_exact_to_the_microsecond() -> None:
+    """vLLM's per-chunk usage says how many tokens each event carried (here 1, 3, 4, 2)."""
+
+    def chunk(text: str, cumulative: int) -> bytes:
+        body = {
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": None}],
+            "usage": {
+                "prompt_tokens": 5,
+                "total_tokens": 5 + cumulative,
+                "completion_tokens": cumulative,
+            },
+        }
+        return b"data: " + json.dumps(body).encode() + b"\n"
+
+    us = 1_000
+    lines = [
+        (50_123 * us, chunk("a", 1)),
+        (62_456 * us + 7, chunk(" b c d", 4)),
+        (81_000 * us + 1, chunk(" e f g h", 8)),
+        (90_500 * us + 3, chunk(" i j", 10)),
+        (91_000 * us, b"data: [DONE]\n"),
+    ]
+    client, _, ctx = make(lines)
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is Outcome.OK and record.output_tokens == 10 and record.events == 4
+    sent_ns = 10 * MS
+    assert abs(record.ttft_ms - (50_123 * us - sent_ns) / 1e6) < 1e-3  # type: ignore[operator]
+    tpot = ((90_500 * us + 3) - 50_123 * us) / 9 / 1e6
+    assert abs(record.tpot_ms - tpot) < 1e-3  # type: ignore[operator]
+    gaps_ns = [
+        (62_456 * us + 7 - 50_123 * us) / 3,
+        (81_000 * us + 1 - (62_456 * us + 7)) / 4,
+        (90_500 * us + 3 - (81_000 * us + 1)) / 2,
+    ]
+    assert all(
+        abs(got - want / 1e6) < 1e-3 for got, want in zip(record.itl_ms, gaps_ns, strict=True)
+    )
+
+
+def test_keepalives_do_not_extend_the_total_deadline() -> None:
+    from loadtest.config import TimeoutConfig
+
+    lines = [(50 * MS, chat_chunk("Hi"))] + [
+        (i * 1000 * MS, b": keep-alive\n") for i in range(1, 5)
+    ]
+    clock = ScriptedClock(now_ns=10 * MS)
+    transport = ScriptedTransport(clock, ScriptedResponse(clock, lines), headers_at_ns=15 * MS)
+    client = OpenAIClient(
+        transport,
+        EndpointSpec(model="m"),
+        WorkloadConfig(),
+        TimeoutConfig(ttft=1, total=2.5),
+        clock_ns=clock,
+    )
+    record = client.execute(REQUEST, RequestContext("t", 0, "concurrency", 1, 0))
+    assert record.outcome is Outcome.TIMEOUT_TOTAL and record.first_token_ns == 50 * MS
+
+
+def test_ttft_deadline_applies_before_the_first_token() -> None:
+    from loadtest.config import TimeoutConfig
+
+    lines = [(800 * MS, b": keep-alive\n"), (1600 * MS, chat_chunk("late"))]
+    clock = ScriptedClock(now_ns=0)
+    transport = ScriptedTransport(clock, ScriptedResponse(clock, lines))
+    client = OpenAIClient(
+        transport,
+        EndpointSpec(model="m"),
+        WorkloadConfig(),
+        TimeoutConfig(ttft=1, total=10),
+        clock_ns=clock,
+    )
+    record = client.execute(REQUEST, RequestContext("t", 0, "concurrency", 1, 0))
+    assert record.outcome is Outcome.TIMEOUT_TTFT and record.first_token_ns is None

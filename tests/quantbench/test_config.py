@@ -47,7 +47,7 @@ def test_good_config_resolves_durations_and_stacks(tmp_path: Path) -> None:
         ),
         (
             ("stages: [1, 2]", "stages: [0, 2]"),
-            r"load.stages\[0\]: Input should be greater than or equal to 1",
+            r"load.stages\[0\]: Input should be greater than 0",
         ),
         (
             ("endpoint: completions", "endpoint: embeddings"),

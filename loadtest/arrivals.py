@@ -1,0 +1,58 @@
+"""Seeded open-loop arrival schedules: when each request is *meant* to be sent.
+
+Pure functions of (rate, window, process, seed): the same seed gives the same schedule, and
+latency in open loop is timed from these instants, not from when the generator got round to
+sending (coordinated omission, MEASUREMENT.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from loadtest.config import ArrivalProcess
+
+__all__ = ["arrival_times"]
+
+
+def arrival_times(
+    rate_per_s: float,
+    start_s: float,
+    end_s: float,
+    process: ArrivalProcess,
+    seed: int | str,
+    burstiness: float = 1.0,
+) -> list[float]:
+    """Arrival instants in [start_s, end_s) for a mean rate of `rate_per_s`.
+
+    `constant`: evenly spaced; `poisson`: exponential gaps; `gamma`: gamma gaps with shape
+    `burstiness` (1 is Poisson, below 1 burstier, above 1 more regular), mean 1/rate.
+    """
+    if rate_per_s <= 0 or end_s <= start_s:
+        return []
+    span = end_s - start_s
+    if process == "constant":
+        gap = 1.0 / rate_per_s
+        return [start_s + i * gap for i in range(int(np.ceil(span * rate_per_s - 1e-9)))]
+    rng = np.random.default_rng(abs(hash_seed(seed)))
+    expected = span * rate_per_s
+    count = int(expected + 6 * np.sqrt(expected) / min(burstiness, 1.0) + 16)
+    shape = 1.0 if process == "poisson" else burstiness
+    times: list[float] = []
+    t = start_s
+    while True:
+        gaps = rng.gamma(shape, 1.0 / (rate_per_s * shape), size=count)
+        for gap in gaps:
+            t += float(gap)
+            if t >= end_s:
+                return times
+            times.append(t)
+
+
+def hash_seed(seed: int | str) -> int:
+    """A stable integer from a seed that may be text (e.g. "7:stage2:worker1")."""
+    if isinstance(seed, int):
+        return seed
+    value = 0
+    for char in seed.encode():
+        value = (value * 131 + char) % (2**63)
+    return value

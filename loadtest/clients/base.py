@@ -1,0 +1,238 @@
+"""The streaming request loop every protocol client shares: timeouts, timestamps, outcomes.
+
+A client subclass says where and what to send (`path`, `body`) and what one decoded event
+means (`interpret`); this loop writes the request, reads lines with deadlines, stamps each
+token-bearing event where its bytes arrive, and ends every request with one outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from loadtest.config import EndpointSpec, TimeoutConfig, WorkloadConfig
+from loadtest.records import Outcome, RequestRecord
+from loadtest.sse import parse_sse_line
+from loadtest.timing import derive
+from loadtest.transport import StreamingResponse, Transport, TransportError
+from loadtest.workload import GenRequest
+
+__all__ = ["EventMeaning", "RequestContext", "StreamingClient"]
+
+_ERROR_TEXT_LIMIT = 300
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    """Where a request sits in the run: its target, stage and schedule."""
+
+    target: str
+    stage: int
+    mode: str
+    load: float
+    scheduled_ns: int
+    warmup: bool = False
+    user: int = 0
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class EventMeaning:
+    """What one decoded event carries. `tokens`: generated tokens in it (0: none, e.g. the
+    role-only chat delta); `done`: it ends the stream; counts are the server's own."""
+
+    tokens: int = 0
+    done: bool = False
+    output_tokens: int | None = None
+    cumulative_tokens: int | None = None
+    prompt_tokens: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Stream:
+    first_token_ns: int | None = None
+    last_token_ns: int | None = None
+    event_ns: list[int] = field(default_factory=list)
+    event_tokens: list[int] = field(default_factory=list)
+    cumulative: int = 0
+    usage_tokens: int | None = None
+    prompt_tokens: int | None = None
+
+
+class StreamingClient(ABC):
+    """Sends one request per `execute` call and accounts for it with exactly one outcome."""
+
+    #: the `data:` payload that ends a stream, if the API has one (OpenAI: `[DONE]`)
+    done_marker: str | None = None
+
+    def __init__(
+        self,
+        transport: Transport,
+        endpoint: EndpointSpec,
+        workload: WorkloadConfig,
+        timeouts: TimeoutConfig | None = None,
+        *,
+        clock_ns: Callable[[], int] = time.perf_counter_ns,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._transport = transport
+        self._endpoint = endpoint
+        self._workload = workload
+        self._timeouts = timeouts or TimeoutConfig()
+        self._clock = clock_ns
+        self._wall = wall_clock
+        self._headers = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+        if endpoint.api_key_env:
+            key = os.environ.get(endpoint.api_key_env, "")
+            if key:
+                self._headers["Authorization"] = f"Bearer {key}"
+
+    @property
+    @abstractmethod
+    def path(self) -> str: ...
+
+    @abstractmethod
+    def body(self, request: GenRequest) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def interpret(self, event: dict[str, Any]) -> EventMeaning: ...
+
+    def execute(self, request: GenRequest, ctx: RequestContext) -> RequestRecord:
+        record = RequestRecord(
+            target=ctx.target,
+            stage=ctx.stage,
+            mode=ctx.mode,  # type: ignore[arg-type]
+            load=ctx.load,
+            warmup=ctx.warmup,
+            user=ctx.user,
+            seq=ctx.seq,
+            outcome=Outcome.OK,
+            scheduled_ns=ctx.scheduled_ns,
+            prompt_tokens=request.prompt_tokens,
+        )
+        stream = _Stream()
+        payload = json.dumps(self.body(request)).encode()
+        record.wall_sent_s = self._wall()
+        sent = record.sent_ns = self._clock()
+        ttft_deadline = sent + int(min(self._timeouts.ttft, self._timeouts.total) * _NS)
+        total_deadline = sent + int(self._timeouts.total * _NS)
+        try:
+            response = self._transport.post(
+                self.path, payload, self._headers, timeout_s=(ttft_deadline - sent) / _NS
+            )
+        except TransportError as exc:
+            record.outcome = {
+                "connect": Outcome.CONNECT_ERROR,
+                "timeout_connect": Outcome.TIMEOUT_CONNECT,
+                "timeout": Outcome.TIMEOUT_TTFT,
+            }[exc.kind]
+            record.error = _clip(str(exc))
+            return derive(record, [], [])
+        record.first_byte_ns = self._clock()
+        record.http_status = response.status
+        try:
+            if response.status != 200:
+                record.outcome = Outcome.HTTP_ERROR
+                record.error = _clip(response.read().decode("utf-8", errors="replace"))
+            else:
+                self._consume(response, record, stream, ttft_deadline, total_deadline)
+        except TransportError as exc:
+            if exc.kind == "timeout":
+                record.outcome = _timeout(stream)
+            else:
+                record.outcome = Outcome.TRUNCATED_STREAM
+            record.error = _clip(str(exc))
+        finally:
+            response.close()
+        return self._finish(record, stream)
+
+    def _finish(self, record: RequestRecord, stream: _Stream) -> RequestRecord:
+        record.first_token_ns = stream.first_token_ns
+        record.last_token_ns = stream.last_token_ns
+        record.events = len(stream.event_ns)
+        if stream.prompt_tokens is not None:
+            record.prompt_tokens = stream.prompt_tokens
+        if stream.usage_tokens is not None:
+            record.output_tokens = stream.usage_tokens
+            record.token_count_source = "usage"
+        else:
+            record.output_tokens = sum(stream.event_tokens)
+        return derive(record, stream.event_ns, stream.event_tokens)
+
+    def _consume(
+        self,
+        response: StreamingResponse,
+        record: RequestRecord,
+        stream: _Stream,
+        ttft_deadline: int,
+        total_deadline: int,
+    ) -> None:
+        while True:
+            deadline = total_deadline if stream.first_token_ns else ttft_deadline
+            raw = response.readline(timeout_s=max(deadline - self._clock(), 0) / _NS)
+            now = self._clock()
+            if not raw:
+                record.outcome = Outcome.TRUNCATED_STREAM
+                record.error = "stream closed before its end marker"
+                return
+            if now > deadline:
+                record.outcome = _timeout(stream)
+                record.error = "deadline passed while the server kept the stream open"
+                return
+            line = parse_sse_line(raw)
+            if line.field != "data":
+                continue
+            if self.done_marker is not None and line.value.strip() == self.done_marker:
+                record.end_ns = now
+                return
+            try:
+                event = json.loads(line.value)
+            except json.JSONDecodeError:
+                event = None
+            if not isinstance(event, dict):
+                record.outcome = Outcome.MALFORMED_EVENT
+                record.error = _clip(f"not a JSON object: {line.value}")
+                return
+            meaning = self.interpret(event)
+            if meaning.error is not None:
+                record.outcome = Outcome.SERVER_ERROR_EVENT
+                record.error = _clip(meaning.error)
+                return
+            _take(meaning, now, stream)
+            if meaning.done:
+                record.end_ns = now
+                return
+
+
+def _take(meaning: EventMeaning, now: int, stream: _Stream) -> None:
+    if meaning.prompt_tokens is not None:
+        stream.prompt_tokens = meaning.prompt_tokens
+    if meaning.output_tokens is not None:
+        stream.usage_tokens = meaning.output_tokens
+    tokens = meaning.tokens
+    if tokens and meaning.cumulative_tokens is not None:
+        # Per-event usage (vLLM continuous_usage_stats): this event's exact token count.
+        tokens = max(meaning.cumulative_tokens - stream.cumulative, 1)
+        stream.cumulative = meaning.cumulative_tokens
+    if not tokens:
+        return
+    if stream.first_token_ns is None:
+        stream.first_token_ns = now
+    stream.last_token_ns = now
+    stream.event_ns.append(now)
+    stream.event_tokens.append(tokens)
+
+
+def _timeout(stream: _Stream) -> Outcome:
+    return Outcome.TIMEOUT_TTFT if stream.first_token_ns is None else Outcome.TIMEOUT_TOTAL
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _ERROR_TEXT_LIMIT else text[:_ERROR_TEXT_LIMIT] + "…"
