@@ -1,0 +1,224 @@
+"""Prometheus metrics of the ExLlamaV2 server, named and bucketed like vLLM's core set.
+
+Measured by the HTTP layer from the generator's results (so the same code runs on a GPU and in
+the simulator): names carry an `exllamav2:` prefix, the one label is `model_name` (as vLLM V0),
+and the TTFT/ITL/request bucket families are vLLM 0.33's (STACKS.md section 1.4).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.gc_collector import GCCollector
+
+from services.exllamav2.engine import JobStats, finish_reason
+
+__all__ = [
+    "FINISH_REASONS",
+    "ITL_BUCKETS",
+    "REQUEST_LATENCY_BUCKETS",
+    "TTFT_BUCKETS",
+    "Exl2Metrics",
+    "FinishedReason",
+    "GaugeSource",
+    "RequestMeter",
+    "token_buckets",
+]
+
+FinishedReason = Literal["stop", "length", "abort", "error"]
+FINISH_REASONS: tuple[FinishedReason, ...] = ("stop", "length", "abort", "error")
+
+# vLLM 0.33 v1/metrics/buckets.py defaults (a test checks them against the vLLM simulator's).
+TTFT_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+    1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0,
+)  # fmt: skip
+ITL_BUCKETS = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+    0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0,
+)  # fmt: skip
+REQUEST_LATENCY_BUCKETS = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
+    30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0,
+)  # fmt: skip
+
+
+def token_buckets(max_value: int) -> list[float]:
+    """vLLM's 1-2-5 series up to `max_value` (4096 -> 1, 2, 5, ..., 1000, 2000)."""
+    out: list[float] = []
+    exponent = 1
+    while True:
+        for mantissa in (1, 2, 5):
+            if mantissa * exponent > max_value:
+                return out
+            out.append(mantissa * exponent)
+        exponent *= 10
+
+
+_P = "exllamav2:"
+_HISTOGRAMS: dict[str, tuple[str, str, str]] = {  # key: (name, bucket family, help)
+    "ttft": ("time_to_first_token_seconds", "ttft", "Time to first token in seconds."),
+    "itl": ("inter_token_latency_seconds", "itl", "Gap between streamed results, in seconds."),
+    "tpot": (
+        "request_time_per_output_token_seconds",
+        "itl",
+        "Mean time per output token of each finished request, in seconds.",
+    ),
+    "e2e": ("e2e_request_latency_seconds", "req", "End-to-end request latency in seconds."),
+    "queue": ("request_queue_time_seconds", "req", "Enqueue to first prefill (time_enqueued)."),
+    "prefill": ("request_prefill_time_seconds", "req", "First prefill to first token."),
+    "decode": ("request_decode_time_seconds", "req", "First to last token (time_generate)."),
+    "inference": ("request_inference_time_seconds", "req", "Prefill plus decode time."),
+    "req_prompt": ("request_prompt_tokens", "tok", "Prompt tokens of each request."),
+    "req_gen": ("request_generation_tokens", "tok", "Generated tokens of each request."),
+}
+
+
+class GaugeSource(Protocol):
+    """Where the gauges are read at scrape time (the engine)."""
+
+    def num_running_jobs(self) -> int: ...
+    def num_pending_jobs(self) -> int: ...
+    def kv_cache_usage(self) -> float: ...
+
+
+class Exl2Metrics:
+    """The server's series in an injected registry, plus process/platform/GC collectors."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        model_name: str,
+        gauges: GaugeSource,
+        *,
+        max_seq_len: int = 4096,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.clock = clock
+        ProcessCollector(registry=registry)  # process_start_time_seconds, as vLLM exposes
+        PlatformCollector(registry=registry)
+        GCCollector(registry=registry)
+        buckets: dict[str, Sequence[float]] = {
+            "ttft": TTFT_BUCKETS,
+            "itl": ITL_BUCKETS,
+            "req": REQUEST_LATENCY_BUCKETS,
+            "tok": token_buckets(max(1, max_seq_len)),
+        }
+        label = ["model_name"]
+        self.h = {
+            key: Histogram(_P + name, doc, label, registry=registry, buckets=buckets[fam]).labels(
+                model_name
+            )
+            for key, (name, fam, doc) in _HISTOGRAMS.items()
+        }
+        for name, doc, read in (
+            (
+                "num_requests_running",
+                "Jobs in the generator's active batch.",
+                gauges.num_running_jobs,
+            ),
+            ("num_requests_waiting", "Jobs pending in the generator.", gauges.num_pending_jobs),
+            ("kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent.", gauges.kv_cache_usage),
+        ):
+            gauge = Gauge(_P + name, doc, label, registry=registry)
+            gauge.labels(model_name).set_function(_safe(read))
+        self.prompt_tokens = Counter(
+            _P + "prompt_tokens", "Number of prefill tokens processed.", label, registry=registry
+        ).labels(model_name)
+        self.generation_tokens = Counter(
+            _P + "generation_tokens", "Number of generated tokens.", label, registry=registry
+        ).labels(model_name)
+        success = Counter(
+            _P + "request_success",
+            "Count of finished requests, by finish reason (aborts and errors included).",
+            [*label, "finished_reason"],
+            registry=registry,
+        )
+        self.success = {reason: success.labels(model_name, reason) for reason in FINISH_REASONS}
+
+    def start(self, prompt_tokens: int, arrival: float | None = None) -> RequestMeter:
+        """A meter for one request that arrived at `arrival` (default: now on `clock`)."""
+        return RequestMeter(self, prompt_tokens, self.clock() if arrival is None else arrival)
+
+
+def _safe(read: Callable[[], float]) -> Callable[[], float]:
+    """A scrape-time reader: a failing or non-finite reading exports 0, never a failed scrape."""
+
+    def value() -> float:
+        try:
+            out = float(read())
+        except Exception:  # e.g. the engine is not loaded yet
+            return 0.0
+        return out if math.isfinite(out) else 0.0
+
+    return value
+
+
+class RequestMeter:
+    """Turns one request's results into observations; `finish` records it exactly once.
+
+    One ITL observation per streamed result that carries tokens (vLLM observes one per engine
+    step, not per token); TTFT and e2e run from the request's arrival at the server.
+    """
+
+    def __init__(self, metrics: Exl2Metrics, prompt_tokens: int, arrival: float) -> None:
+        self._m = metrics
+        self.prompt_tokens = prompt_tokens
+        self.arrival = arrival
+        self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.tokens = 0
+        self.finished: FinishedReason | None = None
+
+    def on_tokens(self, n: int, now: float | None = None) -> None:
+        if n <= 0 or self.finished is not None:
+            return
+        now = self._m.clock() if now is None else now
+        if self.first_token is None:
+            self.first_token = now
+            self._m.h["ttft"].observe(now - self.arrival)
+            self._m.prompt_tokens.inc(self.prompt_tokens)
+        else:
+            assert self.last_token is not None
+            self._m.h["itl"].observe(now - self.last_token)
+        self.last_token = now
+        self.tokens += n
+        self._m.generation_tokens.inc(n)
+
+    def finish(
+        self, reason: FinishedReason, stats: JobStats | None = None, now: float | None = None
+    ) -> None:
+        """Record the end: aborts and errors count, with e2e and token counts only."""
+        if self.finished is not None:
+            return
+        now = self._m.clock() if now is None else now
+        if stats is not None:
+            reason = finish_reason(stats.eos_reason)
+            if stats.new_tokens > self.tokens:  # e.g. a stop token, counted but not streamed
+                self._m.generation_tokens.inc(stats.new_tokens - self.tokens)
+                self.tokens = stats.new_tokens
+        self.finished = reason
+        h = self._m.h
+        self._m.success[reason].inc()
+        h["e2e"].observe(now - self.arrival)
+        h["req_prompt"].observe(self.prompt_tokens)
+        h["req_gen"].observe(self.tokens)
+        if stats is None:
+            return
+        h["queue"].observe(stats.time_enqueued_s)
+        h["prefill"].observe(stats.time_prefill_s)
+        h["decode"].observe(stats.time_generate_s)
+        h["inference"].observe(stats.time_prefill_s + stats.time_generate_s)
+        if stats.new_tokens > 1:
+            h["tpot"].observe(stats.time_generate_s / (stats.new_tokens - 1))

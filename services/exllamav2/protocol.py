@@ -1,0 +1,201 @@
+"""The OpenAI-compatible wire format of the ExLlamaV2 server: request models and bodies.
+
+Framing and chunk shapes follow vLLM (STACKS.md 1.3: `data: <json>\\n\\n`, `data: [DONE]\\n\\n`,
+`choices: []` usage chunk, keys absent rather than null), not TabbyAPI's `\\r\\n` framing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+__all__ = [
+    "DONE",
+    "ChatCompletionRequest",
+    "CompletionRequest",
+    "GenerateRequest",
+    "TokenEncodeRequest",
+    "chat_chunk",
+    "chat_response",
+    "completion_chunk",
+    "completion_response",
+    "error_body",
+    "models_body",
+    "response_head",
+    "sse",
+    "usage",
+    "usage_chunk",
+]
+
+DONE = b"data: [DONE]\n\n"
+Json = dict[str, Any]
+
+
+def sse(obj: Json) -> bytes:
+    """One server-sent event: `data: <compact json>\\n\\n`."""
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore")  # like vLLM: unknown fields are ignored
+
+
+class StreamOptions(_Lenient):
+    include_usage: bool | None = False
+
+
+class ChatMessage(_Lenient):
+    role: str
+    content: str | list[Json] | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return " ".join(str(part.get("text") or "") for part in self.content)
+        return self.content or ""
+
+
+class GenerateRequest(_Lenient):
+    """Fields shared by both routes; `min_tokens`/`ignore_eos` are vLLM/TabbyAPI extensions."""
+
+    model: str | None = None
+    stream: bool | None = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    min_tokens: int = Field(default=0, ge=0)
+    ignore_eos: bool = False
+    n: int = Field(default=1, ge=1, le=1, description="one choice per request")
+    temperature: float | None = Field(default=None, ge=0)
+    top_p: float | None = Field(default=None, gt=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+
+    @model_validator(mode="after")
+    def _stream_options_need_stream(self) -> GenerateRequest:
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("Stream options can only be defined when `stream=True`.")
+        return self
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def stop_strings(self) -> tuple[str, ...]:
+        stops = [self.stop] if isinstance(self.stop, str) else (self.stop or [])
+        return tuple(s for s in stops if s)
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+
+class CompletionRequest(GenerateRequest):
+    prompt: str | list[int]
+
+
+class ChatCompletionRequest(GenerateRequest):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return [(m.role, m.text()) for m in self.messages]
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class TokenEncodeRequest(_Lenient):
+    """TabbyAPI's `/v1/token/encode`: a text, or chat messages under the template."""
+
+    text: str | list[ChatMessage]
+
+
+def response_head(id_prefix: str, obj: str, model: str) -> Json:
+    """The leading keys shared by every chunk of one response."""
+    return {
+        "id": f"{id_prefix}-{uuid.uuid4().hex}",
+        "object": obj,
+        "created": int(time.time()),
+        "model": model,
+    }
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> Json:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "completion_tokens": completion_tokens,
+    }
+
+
+def completion_chunk(
+    head: Json, text: str, finish_reason: str | None, stop_reason: str | None = None
+) -> Json:
+    choice = {
+        "index": 0,
+        "text": text,
+        "logprobs": None,
+        "finish_reason": finish_reason,
+        "stop_reason": stop_reason,
+    }
+    return {**head, "choices": [choice]}
+
+
+def chat_chunk(
+    head: Json, delta: Json, finish_reason: str | None, stop_reason: str | None = None
+) -> Json:
+    """A chat delta; `stop_reason` appears only on the last content chunk, as in vLLM."""
+    choice: Json = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+    if finish_reason is not None:
+        choice["stop_reason"] = stop_reason
+    return {**head, "choices": [choice]}
+
+
+def usage_chunk(head: Json, use: Json) -> Json:
+    return {**head, "choices": [], "usage": use}
+
+
+def completion_response(
+    head: Json, text: str, finish_reason: str, stop_reason: str | None, use: Json
+) -> Json:
+    choice = {
+        "index": 0,
+        "text": text,
+        "logprobs": None,
+        "finish_reason": finish_reason,
+        "stop_reason": stop_reason,
+    }
+    return {**head, "choices": [choice], "usage": use}
+
+
+def chat_response(
+    head: Json, text: str, finish_reason: str, stop_reason: str | None, use: Json
+) -> Json:
+    choice = {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "logprobs": None,
+        "finish_reason": finish_reason,
+        "stop_reason": stop_reason,
+    }
+    return {**head, "choices": [choice], "usage": use}
+
+
+def error_body(message: str, err_type: str, code: int, param: str | None = None) -> Json:
+    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
+
+
+def models_body(model: str, max_model_len: int, created: int) -> Json:
+    card = {
+        "id": model,
+        "object": "model",
+        "created": created,
+        "owned_by": "quantbench-exllamav2",
+        "root": model,
+        "parent": None,
+        "max_model_len": max_model_len,
+    }
+    return {"object": "list", "data": [card]}

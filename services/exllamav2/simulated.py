@@ -1,0 +1,154 @@
+"""A simulated ExLlamaV2 engine over the simulator's timing models, and the simulator's app.
+
+`python -m services.sim --stack exllamav2` serves the real server's HTTP layer (`app.py`) over
+this engine, so wire format and metrics are the GPU server's own; every timing is simulated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from services.exllamav2.app import create_app
+from services.exllamav2.config import AppConfig
+from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats
+from services.sim.config import SimSettings
+from services.sim.engine import NullObserver, SimEngine, SimSequence
+from services.sim.server import build_engine
+from services.sim.tokens import chat_token_ids, token_ids, words
+
+__all__ = ["SimulatedEngine", "SimulatedJob", "create_exllamav2_sim_app"]
+
+
+class _Gauges(NullObserver):
+    """Keeps the simulator's latest running/waiting/KV figures for the scrape-time gauges."""
+
+    def __init__(self) -> None:
+        self.running = 0
+        self.waiting = 0
+        self.kv_usage = 0.0
+
+    def on_gauges(self, running: int, waiting: int, kv_usage: float) -> None:
+        self.running, self.waiting, self.kv_usage = running, waiting, kv_usage
+
+
+class SimulatedJob:
+    """One simulated sequence seen through exllamav2's result stages.
+
+    The simulator always generates exactly `max_new_tokens` (as with a banned EOS), so the last
+    result is a `max_new_tokens` eos carrying the final token, as exllamav2 emits it. The
+    `started`/`prefill` results are reported when the first token is due.
+    """
+
+    def __init__(self, sim: SimEngine, seq: SimSequence, text: Iterator[str]) -> None:
+        self._sim = sim
+        self._seq = seq
+        self._text = text
+        self._cancelled = False
+
+    def __aiter__(self) -> AsyncIterator[JobResult]:
+        return self._results()
+
+    async def _results(self) -> AsyncIterator[JobResult]:
+        seq = self._seq
+        n, first, last = 0, 0.0, 0.0
+        async for event in seq:
+            if n == 0:
+                first = event.due
+                yield JobResult("started")
+                yield JobResult(
+                    "prefill", curr_progress=seq.prompt_tokens, max_progress=seq.prompt_tokens
+                )
+            n += event.n_tokens
+            last = event.due
+            text = "".join(next(self._text) for _ in range(event.n_tokens))
+            if n < seq.max_tokens:
+                yield JobResult("streaming", text, event.n_tokens)
+                continue
+            admitted = seq.arrival if seq.admitted is None else seq.admitted
+            end = JobStats(
+                eos_reason="max_new_tokens",
+                new_tokens=n,
+                prompt_tokens=seq.prompt_tokens,
+                cached_tokens=0,
+                time_enqueued_s=admitted - seq.arrival,
+                time_prefill_s=first - admitted,
+                time_generate_s=last - first,
+            )
+            yield JobResult("streaming", text, event.n_tokens, end=end)
+            return
+        if not self._cancelled:
+            raise EngineError("the simulated engine closed")
+
+    async def cancel(self) -> None:
+        self._cancelled = True
+        self._sim.abort(self._seq)  # a finished sequence is left alone
+
+
+class SimulatedEngine:
+    """The `Engine` protocol over `services.sim`'s fixed or continuous-batching timing model.
+
+    Loaded from the start; tokens are the simulator's stand-in tokenizer's (no BOS, like the
+    vLLM simulator), stop strings are ignored and the output length is always `max_new_tokens`.
+    """
+
+    def __init__(self, settings: SimSettings) -> None:
+        self._settings = settings
+        self._gauges = _Gauges()
+        self._sim = build_engine(settings, self._gauges)
+        self._jobs = 0
+
+    @property
+    def model_name(self) -> str:
+        return self._settings.served_model_name
+
+    @property
+    def max_seq_len(self) -> int:
+        return self._settings.max_model_len
+
+    @property
+    def engine_version(self) -> str:
+        return "simulated"
+
+    @property
+    def is_loaded(self) -> bool:
+        return True
+
+    async def load(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        await self._sim.aclose()
+
+    def encode(self, text: str) -> list[int]:
+        return token_ids(text)
+
+    def encode_chat(self, messages: Sequence[tuple[str, str]]) -> list[int]:
+        return chat_token_ids(messages)
+
+    def enqueue(self, request: JobRequest) -> SimulatedJob:
+        seed = request.seed
+        if seed is None:
+            seed = self._settings.seed * 1_000_003 + self._jobs
+        self._jobs += 1
+        try:
+            seq = self._sim.submit(len(request.input_ids), request.max_new_tokens)
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(str(exc)) from exc
+        return SimulatedJob(self._sim, seq, words(seed))
+
+    def num_running_jobs(self) -> int:
+        return self._gauges.running
+
+    def num_pending_jobs(self) -> int:
+        return self._gauges.waiting
+
+    def kv_cache_usage(self) -> float:
+        return self._gauges.kv_usage
+
+
+def create_exllamav2_sim_app(settings: SimSettings) -> web.Application:
+    """The simulated ExLlamaV2 server (`stack: exllamav2` in `services.sim.personalities`)."""
+    return create_app(SimulatedEngine(settings), AppConfig(), CollectorRegistry())
