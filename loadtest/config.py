@@ -112,12 +112,14 @@ class LoadConfig(_Strict):
 
 class TimeoutConfig(_Strict):
     """Per request: `connect`, `ttft` (to the first token), `total`; `ready`: how long a
-    target may take to complete its first (probe) generation."""
+    target may take to complete its first (probe) generation; `compose_up`: how long
+    `docker compose up --wait` may take (image pull, model download and load)."""
 
     connect: Duration = 10.0
     ttft: Duration = 60.0
     total: Duration = 300.0
     ready: Duration = 120.0
+    compose_up: Duration = 1800.0  # a compose service may download and load a model first
 
 
 class EndpointSpec(_Strict):

@@ -34,11 +34,15 @@ class TargetConfig(BaseModel):
     metrics_url: str | None = None
     api_key_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     sim: SimSettings | None = None
+    compose: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
     @model_validator(mode="after")
     def _one_source(self) -> TargetConfig:
-        if (self.url is None) == (self.sim is None):
-            raise ValueError("give exactly one of `url` (a running server) or `sim` (a simulator)")
+        if sum(source is not None for source in (self.url, self.sim, self.compose)) != 1:
+            raise ValueError(
+                "give exactly one of `url` (a running server), `sim` (a simulator) or "
+                "`compose` (a service of the compose file)"
+            )
         return self
 
     @property
@@ -68,6 +72,7 @@ class BenchConfig(BaseModel):
 
     name: str = Field(default="bench", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     targets: list[TargetConfig] = Field(min_length=1)
+    compose_file: Path = Path("docker-compose.yml")  # relative to the bench.yaml
     workload: WorkloadConfig = WorkloadConfig()
     load: LoadConfig = LoadConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
@@ -122,6 +127,9 @@ def load_config(path: Path) -> BenchConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with `targets:` at the top level")
     try:
-        return BenchConfig.model_validate(data)
+        config = BenchConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(str(path), exc)) from exc
+    if not config.compose_file.is_absolute():
+        config.compose_file = (path.parent / config.compose_file).resolve()
+    return config

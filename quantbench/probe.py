@@ -11,7 +11,8 @@ from typing import Any
 
 import httpx
 
-from loadtest.clients.openai import OpenAIClient, RequestContext
+from loadtest.clients import CLIENTS
+from loadtest.clients.base import RequestContext
 from loadtest.config import EndpointSpec, LengthDist, WorkloadConfig
 from loadtest.records import Outcome
 from loadtest.transport import HttpxTransport
@@ -56,7 +57,7 @@ def wait_until_generating(
         output_tokens=LengthDist(mean=4),
     )
     transport = HttpxTransport(base_url, timeout_s=min(timeout_s, 30.0))
-    client = OpenAIClient(transport, endpoint, workload)
+    client = CLIENTS[endpoint.api](transport, endpoint, workload)
     deadline = time.monotonic() + timeout_s
     last = "no attempt"
     try:

@@ -19,6 +19,7 @@ from analysis.pipeline import AnalysisResult, analyze_run
 from loadtest.config import LocustSettings
 from loadtest.shapes import LoadPlan
 from quantbench import __version__
+from quantbench.compose import ComposeProject
 from quantbench.config import BenchConfig, TargetConfig
 from quantbench.errors import ConfigError, HarnessError, QuantbenchError
 from quantbench.locustproc import LocustProgress, run_locust
@@ -41,9 +42,22 @@ def _check_secrets(targets: list[TargetConfig]) -> None:
 
 
 @contextmanager
-def _endpoint(target: TargetConfig, logs: Path) -> Iterator[str]:
+def _endpoint(
+    config: BenchConfig, target: TargetConfig, logs: Path, info: dict[str, Any]
+) -> Iterator[str]:
+    """The target's base URL for the block: a simulator, a compose service, or its `url`."""
     if target.sim is not None:
         with simulator(target.name, target.sim, logs / f"sim-{target.name}.log") as url:
+            yield url
+    elif target.compose is not None:
+        project = ComposeProject(config.compose_file)
+        service, name = target.compose, target.name
+        with project.running(service, config.timeouts.compose_up, target=name) as url:
+            info["compose"] = {
+                "service": service,
+                "image": project.image_digest(service, target=name).to_dict(),
+                "resolved": project.resolved_config(service, target=name),
+            }
             yield url
     else:
         with nullcontext(str(target.url).rstrip("/")) as url:
@@ -92,8 +106,10 @@ def _run_target(
     config: BenchConfig, target: TargetConfig, run_dir: Path, console: Console, info: dict[str, Any]
 ) -> None:
     """Measure one target, filling `info` (a run.json entry) as facts become known."""
-    with _endpoint(target, run_dir / "logs") as url:
-        model = target.model or first_model(url)
+    with _endpoint(config, target, run_dir / "logs", info) as url:
+        # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
+        default = "tgi" if target.resolved_stack == "tgi" else first_model(url)
+        model = target.model or default
         endpoint = target.endpoint(model)
         console.print(f"[bold]{target.name}[/] · {url} · model {model} — waiting for a generation")
         wait_until_generating(url, endpoint, config.workload.endpoint, config.timeouts.ready)
