@@ -35,8 +35,8 @@ class _Stream:
                 return bytes(self._raw.readline(b"\n"))
         except (_Deadline, TimeoutError) as exc:
             raise TransportError("timeout", "no data before the deadline") from exc
-        except OSError as exc:
-            raise TransportError("connect", f"connection lost: {exc}") from exc
+        except Exception as exc:  # OSError, and geventhttpclient's HTTPConnectionClosed & co.
+            raise TransportError("connect", f"connection lost: {exc!r}") from exc
 
     def read(self) -> bytes:
         try:
