@@ -140,3 +140,4 @@ class LocustSettings(_Strict):
     load: LoadConfig = LoadConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     run_dir: Path = Path("runs/locust")
+    first_stage: int = Field(default=0, ge=0)  # > 0 when a killed run is resumed

@@ -19,6 +19,7 @@ import itertools
 import logging
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,12 @@ from loadtest.generator_stats import ClientExporter, CpuSampler
 from loadtest.locust_transport import LocustTransport
 from loadtest.records import (
     REQUESTS_FILE,
+    SCHEDULED_FILE,
     STAGES_FILE,
     Outcome,
     RecordWriter,
     RequestRecord,
+    ScheduledRecord,
     StageRecord,
 )
 from loadtest.shapes import LoadPlan, StagePlan
@@ -62,6 +65,7 @@ class _Run:
     settings: LocustSettings = LocustSettings()
     plan: LoadPlan = LoadPlan(settings.load)
     requests: RecordWriter | None = None
+    journal: RecordWriter | None = None
     stages: RecordWriter | None = None
     exporter: ClientExporter = ClientExporter()
     anchor_s: float = 0.0  # perf_counter() at the start of stage 0
@@ -159,9 +163,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
         user_class.network_timeout = settings.timeouts.total
     DispatchUser.concurrency = settings.load.max_in_flight
     _Run.settings = settings
-    _Run.plan = LoadPlan(settings.load)
+    _Run.plan = LoadPlan(settings.load, settings.first_stage)
     if not isinstance(environment.runner, MasterRunner):
         _Run.requests = RecordWriter(settings.run_dir / REQUESTS_FILE)
+        _Run.journal = RecordWriter(settings.run_dir / SCHEDULED_FILE)
         _start_process_side(environment, settings, options.qb_exporter_port)
     if not isinstance(environment.runner, WorkerRunner):
         _Run.stages = RecordWriter(settings.run_dir / STAGES_FILE)
@@ -273,6 +278,7 @@ def _context(stage: StagePlan, scheduled_ns: int, user: int, seq: int) -> Reques
         warmup=scheduled_ns / 1e9 - _Run.anchor_s < stage.measure_start_s,
         user=user,
         seq=seq,
+        request_id=uuid.uuid4().hex,
     )
 
 
@@ -285,6 +291,7 @@ def _unsent(ctx: RequestContext, outcome: Outcome, error: str) -> RequestRecord:
         warmup=ctx.warmup,
         user=ctx.user,
         seq=ctx.seq,
+        request_id=ctx.request_id,
         outcome=outcome,
         error=error,
         scheduled_ns=ctx.scheduled_ns,
@@ -295,7 +302,10 @@ def _send(
     environment: Environment, client: StreamingClient, request: GenRequest, ctx: RequestContext
 ) -> None:
     """Run one request and write its record, whatever happens (a kill writes `cancelled`)."""
-    assert _Run.requests is not None
+    assert _Run.requests is not None and _Run.journal is not None
+    _Run.journal.write(
+        ScheduledRecord(target=ctx.target, stage=ctx.stage, request_id=ctx.request_id)
+    )
     try:
         record = client.execute(request, ctx)
     except GreenletExit:

@@ -14,15 +14,18 @@ from pydantic import BaseModel, ConfigDict
 
 __all__ = [
     "REQUESTS_FILE",
+    "SCHEDULED_FILE",
     "STAGES_FILE",
     "Outcome",
     "RecordWriter",
     "RequestRecord",
+    "ScheduledRecord",
     "StageRecord",
 ]
 
 REQUESTS_FILE = "requests.jsonl"
 STAGES_FILE = "stages.jsonl"
+SCHEDULED_FILE = "scheduled.jsonl"
 
 
 class Outcome(StrEnum):
@@ -57,6 +60,7 @@ class RequestRecord(BaseModel):
     warmup: bool = False
     user: int = 0
     seq: int = 0
+    request_id: str = ""
     outcome: Outcome
     http_status: int | None = None
     error: str | None = None
@@ -96,6 +100,17 @@ class StageRecord(BaseModel):
     workers_lost: int = 0
     valid: bool | None = None
     invalid_reason: str | None = None
+
+
+class ScheduledRecord(BaseModel):
+    """Journal line written just before a request is sent, so a resumed run can tell whether
+    every request of a stage has its record (a killed process loses the ones in flight)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target: str
+    stage: int
+    request_id: str
 
 
 class RecordWriter:

@@ -30,12 +30,13 @@ class StagePlan:
 class LoadPlan:
     """The stages of one target's run, laid end to end from time 0."""
 
-    def __init__(self, load: LoadConfig) -> None:
+    def __init__(self, load: LoadConfig, first_stage: int = 0) -> None:
+        """`first_stage` > 0 resumes a run: earlier stages are done and are skipped."""
         self.mode = load.mode
         span = load.warmup + load.stage_duration
         self.stages = [
-            StagePlan(i, float(value), i * span, i * span + load.warmup, (i + 1) * span)
-            for i, value in enumerate(load.stages)
+            StagePlan(i, float(value), k * span, k * span + load.warmup, (k + 1) * span)
+            for k, (i, value) in enumerate(list(enumerate(load.stages))[first_stage:])
         ]
         self.total_s = span * len(self.stages)
 

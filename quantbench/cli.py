@@ -17,8 +17,8 @@ from analysis.pipeline import analyze_run
 from analysis.rundir import RunDirError
 from quantbench import __version__
 from quantbench.config import load_config
-from quantbench.errors import QuantbenchError
-from quantbench.runner import run_bench
+from quantbench.errors import ConfigError, QuantbenchError
+from quantbench.runner import resume_bench, run_bench
 from services.sim.errors import SimConfigError
 
 __all__ = ["build_parser", "main"]
@@ -60,7 +60,15 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the benchmark described by a bench.yaml")
-    run.add_argument("config", type=Path, help="bench.yaml: targets, workload, load, slo")
+    run.add_argument(
+        "config", type=Path, nargs="?", help="bench.yaml: targets, workload, load, slo"
+    )
+    run.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="finish a killed run: skip its finished stages, rerun the rest",
+    )
     _add_out(run)
     run.add_argument(
         "--target", action="append", metavar="NAME", help="run only this target (repeatable)"
@@ -106,6 +114,13 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(stderr=False, highlight=False)
     try:
         if args.command == "run":
+            if args.resume is not None:
+                run_dir, result = resume_bench(args.resume, console)
+                console.print(f"report:  {result.report_md}")
+                print(run_dir)
+                return EXIT_OK
+            if args.config is None:
+                raise ConfigError("run: give a bench.yaml, or --resume RUN_DIR")
             return _run(args.config, args.out, args.target, console)
         if args.command == "demo":
             return _run(_demo_config(), args.out, None, console, demo=True)

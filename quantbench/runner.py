@@ -13,9 +13,11 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 
 from analysis.pipeline import AnalysisResult, analyze_run
+from analysis.rundir import load_run_meta
 from loadtest.config import LocustSettings
 from loadtest.shapes import LoadPlan
 from quantbench import __version__
@@ -24,10 +26,11 @@ from quantbench.config import BenchConfig, TargetConfig
 from quantbench.errors import ConfigError, HarnessError, QuantbenchError
 from quantbench.locustproc import LocustProgress, run_locust
 from quantbench.probe import first_model, server_info, wait_until_generating
+from quantbench.resume import finished_stages, set_aside_unfinished
 from quantbench.rundir import create_run_dir, now_iso, versions, write_run_meta
 from quantbench.simproc import simulator
 
-__all__ = ["RunOutcome", "run_bench"]
+__all__ = ["RunOutcome", "resume_bench", "run_bench"]
 
 RunOutcome = tuple[Path, AnalysisResult]
 
@@ -64,26 +67,29 @@ def _endpoint(
             yield url
 
 
-class _Progress:
-    """One line per stage change, and a live bar when stdout is a terminal."""
+_LOAD_UNITS = {"concurrency": "users", "rate": "requests/s", "batch": "requests per batch"}
 
-    def __init__(self, console: Console, target: str, steps: LoadPlan) -> None:
+
+class _Progress:
+    """One line per stage change, and a live status line when stdout is a terminal."""
+
+    def __init__(self, console: Console, target: str, plan: LoadPlan, stage_count: int) -> None:
         self._console = console
         self._target = target
-        self._steps = steps
+        self._plan = plan
+        self._count = stage_count
         self._stage = -1
 
     def __call__(self, progress: LocustProgress) -> None:
-        stage = self._steps.stage_at(progress.elapsed_s)
-        index = stage.index if stage else len(self._steps.stages)
-        if stage is not None and index != self._stage:
-            self._stage = index
+        stage = self._plan.stage_at(progress.elapsed_s)
+        if stage is not None and stage.index != self._stage:
+            self._stage = stage.index
             self._console.print(
-                f"  {self._target}: stage {index + 1}/{len(self._steps.stages)} · "
-                f"{stage.users} users · {self._steps.stages[index].end_s - stage.start_s:.0f} s"
+                f"  {self._target}: stage {stage.index + 1}/{self._count} · {stage.load:g} "
+                f"{_LOAD_UNITS[self._plan.mode]} · {stage.end_s - stage.start_s:.0f} s"
             )
         if self._console.is_terminal:
-            left = max(self._steps.total_s - progress.elapsed_s, 0)
+            left = max(self._plan.total_s - progress.elapsed_s, 0)
             self._console.print(
                 f"    {progress.requests} requests · {progress.errors} errors · {left:.0f} s left",
                 end="\r",
@@ -103,7 +109,12 @@ def _target_info(target: TargetConfig) -> dict[str, Any]:
 
 
 def _run_target(
-    config: BenchConfig, target: TargetConfig, run_dir: Path, console: Console, info: dict[str, Any]
+    config: BenchConfig,
+    target: TargetConfig,
+    run_dir: Path,
+    console: Console,
+    info: dict[str, Any],
+    first_stage: int = 0,
 ) -> None:
     """Measure one target, filling `info` (a run.json entry) as facts become known."""
     with _endpoint(config, target, run_dir / "logs", info) as url:
@@ -120,10 +131,46 @@ def _run_target(
             load=config.load,
             timeouts=config.timeouts,
             run_dir=run_dir,
+            first_stage=first_stage,
         )
-        progress = _Progress(console, target.name, LoadPlan(config.load))
+        plan = LoadPlan(config.load, first_stage)
+        progress = _Progress(console, target.name, plan, len(config.load.stages))
         run_locust(settings, url, progress)
         info["ended_at"] = now_iso()
+
+
+def _measure(
+    config: BenchConfig,
+    targets: list[TargetConfig],
+    run_dir: Path,
+    meta: dict[str, Any],
+    console: Console,
+    first_stages: dict[str, int],
+) -> RunOutcome:
+    """Run each target from its first unfinished stage, keeping run.json current; analyse."""
+    console.print(f"run directory: {run_dir}")
+    entries = {entry["name"]: entry for entry in meta["targets"]}
+    try:
+        for target in targets:
+            first = first_stages.get(target.name, 0)
+            if first >= len(config.load.stages):
+                console.print(f"{target.name}: all stages already finished")
+                continue
+            info = entries.get(target.name) or _target_info(target)
+            if target.name not in entries:
+                meta["targets"].append(info)
+            _run_target(config, target, run_dir, console, info, first)
+            write_run_meta(run_dir, meta)
+    except QuantbenchError as exc:
+        raise HarnessError(
+            f"{exc}; what was recorded is kept in {run_dir} (`quantbench report {run_dir}`, "
+            f"or `quantbench run --resume {run_dir}`)"
+        ) from exc
+    finally:
+        meta["ended_at"] = now_iso()
+        write_run_meta(run_dir, meta)
+    console.print("analysing…")
+    return run_dir, analyze_run(run_dir)
 
 
 def run_bench(
@@ -151,22 +198,31 @@ def run_bench(
         "ended_at": None,
         "seeds": {"workload": config.workload.seed},
         "config": config.model_dump(mode="json"),
+        "selected_targets": [t.name for t in targets],
         "targets": [],
     }
     write_run_meta(run_dir, meta)
-    console.print(f"run directory: {run_dir}")
+    return _measure(config, targets, run_dir, meta, console, {})
+
+
+def resume_bench(run_dir: Path, console: Console | None = None) -> RunOutcome:
+    """Finish a run that was killed: skip finished stages, rerun the rest (see resume.py)."""
+    console = console or Console()
+    meta = load_run_meta(run_dir)
     try:
-        for target in targets:
-            info = _target_info(target)
-            meta["targets"].append(info)
-            _run_target(config, target, run_dir, console, info)
-            write_run_meta(run_dir, meta)
-    except QuantbenchError as exc:
-        raise HarnessError(
-            f"{exc}; what was recorded is kept in {run_dir} (`quantbench report {run_dir}`)"
-        ) from exc
-    finally:
-        meta["ended_at"] = now_iso()
-        write_run_meta(run_dir, meta)
-    console.print("analysing…")
-    return run_dir, analyze_run(run_dir)
+        config = BenchConfig.model_validate(meta["config"])
+    except (KeyError, ValidationError) as exc:
+        raise ConfigError(f"{run_dir / 'run.json'}: no usable config to resume from") from exc
+    selected = meta.get("selected_targets") or [t.name for t in config.targets]
+    targets = [t for t in config.targets if t.name in selected]
+    _check_secrets(targets)
+    stage_count = len(config.load.stages)
+    finished = finished_stages(run_dir, {t.name: stage_count for t in targets})
+    moved = set_aside_unfinished(run_dir, finished)
+    console.print(
+        "resuming: "
+        + ", ".join(f"{name} from stage {done + 1}" for name, done in finished.items())
+        + f" ({moved} records of unfinished stages set aside)"
+    )
+    meta.setdefault("resumed_at", []).append(now_iso())
+    return _measure(config, targets, run_dir, meta, console, finished)

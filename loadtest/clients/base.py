@@ -40,6 +40,7 @@ class RequestContext:
     warmup: bool = False
     user: int = 0
     seq: int = 0
+    request_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class StreamingClient(ABC):
             warmup=ctx.warmup,
             user=ctx.user,
             seq=ctx.seq,
+            request_id=ctx.request_id,
             outcome=Outcome.OK,
             scheduled_ns=ctx.scheduled_ns,
             prompt_tokens=request.prompt_tokens,

@@ -41,7 +41,7 @@ def _tgi(
 ) -> web.Application:
     from services.sim.tgi_app import create_tgi_sim_app
 
-    return create_tgi_sim_app(settings)
+    return create_tgi_sim_app(settings, faults=faults)
 
 
 def _exllamav2(

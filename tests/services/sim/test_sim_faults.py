@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
 from loadtest.clients.openai import OpenAIClient, RequestContext
-from loadtest.config import EndpointSpec, WorkloadConfig
+from loadtest.config import EndpointSpec, TimeoutConfig, WorkloadConfig
 from loadtest.records import Outcome, RequestRecord
 from loadtest.transport import HttpxTransport
 from loadtest.workload import GenRequest
@@ -44,7 +44,8 @@ def sim() -> Iterator[Any]:
 def generate(url: str, max_tokens: int = 8, timeout_s: float = 10.0) -> RequestRecord:
     transport = HttpxTransport(url, timeout_s=timeout_s)
     try:
-        client = OpenAIClient(transport, EndpointSpec(stack="vllm"), WorkloadConfig())
+        timeouts = TimeoutConfig(connect=timeout_s, ttft=timeout_s, total=timeout_s)
+        client = OpenAIClient(transport, EndpointSpec(stack="vllm"), WorkloadConfig(), timeouts)
         request = GenRequest("hello world", 2, max_tokens)
         return client.execute(
             request, RequestContext("t", 0, "concurrency", 1, time.perf_counter_ns())

@@ -16,10 +16,13 @@ def _step_ms(stack: str, quant: str, batch: int) -> float:
     return p.decode_step_base_ms + p.decode_step_per_seq_ms * batch
 
 
-def test_available_profiles_lists_the_vllm_quants() -> None:
+def test_available_profiles_cover_every_stack_quant_and_gpu_class() -> None:
     found = {(stack, quant): gpus for stack, quant, gpus in available_profiles()}
-    for quant in ("awq", "gptq", "fp16"):
-        assert "h100" in found["vllm", quant]
+    expected = {"vllm": ("awq", "gptq", "fp16"), "tgi": ("awq", "gptq", "fp16"),
+                "exllamav2": ("exl2", "gptq", "fp16")}  # fmt: skip
+    for stack, quants in expected.items():
+        for quant in quants:
+            assert set(found[stack, quant]) >= {"h100", "a100", "l4"}, (stack, quant)
 
 
 def test_profiles_are_plausible_for_an_8b_model_on_h100() -> None:
@@ -38,7 +41,7 @@ def test_profiles_are_plausible_for_an_8b_model_on_h100() -> None:
 @pytest.mark.parametrize(
     ("args", "listed"),
     [
-        (("tgi", "awq", "h100"), "vllm"),
+        (("tensorrt", "awq", "h100"), "exllamav2, tgi, vllm"),
         (("vllm", "exl2", "h100"), "awq, fp16, gptq"),
         (("vllm", "awq", "b200"), "h100"),
     ],
