@@ -13,6 +13,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -46,6 +47,8 @@ from services.exllamav2.protocol import (
     usage,
     usage_chunk,
 )
+from services.sim.fault_layer import fault_middleware, stream_faults
+from services.sim.faults import FaultPlan
 
 __all__ = ["SERVER_VERSION", "Admitted", "HttpError", "create_app"]
 
@@ -180,8 +183,11 @@ class _Server:
         )
         return Admitted(chat, req, job, arrival)
 
-    async def send(self, resp: web.StreamResponse, data: bytes) -> None:
+    async def send(self, request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
         """Write one SSE event (or the `[DONE]` marker) to the client."""
+        faults = stream_faults(request)
+        if faults is not None and not await faults.before_event(request, resp.write):
+            raise ConnectionResetError("injected fault: the connection was cut")
         await resp.write(data)
 
     # -- generation --
@@ -255,26 +261,28 @@ class _Server:
                     fin = finish_reason(end.eos_reason) if end else None
                     stop = end.stop_string if end else None
                     if not adm.chat:
-                        await self.send(resp, sse(completion_chunk(head, result.text, fin, stop)))
+                        await self.send(
+                            request, resp, sse(completion_chunk(head, result.text, fin, stop))
+                        )
                         continue
                     if not role_sent:  # vLLM's role-only first chunk, with the first output
                         role = {"role": "assistant", "content": ""}
-                        await self.send(resp, sse(chat_chunk(head, role, None)))
+                        await self.send(request, resp, sse(chat_chunk(head, role, None)))
                         role_sent = True
                     delta = {"content": result.text}
-                    await self.send(resp, sse(chat_chunk(head, delta, fin, stop)))
+                    await self.send(request, resp, sse(chat_chunk(head, delta, fin, stop)))
             except _EngineFailed as exc:
                 exc.log("mid-stream")
                 failure = f"Generation failed: {exc}"
             if end is None:
                 meter.finish("error")
-                await self.send(resp, sse(error_body(failure, "InternalServerError", 500)))
+                await self.send(request, resp, sse(error_body(failure, "InternalServerError", 500)))
             else:
                 meter.finish("stop", end)
                 if adm.req.include_usage:
                     use = usage(adm.prompt_tokens, end.new_tokens)
-                    await self.send(resp, sse(usage_chunk(head, use)))
-            await self.send(resp, DONE)
+                    await self.send(request, resp, sse(usage_chunk(head, use)))
+            await self.send(request, resp, DONE)
             await resp.write_eof()
         except ConnectionResetError:
             pass  # the client went away; `_generate` cancels the job
@@ -353,12 +361,21 @@ async def _parse(request: web.Request, model: type[_M]) -> _M:
         raise _bad_request("; ".join(parts)) from exc
 
 
+MALFORMED_EVENT = b'data: {"id":"cmpl-\n\n'  # injected (simulation): not valid JSON
+
+
+def _injected_error(status: int) -> web.Response:
+    phrase = HTTPStatus(status).phrase
+    return _json(error_body("Injected fault (simulated)", phrase, status), status)
+
+
 def create_app(
     engine: Engine,
     config: AppConfig,
     registry: CollectorRegistry,
     *,
     environ: Mapping[str, str] | None = None,
+    faults: FaultPlan | None = None,
 ) -> web.Application:
     """The server's aiohttp application; raises `Exl2ConfigError` if the API key is unset.
 
@@ -368,6 +385,9 @@ def create_app(
     api_key = resolve_api_key(config, os.environ if environ is None else environ)
     server = _Server(engine, config, registry)
     middlewares = [_error_middleware] + ([_auth_middleware(api_key)] if api_key else [])
+    if faults is not None:  # simulated runs only: see services/sim/fault_layer.py
+        paths = ("/v1/completions", "/v1/chat/completions")
+        middlewares.append(fault_middleware(faults, paths, _injected_error, MALFORMED_EVENT))
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
     app.router.add_post("/v1/completions", server.completions)
     app.router.add_post("/v1/chat/completions", server.chat_completions)

@@ -16,6 +16,7 @@ from services.exllamav2.config import AppConfig
 from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats
 from services.sim.config import SimSettings
 from services.sim.engine import NullObserver, SimEngine, SimSequence
+from services.sim.faults import FaultPlan
 from services.sim.server import build_engine
 from services.sim.tokens import chat_token_ids, token_ids, words
 
@@ -94,10 +95,10 @@ class SimulatedEngine:
     vLLM simulator), stop strings are ignored and the output length is always `max_new_tokens`.
     """
 
-    def __init__(self, settings: SimSettings) -> None:
+    def __init__(self, settings: SimSettings, faults: FaultPlan | None = None) -> None:
         self._settings = settings
         self._gauges = _Gauges()
-        self._sim = build_engine(settings, self._gauges)
+        self._sim = build_engine(settings, self._gauges, faults)
         self._jobs = 0
 
     @property
@@ -149,6 +150,11 @@ class SimulatedEngine:
         return self._gauges.kv_usage
 
 
-def create_exllamav2_sim_app(settings: SimSettings) -> web.Application:
-    """The simulated ExLlamaV2 server (`stack: exllamav2` in `services.sim.personalities`)."""
-    return create_app(SimulatedEngine(settings), AppConfig(), CollectorRegistry())
+def create_exllamav2_sim_app(
+    settings: SimSettings, faults: FaultPlan | None = None
+) -> web.Application:
+    """The simulated ExLlamaV2 server (`stack: exllamav2` in `services.sim.personalities`);
+    `faults` reach its engine (stall, slowdown) and its generation routes (`fault_layer`)."""
+    return create_app(
+        SimulatedEngine(settings, faults), AppConfig(), CollectorRegistry(), faults=faults
+    )

@@ -44,6 +44,7 @@ class FaultConfig(BaseModel):
     errors: list[ErrorFault] = []
     cut_rate: float = Field(default=0.0, ge=0, le=1)
     malformed_rate: float = Field(default=0.0, ge=0, le=1)
+    fault_after_events: int = Field(default=2, ge=0)  # events sent before a cut or bad event
     hang_rate: float = Field(default=0.0, ge=0, le=1)
     refuse_for_s: float = Field(default=0.0, ge=0)
     restart_at_s: float | None = Field(default=None, ge=0)
@@ -75,11 +76,12 @@ class Delivery:
 
 @dataclass(frozen=True)
 class RequestFault:
-    """The fault drawn for one request. `cut_after`/`malformed_after`: tokens sent before it."""
+    """The fault drawn for one request; a cut or a malformed event comes after `after_events`
+    events of the stream."""
 
     kind: FaultKind = "none"
     status: int | None = None
-    after_tokens: int = 0
+    after_events: int = 0
 
 
 class RequestLog:
@@ -135,13 +137,13 @@ class FaultPlan:
             return None
         return start, start + self.config.stall_for_s / self.speed
 
-    def draw(self, max_tokens: int) -> RequestFault:
+    def draw(self) -> RequestFault:
         """The next request's fault (one draw per request, in arrival order)."""
         u = self._rng.random()
         for threshold, fault in self._table:
             if u < threshold:
                 if fault.kind in ("cut", "malformed"):
-                    return RequestFault(fault.kind, after_tokens=max(1, max_tokens // 2))
+                    return RequestFault(fault.kind, after_events=self.config.fault_after_events)
                 return fault
         return RequestFault()
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 from services.sim import tgi_protocol as wire
 from services.sim.config import SimSettings
 from services.sim.engine import BatchingEngine, SimEngine, SimSequence
+from services.sim.fault_layer import fault_middleware, stream_faults
 from services.sim.faults import FaultPlan
 from services.sim.server import build_engine
 from services.sim.tgi_metrics import TgiMetrics
@@ -86,15 +87,17 @@ class _Step:
 class _EventStream:
     """One SSE response; axum sends a keep-alive comment after `interval_s` without events."""
 
-    def __init__(self, response: web.StreamResponse, interval_s: float) -> None:
-        self.response, self._interval_s = response, interval_s
+    def __init__(
+        self, request: web.Request, response: web.StreamResponse, interval_s: float
+    ) -> None:
+        self.request, self.response, self._interval_s = request, response, interval_s
         self._loop = asyncio.get_running_loop()
         self._last = self._loop.time()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
-    async def open(self, request: web.Request) -> None:
-        await self.response.prepare(request)
+    async def open(self) -> None:
+        await self.response.prepare(self.request)
         self._last = self._loop.time()
         self._task = self._loop.create_task(self._keep_alive())
 
@@ -170,6 +173,9 @@ class _TgiHandlers:
 
     async def _send_event(self, stream: _EventStream, data: bytes) -> None:
         """The single point every streamed event (and `[DONE]`) is written through."""
+        faults = stream_faults(stream.request)
+        if faults is not None and not await faults.before_event(stream.request, stream.write):
+            raise ConnectionResetError("injected fault: the connection was cut")
         await stream.write(data)
 
     async def _generate(self, job: _Job) -> AsyncGenerator[_Step, None]:
@@ -244,9 +250,9 @@ class _TgiHandlers:
     ) -> web.StreamResponse:
         """The SSE answer of every streaming route: HTTP 200 first, errors as events."""
         headers = _SSE_HEADERS | {"x-compute-characters": str(len(job.inputs))}
-        stream = _EventStream(web.StreamResponse(headers=headers), self.keep_alive_s)
+        stream = _EventStream(request, web.StreamResponse(headers=headers), self.keep_alive_s)
         try:
-            await stream.open(request)
+            await stream.open()
             try:
                 async with contextlib.aclosing(self._generate(job)) as steps:
                     async for step in steps:
@@ -432,6 +438,14 @@ class _TgiHandlers:
         return web.Response(text=self._metrics.render(), content_type="text/plain")
 
 
+MALFORMED_EVENT = b'data:{"index":\n\n'  # injected: an event that is not valid JSON
+
+
+def _injected_error(status: int) -> web.Response:
+    body = json.dumps({"error": "Injected fault (simulated)", "error_type": "injected"})
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
 def create_tgi_sim_app(
     settings: SimSettings,
     *,
@@ -445,7 +459,7 @@ def create_tgi_sim_app(
     Limits follow the 3.x launcher defaults for `--max-total-tokens = max_model_len`
     (`max_input_tokens` one less). Pass `engine` and `metrics` together (the engine must report
     to those metrics); the engine is closed when the application shuts down. `faults` reaches
-    the engine only (stall, slowdown); per-request faults belong in `_admit`/`_send_event`.
+    the engine (stall, slowdown) and every generation route (`fault_layer`).
     """
     total = settings.max_model_len
     metrics = metrics or TgiMetrics(max_input_tokens=total - 1, max_total_tokens=total)
@@ -456,9 +470,12 @@ def create_tgi_sim_app(
     metrics.set_max_batch_total_tokens(budget)
     h = _TgiHandlers(settings, engine, metrics, keep_alive_s)
     # `--payload-limit` defaults to 2 MB; aiohttp answers 413 beyond it, as axum does.
-    app = web.Application(client_max_size=2_000_000)
     posts = {"/": h.compat_generate, "/generate": h.generate, "/generate_stream": h.generate_stream}
     posts |= {"/v1/chat/completions": h.chat_completions, "/v1/completions": h.completions}
+    middlewares = []
+    if faults is not None:
+        middlewares.append(fault_middleware(faults, posts, _injected_error, MALFORMED_EVENT))
+    app = web.Application(middlewares=middlewares, client_max_size=2_000_000)
     gets = {"/": h.health, "/info": h.info, "/health": h.health, "/ping": h.health}
     gets |= {"/metrics": h.metrics, "/v1/models": h.models}
     for path, handler in (posts | {"/tokenize": h.tokenize}).items():

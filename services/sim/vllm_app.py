@@ -6,7 +6,6 @@ event is written as soon as its token is due.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -14,12 +13,14 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import BaseModel, ValidationError
 
 from services.sim.config import SimSettings
 from services.sim.engine import SimEngine, SimSequence
-from services.sim.faults import Delivery, FaultPlan, RequestFault
+from services.sim.fault_layer import StreamFaults, fault_middleware, stream_faults
+from services.sim.faults import Delivery, FaultPlan
 from services.sim.tokens import chat_token_ids, token_ids, words
 from services.sim.vllm_protocol import (
     DONE,
@@ -45,8 +46,7 @@ __all__ = ["VLLM_VERSION", "create_vllm_app"]
 VLLM_VERSION = "0.33.0"
 _SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"  # what Starlette sends for vLLM
 _COMPLETIONS_DEFAULT_MAX_TOKENS = 16
-_MALFORMED = b'data: {"id":"cmpl-\n\n'  # injected: an event that is not valid JSON
-NO_FAULT = RequestFault()
+MALFORMED_EVENT = b'data: {"id":"cmpl-\n\n'  # injected: an event that is not valid JSON
 _M = TypeVar("_M", bound=BaseModel)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -160,14 +160,12 @@ class _VllmHandlers:
     ) -> web.StreamResponse:
         text = words(self._settings.seed * 1_000_003 + self._requests)
         self._requests += 1
-        fault = self._faults.draw(max_tokens) if self._faults else NO_FAULT
-        if fault.kind in ("error", "hang"):
-            return await self._refuse(arrival, fault)
+        faults = stream_faults(request)
+        delivery = faults.delivery if faults else Delivery()
         seq = self._engine.submit(prompt_tokens, max_tokens, arrival)
-        delivery = Delivery()
         try:
             if req.stream:
-                return await self._stream(request, req, seq, text, fault, delivery)
+                return await self._stream(request, req, seq, text, faults, delivery)
             async for event in seq:
                 delivery.sent(self._engine.now(), event.due)
             if seq.finished_reason != "length":
@@ -182,19 +180,9 @@ class _VllmHandlers:
         finally:
             # Client gone (write failed or handler cancelled): vLLM counts it as an abort.
             self._engine.abort(seq)
-            if self._faults:
-                self._faults.record(arrival, fault, seq, delivery)
-
-    async def _refuse(self, arrival: float, fault: RequestFault) -> web.StreamResponse:
-        """Injected: an error response, or a request that is never answered."""
-        assert self._faults is not None
-        try:
-            if fault.kind == "hang":
-                await asyncio.Future()  # until the client gives up and the handler is cancelled
-            status = fault.status or 500
-            raise _HttpError(status, "Injected fault (simulated)", HTTPStatus(status).phrase)
-        finally:
-            self._faults.record(arrival, fault, None, Delivery())
+            if faults and self._faults:
+                self._faults.record(faults.arrival, faults.fault, seq, delivery)
+                faults.logged = True
 
     async def _stream(
         self,
@@ -202,7 +190,7 @@ class _VllmHandlers:
         req: CompletionRequest | ChatCompletionRequest,
         seq: SimSequence,
         text: Iterator[str],
-        fault: RequestFault,
+        faults: StreamFaults | None,
         delivery: Delivery,
     ) -> web.StreamResponse:
         chat = isinstance(req, ChatCompletionRequest)
@@ -216,12 +204,8 @@ class _VllmHandlers:
             await resp.prepare(request)
             n = 0
             async for event in seq:
-                if n == fault.after_tokens and fault.kind == "cut":
-                    assert request.transport is not None
-                    request.transport.close()  # injected: the connection drops mid-stream
-                    return resp
-                if n == fault.after_tokens and fault.kind == "malformed":
-                    await resp.write(_MALFORMED)
+                if faults and not await faults.before_event(request, resp.write):
+                    return resp  # injected: the connection dropped mid-stream
                 n += 1
                 delivery.sent(self._engine.now(), event.due)
                 finish = "length" if n == seq.max_tokens else None
@@ -271,6 +255,11 @@ class _VllmHandlers:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def _injected_error(status: int) -> web.Response:
+    phrase = HTTPStatus(status).phrase
+    return _json(error_body("Injected fault (simulated)", phrase, status), status)
+
+
 def create_vllm_app(
     settings: SimSettings,
     engine: SimEngine,
@@ -282,7 +271,11 @@ def create_vllm_app(
     The engine is closed (live requests aborted) when the application shuts down.
     """
     handlers = _VllmHandlers(settings, engine, metrics_registry, faults)
-    app = web.Application(middlewares=[_error_middleware], client_max_size=64 * 1024**2)
+    middlewares: list[Middleware] = [_error_middleware]
+    if faults is not None:
+        paths = ("/v1/completions", "/v1/chat/completions")
+        middlewares.append(fault_middleware(faults, paths, _injected_error, MALFORMED_EVENT))
+    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/tokenize", handlers.tokenize)

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
 
-from loadtest.clients.openai import OpenAIClient, RequestContext
+from loadtest.clients import CLIENTS
+from loadtest.clients.base import RequestContext
 from loadtest.config import EndpointSpec, TimeoutConfig, WorkloadConfig
 from loadtest.records import Outcome, RequestRecord
 from loadtest.transport import HttpxTransport
@@ -41,11 +42,15 @@ def sim() -> Iterator[Any]:
         stop_sim(proc)
 
 
-def generate(url: str, max_tokens: int = 8, timeout_s: float = 10.0) -> RequestRecord:
+def generate(
+    url: str, max_tokens: int = 8, timeout_s: float = 10.0, stack: str = "vllm"
+) -> RequestRecord:
     transport = HttpxTransport(url, timeout_s=timeout_s)
     try:
         timeouts = TimeoutConfig(connect=timeout_s, ttft=timeout_s, total=timeout_s)
-        client = OpenAIClient(transport, EndpointSpec(stack="vllm"), WorkloadConfig(), timeouts)
+        api = "tgi" if stack == "tgi" else "openai"
+        endpoint = EndpointSpec(stack=stack, api=api)  # type: ignore[arg-type]
+        client = CLIENTS[api](transport, endpoint, WorkloadConfig(), timeouts)
         request = GenRequest("hello world", 2, max_tokens)
         return client.execute(
             request, RequestContext("t", 0, "concurrency", 1, time.perf_counter_ns())
@@ -59,14 +64,14 @@ def test_draws_follow_the_rates_and_the_seed() -> None:
         errors=[ErrorFault(status=429, rate=0.2)], cut_rate=0.1, hang_rate=0.05, seed=4
     )
     plan = FaultPlan(config)
-    draws = [plan.draw(10) for _ in range(20_000)]
+    draws = [plan.draw() for _ in range(20_000)]
     kinds = Counter((f.kind, f.status) for f in draws)
     assert kinds[("error", 429)] == pytest.approx(4000, rel=0.08)
     assert kinds[("cut", None)] == pytest.approx(2000, rel=0.1)
     assert kinds[("hang", None)] == pytest.approx(1000, rel=0.15)
-    assert all(f.after_tokens == 5 for f in draws if f.kind == "cut")
+    assert all(f.after_events == 2 for f in draws if f.kind == "cut")
     again = FaultPlan(config)
-    assert [again.draw(10) for _ in range(200)] == draws[:200]
+    assert [again.draw() for _ in range(200)] == draws[:200]
 
 
 def test_rates_above_one_are_rejected() -> None:
@@ -98,7 +103,7 @@ def test_error_fault_is_an_http_error(sim: Any) -> None:
 def test_cut_stream_is_truncated(sim: Any) -> None:
     record = generate(sim("--cut-rate", "1"))
     assert record.outcome is Outcome.TRUNCATED_STREAM
-    assert record.events == 4  # cut after half of the 8 tokens
+    assert record.events == 2  # cut after `fault_after_events` (2) events
 
 
 def test_malformed_event_is_reported(sim: Any) -> None:
@@ -182,3 +187,19 @@ def test_request_log_counts_what_was_injected(sim: Any, tmp_path: Path) -> None:
     assert outcomes[Outcome.OK] == injected["none"]
     done = [e for e in entries if e["fault"] == "none"]
     assert all(e["tokens_sent"] == 8 and e["first_token"] > e["arrival"] for e in done)
+
+
+@pytest.mark.parametrize(("stack", "quant"), [("tgi", "awq"), ("exllamav2", "exl2")])
+def test_request_faults_reach_every_personality(sim: Any, stack: str, quant: str) -> None:
+    base = ("--stack", stack, "--quant", quant)
+    error = generate(sim(*base, "--error", "503:1"), stack=stack)
+    assert (error.outcome, error.http_status) == (Outcome.HTTP_ERROR, 503)
+    cut = generate(sim(*base, "--cut-rate", "1"), stack=stack)
+    assert cut.outcome is Outcome.TRUNCATED_STREAM
+    malformed = generate(sim(*base, "--malformed-rate", "1"), stack=stack)
+    assert malformed.outcome is Outcome.MALFORMED_EVENT
+    hung = generate(sim(*base, "--hang-rate", "1"), stack=stack, timeout_s=0.5)
+    assert hung.outcome is Outcome.TIMEOUT_TTFT
+    stalled = generate(sim(*base, "--stall-at", "0", "--stall-for", "0.6"), stack=stack)
+    assert stalled.outcome is Outcome.OK and stalled.ttft_ms is not None
+    assert stalled.ttft_ms >= 400
