@@ -15,6 +15,7 @@ each worker's dispatcher takes every N-th arrival of the one global schedule.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import sys
@@ -164,6 +165,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
     DispatchUser.concurrency = settings.load.max_in_flight
     _Run.settings = settings
     _Run.plan = LoadPlan(settings.load, settings.first_stage)
+    # Everything allocated so far (Locust, gevent, imports) lives for the whole run: freezing
+    # it keeps the garbage collector's full passes, and their pauses, short.
+    gc.collect()
+    gc.freeze()
     if not isinstance(environment.runner, MasterRunner):
         _Run.requests = RecordWriter(settings.run_dir / REQUESTS_FILE)
         _Run.journal = RecordWriter(settings.run_dir / SCHEDULED_FILE)
@@ -314,6 +319,9 @@ def _send(
     _Run.requests.write(record)
     _Run.exporter.observe(record)
     _fire(environment, client.path, record)
+    # Yield before the next request: when many streams end together (closed loop, equal
+    # lengths), their bookkeeping must not hold back the tokens other streams are receiving.
+    gevent.sleep(0)
 
 
 class LLMUser(FastHttpUser):

@@ -56,5 +56,8 @@ class LoadPlan:
             return None
         if self.mode != "concurrency":
             return 1, 1.0  # one dispatcher sends on the schedule
-        # Spawn the whole step at once: the warm-up absorbs the ramp.
-        return stage.users, float(max(stage.users, 1) * 10)
+        # Ramp the users up over the warm-up: users started together with equal output
+        # lengths would stay in lock-step for the whole stage, every request ending at once.
+        warmup_s = stage.measure_start_s - stage.start_s
+        rate = stage.users / warmup_s if warmup_s > 0 else stage.users * 10.0
+        return stage.users, float(max(rate, 1.0))

@@ -121,13 +121,16 @@ class StreamingClient(ABC):
         )
         stream = _Stream()
         payload = json.dumps(self.body(request)).encode()
+        headers = self._headers
+        if ctx.request_id:  # lets a server's log be matched to this record (vLLM honours it)
+            headers = {**headers, "X-Request-Id": ctx.request_id}
         record.wall_sent_s = self._wall()
         sent = record.sent_ns = self._clock()
         ttft_deadline = sent + int(min(self._timeouts.ttft, self._timeouts.total) * _NS)
         total_deadline = sent + int(self._timeouts.total * _NS)
         try:
             response = self._transport.post(
-                self.path, payload, self._headers, timeout_s=(ttft_deadline - sent) / _NS
+                self.path, payload, headers, timeout_s=(ttft_deadline - sent) / _NS
             )
         except TransportError as exc:
             record.outcome = {

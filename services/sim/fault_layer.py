@@ -27,9 +27,12 @@ ErrorResponse = Callable[[int], web.Response]
 class StreamFaults:
     """One request's fault, its delivery record, and whether its handler logged it already."""
 
-    def __init__(self, fault: RequestFault, arrival: float, malformed: bytes) -> None:
+    def __init__(
+        self, fault: RequestFault, arrival: float, malformed: bytes, request_id: str | None
+    ) -> None:
         self.fault = fault
         self.arrival = arrival
+        self.request_id = request_id  # the client's X-Request-Id, to match logs to records
         self.delivery = Delivery()
         self.logged = False
         self._malformed = malformed
@@ -70,7 +73,8 @@ def fault_middleware(
         if request.method != "POST" or request.path not in paths:
             return await handler(request)
         arrival = asyncio.get_running_loop().time()
-        state = StreamFaults(faults.draw(), arrival, malformed)
+        request_id = request.headers.get("X-Request-Id")
+        state = StreamFaults(faults.draw(), arrival, malformed, request_id)
         try:
             if state.fault.kind == "hang":
                 await asyncio.Future()  # until the client gives up and the handler is cancelled
@@ -80,6 +84,6 @@ def fault_middleware(
             return await handler(request)
         finally:
             if not state.logged:
-                faults.record(arrival, state.fault, None, state.delivery)
+                faults.record(arrival, state.fault, None, state.delivery, request_id)
 
     return middleware

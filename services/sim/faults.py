@@ -156,7 +156,12 @@ class FaultPlan:
         return due + max(0.0, window[1] - begin)
 
     def record(
-        self, arrival: float, fault: RequestFault, seq: SimSequence | None, delivery: Delivery
+        self,
+        arrival: float,
+        fault: RequestFault,
+        seq: SimSequence | None,
+        delivery: Delivery,
+        request_id: str | None = None,
     ) -> None:
         """Log one finished request: its times on the wall clock, tokens sent, fault injected.
 
@@ -171,6 +176,7 @@ class FaultPlan:
         self._log.write(
             {
                 "seq": None if seq is None else seq.seq_id,
+                "request_id": request_id,
                 "arrival": wall(arrival),
                 "first_token": wall(seq.first_token) if seq else None,
                 "last_token": wall(seq.last_token) if seq else None,

@@ -181,7 +181,7 @@ class _VllmHandlers:
             # Client gone (write failed or handler cancelled): vLLM counts it as an abort.
             self._engine.abort(seq)
             if faults and self._faults:
-                self._faults.record(faults.arrival, faults.fault, seq, delivery)
+                self._faults.record(faults.arrival, faults.fault, seq, delivery, faults.request_id)
                 faults.logged = True
 
     async def _stream(
