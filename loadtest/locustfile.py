@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.event
 import httpx
 from gevent import GreenletExit
 from gevent.pool import Pool
@@ -58,6 +59,7 @@ from loadtest.workload import GenRequest, RequestFactory
 log = logging.getLogger("quantbench")
 _ANCHOR_MESSAGE = "quantbench_anchor"
 _STOP_MARGIN_S = 5.0  # the dispatcher drains itself; Locust waits this much longer
+_ANCHOR_WAIT_S = 10.0
 
 
 class _Run:
@@ -74,6 +76,8 @@ class _Run:
     dispatchers: int = 1
     stages_written: int = 0
     workers_lost: int = 0
+    anchor_ready = gevent.event.Event()
+    last_tick: tuple[int, float, list[type[User]]] | None = None
     user_ids = itertools.count()
 
 
@@ -195,9 +199,19 @@ def _start_process_side(environment: Environment, settings: LocustSettings, port
 
 def _on_anchor(environment: Environment, msg: Any, **_: Any) -> None:
     """Workers: the master's stage-0 start (wall clock) and how many dispatchers share it."""
+    if _Run.anchor_ready.is_set():
+        return
     _Run.anchor_wall_s = msg.data["wall_s"]
     _Run.anchor_s = time.perf_counter() - (time.time() - _Run.anchor_wall_s)
     _Run.dispatchers = max(int(msg.data["dispatchers"]), 1)
+    _Run.anchor_ready.set()
+
+
+def _await_anchor() -> None:
+    """Users start sending only once this process knows when stage 0 began."""
+    if not _Run.anchor_ready.wait(timeout=_ANCHOR_WAIT_S):
+        log.error("no time anchor from the master within %.0f s", _ANCHOR_WAIT_S)
+        raise StopUser()
 
 
 def _write_stages(until_s: float, completed: bool) -> None:
@@ -236,18 +250,26 @@ def _on_stop(environment: Environment, **_: Any) -> None:
 
 
 class StagesShape(LoadTestShape):
-    """Steps through the configured stages, then stops the test."""
+    """Steps through the configured stages, lets in-flight requests drain, then stops."""
 
     def reset_time(self) -> None:
         super().reset_time()
         _Run.anchor_s = self.start_time
         _Run.anchor_wall_s = time.time()
         _Run.stages_written = 0
-        runner = self.runner
-        if isinstance(runner, MasterRunner):
-            _Run.dispatchers = max(runner.worker_count, 1)
+        _Run.last_tick = None
+        if isinstance(self.runner, MasterRunner):
+            _Run.dispatchers = max(self.runner.worker_count, 1)
+        else:
+            _Run.anchor_ready.set()
+        self._announce()
+
+    def _announce(self) -> None:
+        """Master: tell the workers the time anchor (again each tick: a worker may register
+        its listener after the first message; users wait for it before sending)."""
+        if isinstance(self.runner, MasterRunner):
             data = {"wall_s": _Run.anchor_wall_s, "dispatchers": _Run.dispatchers}
-            runner.send_message(_ANCHOR_MESSAGE, data)
+            self.runner.send_message(_ANCHOR_MESSAGE, data)
 
     def tick(self) -> tuple[int, float, list[type[User]]] | None:
         run_time = self.get_run_time()
@@ -255,14 +277,21 @@ class StagesShape(LoadTestShape):
         if isinstance(runner, MasterRunner) and len(runner.clients.missing) > _Run.workers_lost:
             _Run.workers_lost = len(runner.clients.missing)
             log.error("a load-generator worker stopped answering; the stage will be marked")
+        self._announce()
         _write_stages(run_time, completed=True)
         shape = _Run.plan.tick(run_time)
         if shape is None:
-            return None
+            # The drain: users stop by themselves once the last stage is over; stopping the
+            # test now would kill the requests still in flight (workers quit at once).
+            draining = run_time < _Run.plan.total_s + _Run.settings.load.drain_timeout
+            users_left = runner is not None and runner.user_count > 0
+            return _Run.last_tick if draining and users_left else None
         users, rate = shape
         if _Run.plan.mode == "concurrency":
-            return users, rate, [LLMUser]
-        return _Run.dispatchers, float(_Run.dispatchers), [DispatchUser]
+            _Run.last_tick = (users, rate, [LLMUser])
+        else:
+            _Run.last_tick = (_Run.dispatchers, float(_Run.dispatchers), [DispatchUser])
+        return _Run.last_tick
 
 
 def _client(user: FastHttpUser) -> StreamingClient:
@@ -328,6 +357,7 @@ class LLMUser(FastHttpUser):
     """One closed-loop virtual user: sends the next request as soon as the last one ended."""
 
     def on_start(self) -> None:
+        _await_anchor()
         self.user_id = next(_Run.user_ids)
         self.seq = 0
         self.factory = RequestFactory(_Run.settings.workload, stream_id=self.user_id)
@@ -348,6 +378,7 @@ class DispatchUser(FastHttpUser):
     """Open loop and batch: sends on the schedule from greenlets, never waiting for replies."""
 
     def on_start(self) -> None:
+        _await_anchor()
         runner = self.environment.runner
         self.slot = max(getattr(runner, "worker_index", 0), 0) % _Run.dispatchers
         self.llm = _client(self)

@@ -1,0 +1,77 @@
+"""Several Locust generator processes feeding one run directory."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from loadtest.arrivals import arrival_times
+from tests.procs import REPO_ROOT, start_sim, stop_sim
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sim_url() -> Iterator[str]:
+    proc, url = start_sim("--timing", "fixed", "--ttft-ms", "5", "--itl-ms", "1", "--port", "0")
+    yield url
+    stop_sim(proc)
+
+
+def locust(url: str, run_dir: Path, *args: str) -> list[str]:
+    return [
+        sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
+        "--processes", "2", "--host", url, "--qb-output-tokens", "4",
+        "--qb-run-dir", str(run_dir), "--only-summary", "--loglevel", "WARNING", *args,
+    ]  # fmt: skip
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_two_processes_share_one_global_schedule(sim_url: str, tmp_path: Path) -> None:
+    args = ("--qb-mode", "rate", "--qb-arrival", "poisson", "--qb-stages", "40,80",
+            "--qb-warmup", "0.5s", "--qb-stage-duration", "2s")  # fmt: skip
+    result = subprocess.run(locust(sim_url, tmp_path, *args), cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = lines(tmp_path / "requests.jsonl")
+    expected = sum(
+        len(arrival_times(rate, 2.5 * i, 2.5 * (i + 1), "poisson", f"0:{i}"))
+        for i, rate in enumerate((40, 80))
+    )
+    assert len(records) == expected, "each arrival of the schedule sent exactly once"
+    assert len({r["request_id"] for r in records}) == expected
+    assert Counter(r["user"] for r in records).keys() == {0, 1}  # both workers dispatched
+    assert all(r["outcome"] == "ok" for r in records)
+    assert len({s["pid"] for s in lines(tmp_path / "generator.jsonl")}) == 2
+
+
+def test_a_dead_worker_keeps_its_records_and_marks_the_stage(sim_url: str, tmp_path: Path) -> None:
+    args = ("--qb-stages", "4", "--qb-warmup", "0.5s", "--qb-stage-duration", "7s")
+    proc = subprocess.Popen(locust(sim_url, tmp_path, *args), cwd=REPO_ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    requests = tmp_path / "requests.jsonl"
+    deadline = time.monotonic() + 30
+    while not (requests.exists() and len(requests.read_text().splitlines()) > 50):
+        assert time.monotonic() < deadline, "no records"
+        time.sleep(0.05)
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 2
+    workers[0].send_signal(signal.SIGKILL)
+    written_before = {r["request_id"] for r in lines(requests)}
+    assert proc.wait(timeout=60) == 0
+    after = {r["request_id"] for r in lines(requests)}
+    assert written_before <= after, "records written before the kill are all kept"
+    (stage,) = lines(tmp_path / "stages.jsonl")
+    assert stage["workers_lost"] == 1
