@@ -74,9 +74,17 @@ class LengthDist(_Strict):
 
 
 class WorkloadConfig(_Strict):
+    """What each request asks for. Prompts are synthetic text of `prompt_tokens` tokens, or
+    drawn from `dataset` (JSON lines or ShareGPT); `tokenizer` (a local tokenizer.json) makes
+    token counts exact, else the target's `/tokenize` calibrates them when `calibrate`."""
+
     endpoint: Literal["completions", "chat"] = "chat"
     prompt_tokens: LengthDist = LengthDist(mean=256)
     output_tokens: LengthDist = LengthDist(mean=128)
+    dataset: Path | None = None
+    tokenizer: Path | None = None
+    calibrate: bool = True
+    shared_prefix_ratio: float = Field(default=0.0, ge=0, le=0.95)
     seed: int = 0
 
 
@@ -141,3 +149,4 @@ class LocustSettings(_Strict):
     timeouts: TimeoutConfig = TimeoutConfig()
     run_dir: Path = Path("runs/locust")
     first_stage: int = Field(default=0, ge=0)  # > 0 when a killed run is resumed
+    tokens_per_word: float | None = Field(default=None, gt=0)  # from the target's /tokenize

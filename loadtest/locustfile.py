@@ -43,6 +43,7 @@ from loadtest.clients.base import RequestContext, StreamingClient
 from loadtest.config import LocustSettings, parse_duration
 from loadtest.generator_stats import ClientExporter, CpuSampler
 from loadtest.locust_transport import LocustTransport
+from loadtest.prompts import DatasetItem, PromptSource, load_dataset
 from loadtest.records import (
     REQUESTS_FILE,
     SCHEDULED_FILE,
@@ -54,7 +55,7 @@ from loadtest.records import (
     StageRecord,
 )
 from loadtest.shapes import LoadPlan, StagePlan
-from loadtest.workload import GenRequest, RequestFactory
+from loadtest.workload import GenRequest, RequestFactory, prompt_source
 
 log = logging.getLogger("quantbench")
 _ANCHOR_MESSAGE = "quantbench_anchor"
@@ -77,6 +78,8 @@ class _Run:
     stages_written: int = 0
     workers_lost: int = 0
     anchor_ready = gevent.event.Event()
+    prompts: PromptSource | None = None
+    dataset: list[DatasetItem] | None = None
     last_tick: tuple[int, float, list[type[User]]] | None = None
     user_ids = itertools.count()
 
@@ -169,6 +172,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
     DispatchUser.concurrency = settings.load.max_in_flight
     _Run.settings = settings
     _Run.plan = LoadPlan(settings.load, settings.first_stage)
+    _Run.prompts = prompt_source(settings.workload, settings.tokens_per_word)
+    workload = settings.workload
+    _Run.dataset = load_dataset(workload.dataset) if workload.dataset else None
     # Everything allocated so far (Locust, gevent, imports) lives for the whole run: freezing
     # it keeps the garbage collector's full passes, and their pauses, short.
     gc.collect()
@@ -294,6 +300,10 @@ class StagesShape(LoadTestShape):
         return _Run.last_tick
 
 
+def _factory(stream_id: int | str) -> RequestFactory:
+    return RequestFactory(_Run.settings.workload, stream_id, _Run.prompts, _Run.dataset)
+
+
 def _client(user: FastHttpUser) -> StreamingClient:
     settings = _Run.settings
     transport = LocustTransport(user.client, user.host or "")
@@ -360,7 +370,7 @@ class LLMUser(FastHttpUser):
         _await_anchor()
         self.user_id = next(_Run.user_ids)
         self.seq = 0
-        self.factory = RequestFactory(_Run.settings.workload, stream_id=self.user_id)
+        self.factory = _factory(self.user_id)
         self.llm = _client(self)
 
     @task
@@ -388,7 +398,7 @@ class DispatchUser(FastHttpUser):
         scheduled_ns = int((_Run.anchor_s + scheduled_s) * 1e9)
         ctx = _context(stage, scheduled_ns, self.slot, index)
         seed = f"{stage.index}:{index}"
-        request = RequestFactory(_Run.settings.workload, stream_id=seed).next()
+        request = _factory(seed).next()
         if self.pool.full():
             cap = _Run.settings.load.max_in_flight
             assert _Run.requests is not None

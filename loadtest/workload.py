@@ -13,8 +13,9 @@ import random
 from dataclasses import dataclass
 
 from loadtest.config import LengthDist, WorkloadConfig
+from loadtest.prompts import DatasetItem, PromptSource
 
-__all__ = ["GenRequest", "RequestFactory", "sample_length"]
+__all__ = ["VOCABULARY", "GenRequest", "RequestFactory", "prompt_source", "sample_length"]
 
 _VOCABULARY = (
     "the of and to in is was for on are with as by at be this from that have or not but "
@@ -28,7 +29,7 @@ _VOCABULARY = (
     "tell men say small every found still between name should home big give air line set "
     "own under read"
 )
-_WORDS = tuple(_VOCABULARY.split())
+VOCABULARY = tuple(_VOCABULARY.split())
 
 
 def sample_length(dist: LengthDist, rng: random.Random) -> int:
@@ -57,15 +58,39 @@ class GenRequest:
     max_tokens: int
 
 
-class RequestFactory:
-    """Produces the seeded sequence of requests for one virtual user (or arrival stream)."""
+def prompt_source(workload: WorkloadConfig, tokens_per_word: float | None = None) -> PromptSource:
+    return PromptSource(
+        VOCABULARY,
+        tokenizer_path=workload.tokenizer,
+        tokens_per_word=tokens_per_word,
+        shared_prefix_ratio=workload.shared_prefix_ratio,
+        seed=workload.seed,
+    )
 
-    def __init__(self, workload: WorkloadConfig, stream_id: int | str = 0) -> None:
+
+class RequestFactory:
+    """Produces the seeded sequence of requests for one virtual user (or arrival)."""
+
+    def __init__(
+        self,
+        workload: WorkloadConfig,
+        stream_id: int | str = 0,
+        prompts: PromptSource | None = None,
+        dataset: list[DatasetItem] | None = None,
+    ) -> None:
         self._workload = workload
         self._rng = random.Random(f"{workload.seed}:{stream_id}")
+        self._prompts = prompts or prompt_source(workload)
+        self._dataset = dataset
 
     def next(self) -> GenRequest:
+        if self._dataset:
+            item = self._rng.choice(self._dataset)
+            max_tokens = item.output_tokens or sample_length(
+                self._workload.output_tokens, self._rng
+            )
+            return GenRequest(item.prompt, self._prompts.count(item.prompt), max_tokens)
         prompt_tokens = sample_length(self._workload.prompt_tokens, self._rng)
         max_tokens = sample_length(self._workload.output_tokens, self._rng)
-        prompt = " ".join(self._rng.choices(_WORDS, k=prompt_tokens))
+        prompt = self._prompts.make(prompt_tokens, self._rng)
         return GenRequest(prompt=prompt, prompt_tokens=prompt_tokens, max_tokens=max_tokens)

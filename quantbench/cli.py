@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from analysis.pipeline import analyze_run
+from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
 from analysis.rundir import RunDirError
 from quantbench import __version__
 from quantbench.config import load_config
@@ -32,6 +33,7 @@ examples:
   quantbench run bench.yaml --target vllm-awq --out nightly/
   quantbench sim --stack vllm --quant awq --port 8000
   quantbench report runs/20261126T120000Z-bench
+  quantbench plan runs/20261126T120000Z-bench --peak-rps 40 --gpu-hour-cost 2.5
 
 `run` prints the run directory last (requests.jsonl, stages.jsonl, summary.csv,
 report.md, report.html); `demo` and `report` print the path of report.html last.
@@ -85,7 +87,78 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="(re)build summary.csv and the reports of a run")
     report.add_argument("run_dir", type=Path, help="a run directory written by `quantbench run`")
+    _add_plan(commands)
     return parser
+
+
+_PLAN_HELP = """From one run: each target's highest request rate per replica (GPU) within the SLO,
+interpolated between the last stage that met it and the first that did not; the GPUs a
+peak needs, ceil(peak / (rate x (1 - headroom))); and the cost per million output tokens,
+GPU-hour cost / (output tok/s at that rate x 3600) x 1e6. Prints the plan, writes plan.json
+and plan.md to the run directory, rebuilds its report with a plan section, and prints the
+path of plan.md last. Later `quantbench report` runs keep these inputs.
+
+examples:
+  quantbench plan runs/RUN --slo ttft_p95=500ms,tpot_p95=50ms --peak-rps 40
+  quantbench plan runs/RUN --peak-rps 40 --gpu-hour-cost 2.5 --headroom 0.3
+
+exit codes: 0 a plan was made; 1 no target meets the SLO at any valid stage;
+2 a bad flag or not a run directory (one line on stderr).
+"""
+
+
+def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    plan = commands.add_parser(
+        "plan",
+        help="GPUs and cost per output token for a peak request rate, from a run",
+        description=_PLAN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    plan.add_argument("run_dir", type=Path, help="a run directory written by `quantbench run`")
+    plan.add_argument(
+        "--slo",
+        metavar="OBJECTIVES",
+        help="p95 limits, comma-separated: ttft_p95, tpot_p95, e2e_p95 in ms or s, e.g. "
+        "ttft_p95=500ms,tpot_p95=50ms (only those given apply; default: the run's `slo`)",
+    )
+    plan.add_argument(
+        "--peak-rps",
+        metavar="N",
+        help="peak request rate to serve, in requests/s, e.g. 40 (without it: no GPU count)",
+    )
+    plan.add_argument(
+        "--gpu-hour-cost",
+        metavar="PRICE",
+        help="price of one GPU-hour in your currency, e.g. 2.5 "
+        "(without it: output tokens per GPU-hour instead of a cost)",
+    )
+    plan.add_argument(
+        "--headroom",
+        metavar="FRACTION",
+        default="0.2",
+        help="share of each replica's SLO-limited rate kept spare for bursts, "
+        "0 <= h < 1, e.g. 0.2 or 20%% (default: 0.2)",
+    )
+
+
+def _plan(args: argparse.Namespace) -> int:
+    """Validate the flags (one ConfigError line each), plan, print the plan and its path."""
+    try:
+        inputs = plan_inputs(
+            slo=parse_slo(args.slo) if args.slo is not None else None,
+            peak_rps=parse_number("--peak-rps", args.peak_rps) if args.peak_rps else None,
+            gpu_hour_cost=(
+                parse_number("--gpu-hour-cost", args.gpu_hour_cost) if args.gpu_hour_cost else None
+            ),
+            headroom=parse_number("--headroom", args.headroom, percent=True),
+        )
+    except PlanInputError as exc:
+        raise ConfigError(str(exc)) from exc
+    result = analyze_run(args.run_dir, inputs)
+    assert result.plan is not None and result.plan_md is not None
+    print(result.plan_md.read_text())
+    print(result.plan_md)
+    return EXIT_OK if result.plan.cheapest is not None else EXIT_FAILED
 
 
 def _demo_config() -> Path:
@@ -128,6 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             result = analyze_run(args.run_dir)
             print(result.report_html)
             return EXIT_OK
+        if args.command == "plan":
+            return _plan(args)
     except (QuantbenchError, RunDirError, SimConfigError) as exc:
         print(f"quantbench: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analysis.config import AnalysisConfig, SloConfig
 from loadtest.config import EndpointSpec, LoadConfig, TimeoutConfig, WorkloadConfig
+from loadtest.prompts import DatasetError, load_dataset
+from loadtest.workload import prompt_source
 from quantbench.errors import ConfigError
 from services.sim.config import SimSettings
 
@@ -132,4 +134,22 @@ def load_config(path: Path) -> BenchConfig:
         raise ConfigError(format_validation_error(str(path), exc)) from exc
     if not config.compose_file.is_absolute():
         config.compose_file = (path.parent / config.compose_file).resolve()
+    _check_workload_files(config, path)
     return config
+
+
+def _check_workload_files(config: BenchConfig, path: Path) -> None:
+    """Resolve dataset and tokenizer paths against the bench.yaml and load them once now,
+    so a bad file is one line before any target starts."""
+    workload = config.workload
+    for field in ("dataset", "tokenizer"):
+        value = getattr(workload, field)
+        if value is not None and not value.is_absolute():
+            setattr(workload, field, (path.parent / value).resolve())
+    try:
+        if workload.dataset is not None:
+            load_dataset(workload.dataset)
+        if workload.tokenizer is not None:
+            prompt_source(workload)
+    except DatasetError as exc:
+        raise ConfigError(f"{path}: workload: {exc}") from exc

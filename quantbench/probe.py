@@ -16,10 +16,10 @@ from loadtest.clients.base import RequestContext
 from loadtest.config import EndpointSpec, LengthDist, WorkloadConfig
 from loadtest.records import Outcome
 from loadtest.transport import HttpxTransport
-from loadtest.workload import GenRequest
+from loadtest.workload import VOCABULARY, GenRequest
 from quantbench.errors import HarnessError
 
-__all__ = ["first_model", "server_info", "wait_until_generating"]
+__all__ = ["first_model", "server_info", "tokens_per_word", "wait_until_generating"]
 
 _PROBE = GenRequest(prompt="Say hello.", prompt_tokens=3, max_tokens=4)
 _RETRY_S = 0.5
@@ -76,3 +76,19 @@ def wait_until_generating(
         f"target {endpoint.name}: {base_url} did not complete a probe generation within "
         f"{timeout_s:.0f} s; last attempt: {last}"
     )
+
+
+def tokens_per_word(base_url: str, api: str) -> float | None:
+    """Calibrate synthetic prompts: the target's own `/tokenize` count for a sample text
+    (vLLM and TGI have one); None if it has none or answers oddly."""
+    text = " ".join(VOCABULARY * 2)
+    body: dict[str, Any] = {"inputs": text} if api == "tgi" else {"prompt": text}
+    try:
+        response = httpx.post(f"{base_url}/tokenize", json=body, timeout=10.0)
+        if response.status_code != 200:
+            return None
+        data = response.json()
+        count = len(data) if isinstance(data, list) else int(data["count"])
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return None
+    return count / len(text.split()) if count > 0 else None

@@ -25,7 +25,7 @@ from quantbench.compose import ComposeProject
 from quantbench.config import BenchConfig, TargetConfig
 from quantbench.errors import ConfigError, HarnessError, QuantbenchError
 from quantbench.locustproc import LocustProgress, run_locust
-from quantbench.probe import first_model, server_info, wait_until_generating
+from quantbench.probe import first_model, server_info, tokens_per_word, wait_until_generating
 from quantbench.resume import finished_stages, set_aside_unfinished
 from quantbench.rundir import create_run_dir, now_iso, versions, write_run_meta
 from quantbench.simproc import simulator
@@ -125,6 +125,14 @@ def _run_target(
         console.print(f"[bold]{target.name}[/] · {url} · model {model} — waiting for a generation")
         wait_until_generating(url, endpoint, config.workload.endpoint, config.timeouts.ready)
         info.update(model=model, server_info=server_info(url), started_at=now_iso())
+        workload = config.workload
+        per_word = None
+        if workload.tokenizer is None and workload.calibrate and workload.dataset is None:
+            per_word = tokens_per_word(url, target.api)
+        info["prompt_length"] = (
+            "tokenizer" if workload.tokenizer else "calibrated" if per_word else "approximate"
+        )
+        info["tokens_per_word"] = per_word
         settings = LocustSettings(
             endpoint=endpoint,
             workload=config.workload,
@@ -132,6 +140,7 @@ def _run_target(
             timeouts=config.timeouts,
             run_dir=run_dir,
             first_stage=first_stage,
+            tokens_per_word=per_word,
         )
         plan = LoadPlan(config.load, first_stage)
         progress = _Progress(console, target.name, plan, len(config.load.stages))

@@ -97,3 +97,19 @@ def test_missing_file_and_wrong_shape(tmp_path: Path) -> None:
         load_config(write(tmp_path, "- 1\n- 2\n"))
     with pytest.raises(ConfigError, match="targets: required but missing"):
         load_config(write(tmp_path, "name: x\n"))
+
+
+def test_dataset_paths_are_relative_to_the_config_and_checked_up_front(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "prompts.jsonl").write_text('{"prompt": "hello"}\n')
+    config = load_config(
+        write(tmp_path, GOOD.replace("workload:\n", "workload:\n  dataset: data/prompts.jsonl\n"))
+    )
+    assert config.workload.dataset == (tmp_path / "data" / "prompts.jsonl").resolve()
+    (tmp_path / "data" / "prompts.jsonl").write_text('{"prompt": "hello"}\nnot json\n')
+    with pytest.raises(ConfigError, match=r"bench.yaml: workload: .*prompts.jsonl:2: not JSON"):
+        load_config(
+            write(
+                tmp_path, GOOD.replace("workload:\n", "workload:\n  dataset: data/prompts.jsonl\n")
+            )
+        )

@@ -70,6 +70,9 @@ load: {{stages: [8], warmup: 1s, stage_duration: 5s}}
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["targets"][0]["server_info"]["version"] == {"version": "0.33.0"}
     assert meta["targets"][0]["simulated"] is False  # an external URL, even if it is a sim
+    # The simulator's /tokenize counts one token per word: calibration finds exactly that.
+    assert meta["targets"][0]["prompt_length"] == "calibrated"
+    assert meta["targets"][0]["tokens_per_word"] == pytest.approx(1.0)
     for name in ("stages.jsonl", "requests.parquet", "report.md", "report.html"):
         assert (run_dir / name).stat().st_size > 0, name
 
