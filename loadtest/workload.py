@@ -1,9 +1,7 @@
-"""Seeded request generation: token lengths from distributions and synthetic prompts.
+"""Seeded request generation: token lengths from distributions, prompts from `prompts.py`.
 
-A synthetic prompt is N words from a vocabulary of common English words that most
-tokenizers (and the simulators' stand-in tokenizer) encode as one token each, so its token
-count is approximate on a real model. Each prompt is a fresh random draw, so a server's
-prefix cache cannot make repeated prompts look fast.
+Every request of a run is a deterministic function of the seed and its stream (a closed-loop
+user, or an arrival of the open-loop schedule): the same seed gives the same prompts.
 """
 
 from __future__ import annotations
