@@ -1,73 +1,162 @@
-"""The report's opening verdict, computed from the summary rows (pure; no rendering)."""
+"""The report's opening summary, computed from the comparison and the plan (pure; no rendering).
+
+Sentences a reader acts on: who sustains the most load within the SLO and by how much, how
+each target compares with the reference, which target the capacity plan finds cheapest.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 
+from analysis.capacity import Capacity, load_unit, slo_text
+from analysis.compare import Comparison, compare_targets
 from analysis.config import SloConfig
+from analysis.plan import Plan
 
-__all__ = ["best_within_slo", "headline"]
+__all__ = ["headline", "target_label", "target_labels"]
 
 
-def _stage_meets(row: pd.Series, slo: SloConfig) -> bool:
-    checks = (
-        ("ttft_p95_ms", slo.ttft_ms),
-        ("tpot_p95_ms", slo.tpot_ms),
-        ("e2e_p95_ms", slo.e2e_ms),
+def target_label(name: str, stack: str, quant: str, simulated: bool, *, bold: bool = False) -> str:
+    """`name (stack quant)`, with *(simulated)* for every simulated target."""
+    shown = f"**{name}**" if bold else name
+    kind = " ".join(part for part in (stack, quant) if part)
+    text = f"{shown} ({kind})" if kind else shown
+    return text + (" *(simulated)*" if simulated else "")
+
+
+def target_labels(summary: pd.DataFrame, *, bold: bool = False) -> dict[str, str]:
+    if summary.empty:
+        return {}
+    firsts = summary.drop_duplicates("target")
+    return {
+        str(r["target"]): target_label(
+            str(r["target"]), str(r["stack"]), str(r["quant"]), bool(r["simulated"]), bold=bold
+        )
+        for _, r in firsts.iterrows()
+    }
+
+
+def _ratio(top: Capacity, other: Capacity) -> float | None:
+    if not top.req_per_s or not other.req_per_s:
+        return None
+    return top.req_per_s / other.req_per_s
+
+
+def _figures(cap: Capacity) -> str:
+    rate = cap.text("req_per_s", "req/s", note=False)
+    tokens = cap.text("output_tok_per_s", "output tok/s", note=False)
+    where = f"{load_unit(cap.mode)} {cap.text('load', note=False)}"
+    if cap.lower_bound and cap.load is not None:
+        highest = f"{load_unit(cap.mode)} {cap.load:g}"
+        return f"{rate}, {tokens} (it met the SLO at every tested load, up to {highest})"
+    return f"{rate}, {tokens}, at {where}"
+
+
+def _winner(comparison: Comparison, labels: dict[str, str], slo: SloConfig) -> str:
+    sustaining = [t for t in comparison.ranking if comparison.capacity[t].sustains]
+    if not sustaining:
+        return f"No target met the SLO ({slo_text(slo)}) at any valid stage."
+    top = comparison.capacity[sustaining[0]]
+    text = (
+        f"{labels[top.target]} sustains the most load within the SLO ({slo_text(slo)}): "
+        f"{_figures(top)}"
     )
-    for column, limit in checks:
-        if limit is None:
+    if len(sustaining) == 1:
+        return text + "; it is the only target within the SLO."
+    second = comparison.capacity[sustaining[1]]
+    ratio = _ratio(top, second)
+    named = f"{labels[second.target]} ({second.text('req_per_s', 'req/s', note=False)})"
+    if ratio is None:
+        return text + f"; next best {named}."
+    if top.lower_bound and second.lower_bound:
+        return (
+            text + f"; {ratio:.2f}× the next best, {named}, at the highest tested load "
+            "(neither reached its limit: add higher stages to find it)."
+        )
+    if top.lower_bound:
+        return text + f", at least {ratio:.2f}× the next best, {named}."
+    text += f", {ratio:.2f}× the next best, {named}"
+    if second.lower_bound:
+        text += "; its limit lies above the tested loads, so the lead may be smaller"
+    return text + "."
+
+
+def _reference(comparison: Comparison, labels: dict[str, str]) -> str | None:
+    ref = comparison.reference
+    if ref is None:
+        return None
+    parts = []
+    for target in labels:
+        if target == ref:
             continue
-        value = row[column]
-        if value is None or pd.isna(value) or float(value) > limit:
-            return False
-    return bool(row["valid"])
+        bits = []
+        cap, ref_cap = comparison.capacity.get(target), comparison.capacity.get(ref)
+        ratio = comparison.capacity_ratio(target)
+        if ratio is not None and cap is not None and ref_cap is not None:
+            bound = "≥ " if cap.lower_bound and not ref_cap.lower_bound else ""
+            bound = "≤ " if ref_cap.lower_bound and not cap.lower_bound else bound
+            bits.append(f"{bound}{ratio:.2f}× its load within the SLO")
+        elif cap is not None and not cap.sustains:
+            bits.append("never within the SLO")
+        tok = comparison.throughput_ratio(target)
+        if tok is not None:
+            bits.append(f"{tok:.2f}× its output tok/s at equal load (median)")
+        if bits:
+            parts.append(f"{target} {', '.join(bits)}")
+    if not parts:
+        return None
+    why = "the FP16 target" if comparison.reference_why == "FP16 target" else "analysis.reference"
+    return f"Against the reference {labels.get(ref, ref)} ({why}): " + "; ".join(parts) + "."
 
 
-def best_within_slo(summary: pd.DataFrame, slo: SloConfig) -> pd.DataFrame:
-    """Per target, the valid stage with the most output tokens/s whose p95s meet the SLO."""
-    meeting = summary[summary.apply(_stage_meets, axis=1, slo=slo)] if len(summary) else summary
-    if meeting.empty:
-        return meeting
-    best = meeting.loc[meeting.groupby("target", sort=False)["output_tok_per_s"].idxmax()]
-    return best.sort_values("output_tok_per_s", ascending=False)
+def _plan(plan: Plan, labels: dict[str, str]) -> str:
+    inputs = plan.inputs
+    if plan.cheapest is None:
+        slo = slo_text(inputs.objectives)
+        return f"Capacity plan ({slo}): no target meets the SLO, so none can be planned."
+    best = plan.target(plan.cheapest)
+    assert best is not None and best.output_tok_per_s is not None
+    facts = []
+    if inputs.peak_rps is not None and best.replicas is not None:
+        bound = "at most " if best.lower_bound else ""
+        facts.append(
+            f"{bound}{best.replicas} GPU(s) for a {inputs.peak_rps:g} req/s peak "
+            f"with {inputs.headroom:.0%} headroom"
+        )
+    if best.cost_per_million_tokens is not None:
+        facts.append(f"${best.cost_per_million_tokens:.3g} per million output tokens")
+    else:
+        facts.append(f"{best.output_tok_per_s * 3600 / 1e6:.3g} M output tokens per GPU-hour")
+    text = (
+        f"Capacity plan ({slo_text(inputs.objectives)}): the cheapest per output token is "
+        f"{labels.get(best.target, best.target)}, {', '.join(facts)}"
+    )
+    if inputs.source == "config":
+        text += " (SLO from the config; `quantbench plan RUN_DIR --peak-rps N` counts GPUs)"
+    return text + "."
 
 
-def _slo_text(slo: SloConfig) -> str:
-    parts = [
-        f"{name} p95 ≤ {limit:g} ms"
-        for name, limit in (("TTFT", slo.ttft_ms), ("TPOT", slo.tpot_ms), ("E2E", slo.e2e_ms))
-        if limit is not None
-    ]
-    return ", ".join(parts) or "no SLO"
-
-
-def headline(summary: pd.DataFrame, slo: SloConfig) -> list[str]:
-    """Short sentences a reader acts on: who sustains the most load within the SLO, by how much."""
+def headline(
+    summary: pd.DataFrame,
+    slo: SloConfig,
+    comparison: Comparison | None = None,
+    plan: Plan | None = None,
+) -> list[str]:
+    """The opening sentences; `comparison` is computed here when not given."""
     if summary.empty:
         return ["No stage completed, so there is nothing to compare."]
-    best = best_within_slo(summary, slo)
-    lines = []
-    if best.empty:
-        lines.append(f"No target met the SLO ({_slo_text(slo)}) at any valid stage.")
-    else:
-        top = best.iloc[0]
-        text = (
-            f"**{top['target']}** ({top['stack']} {top['quant']}) sustains the most load within "
-            f"the SLO ({_slo_text(slo)}): {top['output_tok_per_s']:.0f} output tok/s at "
-            f"concurrency {top['load']:g}"
-        )
-        if len(best) > 1:
-            second = best.iloc[1]
-            ratio = top["output_tok_per_s"] / max(second["output_tok_per_s"], 1e-9)
-            text += (
-                f", {ratio:.2f}× the next best, {second['target']} "
-                f"({second['output_tok_per_s']:.0f} tok/s)"
-            )
-        lines.append(text + ".")
-        missing = sorted(set(summary["target"]) - set(best["target"]))
-        if missing:
-            lines.append(f"Never within the SLO at a valid stage: {', '.join(missing)}.")
+    comparison = comparison or compare_targets(summary, slo)
+    labels = target_labels(summary, bold=True)
+    lines = [_winner(comparison, labels, slo)]
+    never = [t for t in comparison.ranking if not comparison.capacity[t].sustains]
+    if never and len(never) < len(comparison.ranking):
+        lines.append(f"Never within the SLO at a valid stage: {', '.join(never)}.")
+    reference = _reference(comparison, target_labels(summary))
+    if reference:
+        lines.append(reference)
+    if plan is not None:
+        lines.append(_plan(plan, labels))
+    lines += comparison.warnings
     invalid = int((~summary["valid"].astype(bool)).sum())
     if invalid:
         lines.append(f"{invalid} of {len(summary)} stages are invalid; see the validity table.")

@@ -1,28 +1,43 @@
-"""From a run directory to summary.csv, requests.parquet, annotated stages and the reports."""
+"""From a run directory to summary.csv, requests.parquet, annotated stages, plan and reports.
+
+The plan: `quantbench plan` passes its inputs, which are kept in plan.json (with plan.md); a
+later `quantbench report` reuses them. With no plan asked for, the report still plans with the
+config's SLO and no peak (rate per GPU and tokens per GPU-hour, no GPU count or price).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from pydantic import ValidationError
 
+from analysis.compare import Comparison, compare_targets
 from analysis.config import AnalysisConfig, SloConfig
 from analysis.headline import headline
+from analysis.plan import Plan, PlanInputs, make_plan
 from analysis.plots import write_plots
-from analysis.report import ReportInput, render_html, render_markdown
+from analysis.report import Flag, ReportInput, render_html, render_markdown, render_plan_markdown
 from analysis.rundir import (
+    PLAN_JSON,
+    PLAN_MD,
+    RunDirError,
     load_generator,
+    load_plan,
     load_requests,
     load_run_meta,
     load_stages,
+    parquet_is_current,
     write_parquet,
     write_stages,
+    write_text_atomic,
 )
 from analysis.summary import FailureCost, TargetInfo, summarize
 
-__all__ = ["AnalysisResult", "analyze_run"]
+__all__ = ["AnalysisResult", "analyze_run", "reconciliation_flags"]
 
 
 @dataclass(frozen=True)
@@ -31,48 +46,94 @@ class AnalysisResult:
     summary_csv: Path
     report_md: Path
     report_html: Path
+    comparison: Comparison | None = None
+    plan: Plan | None = None
+    plan_md: Path | None = None  # only when a plan was asked for (now or by an earlier `plan`)
+    headline: list[str] = field(default_factory=list)
 
 
 def _targets(meta: dict[str, Any]) -> dict[str, TargetInfo]:
     return {
         t["name"]: TargetInfo(
-            t["name"], t.get("stack", "other"), t.get("quant", ""), t["simulated"]
+            t["name"], t.get("stack", "other"), t.get("quant", ""), bool(t.get("simulated"))
         )
         for t in meta.get("targets", [])
     }
 
 
-def _meta_lines(meta: dict[str, Any], requests: pd.DataFrame) -> list[tuple[str, str]]:
+def _where(target: dict[str, Any]) -> str:
+    if not target.get("simulated"):
+        return str(target.get("url", "?"))
+    sim = target.get("sim") or {}
+    faults = sim.get("faults") or {}
+    text = f"*simulated* ({sim.get('stack', '?')} {sim.get('quant', '?')} on {sim.get('gpu', '?')}"
+    if faults.get("slowdown", 1.0) != 1.0:
+        text += f", slowdown {faults['slowdown']:g}×"
+    return text + ")"
+
+
+def _meta_lines(meta: dict[str, Any], records: int, slo: SloConfig) -> list[tuple[str, str]]:
+    config = meta.get("config", {})
+    load = config.get("load") or {}
     lines = [
         ("run", str(meta.get("run_id", "?"))),
         ("started", str(meta.get("started_at", "?"))),
         ("ended", str(meta.get("ended_at", "?"))),
         ("quantbench", str(meta.get("versions", {}).get("quantbench", "?"))),
         ("host", str(meta.get("host", {}).get("hostname", "?"))),
-        ("records", str(len(requests))),
+        ("records", str(records)),
+        ("SLO", slo.model_dump_json(exclude_none=True)),
     ]
+    if load:
+        lines.append(("load", f"{load.get('mode', '?')} stages {load.get('stages', '?')}"))
     for target in meta.get("targets", []):
-        where = "simulator" if target.get("simulated") else target.get("url", "?")
         server = target.get("server_info") or {}
-        lines.append((f"target {target['name']}", f"{where}; server {server}"))
+        lines.append((f"target {target['name']}", f"{_where(target)}; server {server}"))
     return lines
 
 
-def analyze_run(run_dir: Path) -> AnalysisResult:
-    meta = load_run_meta(run_dir)
+def _config(meta: dict[str, Any]) -> tuple[SloConfig, AnalysisConfig, FailureCost]:
     config = meta.get("config", {})
-    slo = SloConfig.model_validate(config.get("slo") or {})
-    limits = AnalysisConfig.model_validate(config.get("analysis") or {})
-    requests = load_requests(run_dir)
-    stages = load_stages(run_dir)
+    try:
+        slo = SloConfig.model_validate(config.get("slo") or {})
+        limits = AnalysisConfig.model_validate(config.get("analysis") or {})
+    except ValidationError as exc:
+        raise RunDirError(f"run.json: config.slo or config.analysis unreadable ({exc})") from exc
     timeouts = config.get("timeouts") or {}
     cost = FailureCost(
         ttft_ms=1000.0 * float(timeouts.get("ttft", 60.0)),
         e2e_ms=1000.0 * float(timeouts.get("total", 300.0)),
     )
-    generator = load_generator(run_dir)
-    summary = summarize(requests, stages, _targets(meta), slo, limits, cost, generator)
+    return slo, limits, cost
 
+
+def _saved_plan_inputs(run_dir: Path) -> PlanInputs | None:
+    saved = load_plan(run_dir)
+    if saved is None:
+        return None
+    try:
+        return PlanInputs.model_validate(saved.get("inputs"))
+    except ValidationError as exc:
+        raise RunDirError(
+            f"{run_dir / PLAN_JSON}: inputs unreadable; delete it or rerun quantbench plan"
+        ) from exc
+
+
+def reconciliation_flags(run_dir: Path, summary: pd.DataFrame) -> list[Flag]:
+    """HOOK for server-metric reconciliation (MEASUREMENT.md): a (target, stage, reason) flag
+    per stage whose server figures disagree with the client's. None until that is wired."""
+    return []
+
+
+def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> AnalysisResult:
+    """Summarise, compare, plan and report; `plan_inputs` (from `quantbench plan`) are kept."""
+    meta = load_run_meta(run_dir)
+    slo, limits, cost = _config(meta)
+    requests = load_requests(run_dir)
+    stages = load_stages(run_dir)
+    summary = summarize(
+        requests, stages, _targets(meta), slo, limits, cost, load_generator(run_dir)
+    )
     by_key = {(row.target, row.stage): row for row in summary.itertuples()}
     for stage in stages:
         row = by_key.get((stage.target, stage.stage))
@@ -80,18 +141,45 @@ def analyze_run(run_dir: Path) -> AnalysisResult:
             stage.valid = bool(row.valid)
             stage.invalid_reason = str(row.invalid_reason) or None
     write_stages(run_dir, stages)
-    write_parquet(run_dir, requests)
+    if not parquet_is_current(run_dir):
+        write_parquet(run_dir, requests)
+    records = len(requests)
+    del requests  # the largest object by far; the rest works on the summary
 
     summary_csv = run_dir / "summary.csv"
     summary.to_csv(summary_csv, index=False, float_format="%.3f")
-    plots = write_plots(summary, run_dir / "plots")
+    comparison = compare_targets(summary, slo, limits.reference)
+    asked = plan_inputs or _saved_plan_inputs(run_dir)
+    asked = asked.resolved(slo) if asked is not None else None
+    plan = make_plan(summary, asked or PlanInputs(slo=slo, source="config"))
+    name = str(meta.get("name", run_dir.name))
     simulated = bool(summary["simulated"].any()) if len(summary) else False
-    title = f"quantbench report — {meta.get('name', run_dir.name)}"
-    if simulated:
-        title += " (simulated)"
-    report = ReportInput(title, headline(summary, slo), summary, plots, _meta_lines(meta, requests))
+    tag = " (simulated)" if simulated else ""
+    plan_md = None
+    if asked is not None:
+        write_text_atomic(run_dir / PLAN_JSON, json.dumps(plan.to_json(), indent=2) + "\n")
+        plan_md = run_dir / PLAN_MD
+        write_text_atomic(
+            plan_md, render_plan_markdown(plan, summary, f"Capacity plan — {name}{tag}")
+        )
+
+    plots = write_plots(summary, run_dir / "plots", slo, comparison.capacity)
+    lines = headline(summary, slo, comparison, plan)
+    report = ReportInput(
+        f"quantbench report — {name}{tag}",
+        lines,
+        summary,
+        plots,
+        _meta_lines(meta, records, slo),
+        comparison,
+        plan,
+        reconciliation_flags(run_dir, summary),
+        slo,
+    )
     report_md = run_dir / "report.md"
-    report_md.write_text(render_markdown(report))
+    write_text_atomic(report_md, render_markdown(report))
     report_html = run_dir / "report.html"
-    report_html.write_text(render_html(report))
-    return AnalysisResult(summary, summary_csv, report_md, report_html)
+    write_text_atomic(report_html, render_html(report))
+    return AnalysisResult(
+        summary, summary_csv, report_md, report_html, comparison, plan, plan_md, lines
+    )

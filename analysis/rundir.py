@@ -1,8 +1,16 @@
-"""Reading a run directory: run.json, request records and stage windows."""
+"""Reading and writing a run directory: run.json, request records, stage windows, the plan.
+
+Request records are parsed by Arrow with a schema derived from `RequestRecord` (no inference,
+multi-threaded), ITL lists stay Arrow lists (never a million Python lists), and a current
+`requests.parquet` is read instead of the JSON lines when a run is analysed again.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
+import types
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,63 +23,141 @@ from loadtest.generator_stats import GENERATOR_FILE
 from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord, StageRecord
 
 __all__ = [
+    "PARQUET_FILE",
+    "PLAN_JSON",
+    "PLAN_MD",
     "RUN_FILE",
     "RunDirError",
     "load_generator",
+    "load_plan",
     "load_requests",
     "load_run_meta",
     "load_stages",
+    "parquet_is_current",
+    "record_schema",
     "write_parquet",
     "write_stages",
+    "write_text_atomic",
 ]
 
 RUN_FILE = "run.json"
+PARQUET_FILE = "requests.parquet"
+PLAN_JSON = "plan.json"
+PLAN_MD = "plan.md"
 
 _COLUMNS = list(RequestRecord.model_fields)
+_BLOCK_BYTES = 8 << 20
+_SOURCE_BYTES = b"quantbench.requests_jsonl_bytes"
 
 
 class RunDirError(Exception):
     """The run directory is missing a file or holds one that cannot be read."""
 
 
+def _arrow_type(annotation: Any) -> pa.DataType:
+    """The Arrow type of one record field: Optional[X] is X, lists of floats stay lists."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        (inner,) = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        return _arrow_type(inner)
+    if origin is list:
+        return pa.list_(_arrow_type(typing.get_args(annotation)[0]))
+    if annotation is bool:
+        return pa.bool_()
+    if annotation is int:
+        return pa.int64()
+    if annotation is float:
+        return pa.float64()
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return pa.string()
+    return pa.string()  # str and Literal[...] of strings
+
+
+def record_schema() -> pa.Schema:
+    """The Arrow schema of requests.jsonl, field for field from `RequestRecord`."""
+    return pa.schema(
+        [
+            (name, _arrow_type(field.annotation))
+            for name, field in RequestRecord.model_fields.items()
+        ]
+    )
+
+
 def load_run_meta(run_dir: Path) -> dict[str, Any]:
     path = run_dir / RUN_FILE
     try:
         meta: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise RunDirError(f"{path}: not found; is {run_dir} a quantbench run directory?") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise RunDirError(f"{path}: expected a JSON object")
     return meta
+
+
+def parquet_is_current(run_dir: Path) -> bool:
+    """True when requests.parquet holds exactly the records now in requests.jsonl.
+
+    The parquet file records the size of the JSON lines it was made from; records are only
+    ever appended, so an equal size means the same records (copies and clocks do not matter).
+    """
+    parquet, jsonl = run_dir / PARQUET_FILE, run_dir / REQUESTS_FILE
+    if not parquet.exists() or not jsonl.exists():
+        return False
+    try:
+        metadata = pq.read_schema(parquet).metadata or {}
+    except (OSError, pa.ArrowInvalid):
+        return False
+    return metadata.get(_SOURCE_BYTES) == str(jsonl.stat().st_size).encode()
+
+
+def _to_frame(table: pa.Table) -> pd.DataFrame:
+    """Strings become categoricals, ITL lists stay Arrow-backed (`pd.ArrowDtype`)."""
+    schema = record_schema()
+    for name in _COLUMNS:
+        if name not in table.column_names:
+            table = table.append_column(name, pa.nulls(len(table), schema.field(name).type))
+    table = table.select(_COLUMNS)
+    for index, field in enumerate(table.schema):
+        if pa.types.is_string(field.type) or pa.types.is_large_string(field.type):
+            table = table.set_column(index, field.name, table.column(index).dictionary_encode())
+    return table.to_pandas(
+        types_mapper=lambda t: pd.ArrowDtype(t) if pa.types.is_list(t) else None,
+        self_destruct=True,
+    )
 
 
 def load_requests(run_dir: Path) -> pd.DataFrame:
     """All request records as a frame (one row each); an empty frame if none were written."""
     path = run_dir / REQUESTS_FILE
+    if parquet_is_current(run_dir):
+        return _to_frame(pq.read_table(run_dir / PARQUET_FILE))
     if not path.exists() or path.stat().st_size == 0:
-        return pd.DataFrame({name: pd.Series(dtype=object) for name in _COLUMNS})
+        return _to_frame(record_schema().empty_table())
+    parse = pa_json.ParseOptions(
+        explicit_schema=record_schema(), unexpected_field_behavior="ignore"
+    )
+    read = pa_json.ReadOptions(block_size=_BLOCK_BYTES)
     try:
-        table = pa_json.read_json(path)
+        table = pa_json.read_json(path, read_options=read, parse_options=parse)
     except pa.ArrowInvalid as exc:
         # A run killed mid-write can leave a partial last line; keep every complete record.
         table = _read_complete_lines(path, exc)
-    frame = table.to_pandas()
-    for name in _COLUMNS:
-        if name not in frame:
-            frame[name] = None
-    return frame[_COLUMNS]
+    return _to_frame(table)
 
 
 def _read_complete_lines(path: Path, cause: Exception) -> pa.Table:
     rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
+    with path.open() as lines:
+        for line in lines:
+            try:
+                rows.append(RequestRecord.model_validate_json(line).model_dump(mode="json"))
+            except ValueError:
+                continue
     if not rows:
         raise RunDirError(f"{path}: no readable records ({cause})") from cause
-    return pa.Table.from_pylist(rows)
+    return pa.Table.from_pylist(rows, schema=record_schema())
 
 
 def load_generator(run_dir: Path) -> pd.DataFrame:
@@ -102,15 +188,44 @@ def load_stages(run_dir: Path) -> list[StageRecord]:
     return stages
 
 
-def write_stages(run_dir: Path, stages: list[StageRecord]) -> None:
-    """Rewrite stages.jsonl atomically, e.g. with validity filled in by the analysis."""
-    path = run_dir / STAGES_FILE
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(stage.model_dump_json() + "\n" for stage in stages))
+def load_plan(run_dir: Path) -> dict[str, Any] | None:
+    """plan.json as written by `quantbench plan`, or None when the run has none."""
+    path = run_dir / PLAN_JSON
+    if not path.exists():
+        return None
+    try:
+        plan = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RunDirError(
+            f"{path}: not valid JSON ({exc}); delete it or rerun quantbench plan"
+        ) from exc
+    if not isinstance(plan, dict):
+        raise RunDirError(f"{path}: expected a JSON object; delete it or rerun quantbench plan")
+    return plan
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
     tmp.replace(path)
 
 
+def write_stages(run_dir: Path, stages: list[StageRecord]) -> None:
+    """Rewrite stages.jsonl atomically, e.g. with validity filled in by the analysis."""
+    text = "".join(stage.model_dump_json() + "\n" for stage in stages)
+    write_text_atomic(run_dir / STAGES_FILE, text)
+
+
 def write_parquet(run_dir: Path, requests: pd.DataFrame) -> Path:
-    path = run_dir / "requests.parquet"
-    pq.write_table(pa.Table.from_pandas(requests, preserve_index=False), path)
+    """requests.parquet: the same rows as requests.jsonl, written atomically, stamped with
+    the size of the JSON lines it holds (see `parquet_is_current`)."""
+    path = run_dir / PARQUET_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    table = pa.Table.from_pandas(requests, preserve_index=False)
+    jsonl = run_dir / REQUESTS_FILE
+    if jsonl.exists():
+        stamp = {_SOURCE_BYTES: str(jsonl.stat().st_size).encode()}
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **stamp})
+    pq.write_table(table, tmp)
+    tmp.replace(path)
     return path

@@ -6,6 +6,9 @@
    real pipeline (`quantbench run`, Locust) at several concurrencies; the printed error is
    measured p50/p95 minus the simulator's truth, in the same run.
 3. Analysis speed: `analyze_run` on a synthetic run directory of N records, as records/s.
+4. Report speed: `quantbench report` in a child process on a synthetic run of 1,000,000
+   realistic records (~64-token ITL lists, 5 targets × 4 stages): wall seconds and peak RSS
+   against the target of < 30 s and < 4 GB (benchmarks/report_speed.py).
 """
 
 from __future__ import annotations
@@ -74,14 +77,22 @@ def sim_speed(streams: int, itl_ms: float, seconds: float) -> None:
     )
 
 
+def report_speed(records: int) -> None:
+    from benchmarks.report_speed import describe, measure_report_speed
+
+    print("\n" + describe(measure_report_speed(records)))
+
+
 def run() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--stage-seconds", type=float, default=5.0)
+    parser.add_argument("--report-records", type=int, default=1_000_000)
     args = parser.parse_args()
     sim_speed(256, 10.0, 8.0)
     accuracy([1, 8, 32], args.stage_seconds)
     analysis_speed(args.records)
+    report_speed(args.report_records)
 
 
 run()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from analysis.stats import min_samples, quantile
+from analysis.stats import Quantile, min_samples, quantile, quantiles
 
 
 def test_sample_floors_match_measurement_md() -> None:
@@ -28,3 +28,18 @@ def test_quantile_and_interval_bracket_the_truth() -> None:
 def test_nan_values_are_ignored() -> None:
     result = quantile([1.0, float("nan"), 3.0], 0.5)
     assert result.n == 2 and result.value == 2.0
+
+
+@pytest.mark.parametrize("n", [1, 2, 59, 60, 299, 300, 1001])
+def test_several_quantiles_at_once_match_numpy(n: int) -> None:
+    data = np.random.default_rng(n).lognormal(3.0, 0.5, size=n)
+    found = quantiles(data, [0.5, 0.9, 0.95, 0.99])
+    for result in found:
+        assert result.n == n
+        if result.value is None:
+            assert n < min_samples(result.q)
+            continue
+        assert result.value == pytest.approx(np.quantile(data, result.q), rel=1e-12)
+        assert result.ci_low is not None and result.ci_high is not None
+        assert data.min() <= result.ci_low <= result.value <= result.ci_high <= data.max()
+    assert quantiles([], [0.5]) == [Quantile(0.5, 0, None, None, None)]

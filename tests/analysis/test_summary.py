@@ -2,7 +2,6 @@ import pandas as pd
 import pytest
 
 from analysis.config import AnalysisConfig, SloConfig
-from analysis.headline import headline
 from analysis.summary import SUMMARY_COLUMNS, TargetInfo, summarize
 from loadtest.records import Outcome, RequestRecord, StageRecord
 
@@ -60,6 +59,14 @@ def frame(rows: list[dict[str, object]]) -> pd.DataFrame:
 
 INFO = {"a": TargetInfo("a", "vllm", "awq", True)}
 
+DESIGN_COLUMNS = [
+    "target", "stack", "quant", "simulated", "stage", "mode", "load", "requests", "ok", "errors",
+    "duration_s", "req_per_s", "output_tok_per_s", "ttft_p50_ms", "ttft_p95_ms", "ttft_p99_ms",
+    "tpot_p50_ms", "tpot_p95_ms", "itl_p50_ms", "itl_p95_ms", "e2e_p50_ms", "e2e_p95_ms",
+    "ttft_p95_all_ms", "e2e_p95_all_ms", "schedule_lag_p99_ms", "goodput_req_per_s", "valid",
+    "invalid_reason",
+]  # fmt: skip
+
 
 def test_warmup_is_excluded_and_throughput_counts_what_finished_in_the_window() -> None:
     rows = [record(0, 0.1 * i, ttft=999.0, warmup=True) for i in range(10)]  # in warm-up
@@ -73,6 +80,8 @@ def test_warmup_is_excluded_and_throughput_counts_what_finished_in_the_window() 
     # Requests whose end falls in [1 s, 10 s]: all 160 measured ones, and the warm-up ones
     # scheduled at >= 0.8 s (ending at >= 1.0 s).
     assert row["req_per_s"] == pytest.approx(162 / 9.0)
+    assert row["finished"] == 162  # what the server counts in the window, for reconciliation
+    assert row["finished_ttft_mean_ms"] == pytest.approx((2 * 999.0 + 160 * 49.5) / 162)
     assert row["output_tok_per_s"] == pytest.approx(1620 / 9.0)
     assert row["itl_p50_ms"] == pytest.approx(10.0)
     assert row["valid"] and row["invalid_reason"] == ""
@@ -99,48 +108,55 @@ def test_errors_and_few_samples_make_a_stage_invalid_with_reasons() -> None:
     assert pd.isna(row["ttft_p95_ms"]) and row["ttft_p50_ms"] == pytest.approx(50.0)
 
 
-def test_headline_names_the_target_with_most_load_within_slo() -> None:
-    base = {
-        "stack": "vllm",
-        "simulated": True,
-        "mode": "concurrency",
-        "valid": True,
-        "tpot_p95_ms": 20.0,
-        "e2e_p95_ms": 500.0,
-    }
-    summary = pd.DataFrame(
-        [
-            {
-                **base,
-                "target": "awq",
-                "quant": "awq",
-                "load": 4,
-                "output_tok_per_s": 900.0,
-                "ttft_p95_ms": 100.0,
-            },
-            {
-                **base,
-                "target": "awq",
-                "quant": "awq",
-                "load": 16,
-                "output_tok_per_s": 3000.0,
-                "ttft_p95_ms": 900.0,
-            },
-            {
-                **base,
-                "target": "gptq",
-                "quant": "gptq",
-                "load": 4,
-                "output_tok_per_s": 600.0,
-                "ttft_p95_ms": 120.0,
-            },
-        ]
-    )
-    lines = headline(summary, SloConfig(ttft_ms=500, tpot_ms=50))
-    assert lines[0].startswith("**awq** (vllm awq) sustains the most load")
-    assert (
-        "900 output tok/s at concurrency 4" in lines[0] and "1.50× the next best, gptq" in lines[0]
-    )
-    assert any("*simulated*" in line for line in lines)
-    stricter = headline(summary, SloConfig(ttft_ms=110, tpot_ms=50))
-    assert "gptq" not in stricter[0] and "Never within the SLO at a valid stage: gptq." in stricter
+def test_every_percentile_has_its_count_and_interval_and_failures_count_as_timeouts() -> None:
+    rows = [record(0, 1.0 + i * 0.02, ttft=40.0 + i % 50) for i in range(300)]
+    rows += [record(0, 1.0, outcome=Outcome.TIMEOUT_TTFT) for _ in range(30)]
+    limits = AnalysisConfig(max_error_rate=0.5)
+    summary = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, SloConfig(), limits)
+    row = summary.iloc[0]
+    assert list(summary.columns[: len(DESIGN_COLUMNS)]) == DESIGN_COLUMNS
+    assert (row["ttft_n"], row["ttft_all_n"], row["itl_n"]) == (300, 330, 300 * 9)
+    for p in (50, 90, 95, 99):
+        low, value, high = row[f"ttft_p{p}_lo_ms"], row[f"ttft_p{p}_ms"], row[f"ttft_p{p}_hi_ms"]
+        assert low <= value <= high, p
+    assert row["ttft_p95_ms"] < 90.0
+    # 30 of 330 requests (9%) failed: the all-request p95 lands on a failure's 60 s timeout.
+    assert row["ttft_p95_all_ms"] == 60_000.0 and row["ttft_p50_all_ms"] < 90.0
+    assert row["e2e_p95_all_ms"] == 300_000.0
+    assert row["error_rate"] == pytest.approx(30 / 330)
+    assert row["output_tokens_mean"] == 10.0 and row["tpot_undefined"] == 0
+
+
+def test_p99_needs_299_samples_and_one_token_outputs_are_counted() -> None:
+    rows = [record(0, 1.0 + i * 0.05, tpot=12.0) for i in range(100)]
+    rows[0]["output_tokens"], rows[0]["tpot_ms"] = 1, None
+    summary = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, SloConfig())
+    row = summary.iloc[0]
+    assert pd.isna(row["ttft_p99_ms"]) and pd.isna(row["ttft_p99_lo_ms"])
+    assert row["ttft_n"] == 100 and row["tpot_n"] == 99 and row["tpot_undefined"] == 1
+
+
+def test_several_targets_and_stages_are_grouped_not_mixed() -> None:
+    rows = [record(s, 1.0 + s * 10 + i * 0.05, ttft=10.0 * (s + 1), target=t)
+            for t in ("a", "b") for s in (0, 1) for i in range(80)]  # fmt: skip
+    for r in rows:
+        if r["target"] == "b":
+            r["ttft_ms"] += 5.0
+    stages = [
+        stage(s, s * 10.0, s * 10.0 + 10.0).model_copy(update={"target": t})
+        for t in ("a", "b")
+        for s in (0, 1)
+    ]
+    info = {**INFO, "b": TargetInfo("b", "tgi", "awq", False)}
+    summary = summarize(frame(rows), stages, info, SloConfig())
+    assert list(summary["ttft_p50_ms"]) == [10.0, 20.0, 15.0, 25.0]
+    assert list(summary["stack"]) == ["vllm", "vllm", "tgi", "tgi"]
+    assert list(summary["requests"]) == [80, 80, 80, 80]
+
+
+def test_no_records_gives_empty_stage_rows() -> None:
+    empty = pd.DataFrame({c: pd.Series(dtype=object) for c in RequestRecord.model_fields})
+    summary = summarize(empty, [stage(0, 0.0, 10.0)], INFO, SloConfig())
+    row = summary.iloc[0]
+    assert (row["requests"], row["ok"], row["req_per_s"]) == (0, 0, 0.0)
+    assert not row["valid"] and "0 ok samples" in row["invalid_reason"]

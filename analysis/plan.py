@@ -1,0 +1,217 @@
+"""Capacity planning (pure): GPUs for a peak request rate and cost per output token, per target.
+
+From one run's stages: each target's highest request rate within the SLO on one replica
+(interpolated as in the comparison), replicas = ceil(peak / (rate × (1 − headroom))), and
+cost per million output tokens = GPU-hour cost / (output tok/s at that rate × 3600) × 10⁶.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from analysis.capacity import Capacity, capacities, slo_text
+from analysis.config import SloConfig
+
+__all__ = [
+    "Plan",
+    "PlanInputError",
+    "PlanInputs",
+    "TargetPlan",
+    "cost_per_million_tokens",
+    "make_plan",
+    "parse_number",
+    "parse_slo",
+    "plan_inputs",
+    "replicas_needed",
+]
+
+_SLO_KEYS = {"ttft_p95": "ttft_ms", "tpot_p95": "tpot_ms", "e2e_p95": "e2e_ms"}
+_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s)?$")
+_NUMBER = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(%)?$")
+
+
+class PlanInputError(ValueError):
+    """A plan flag that cannot be used (names the flag and what is allowed)."""
+
+
+class PlanInputs(BaseModel):
+    """What a plan is for: the SLO, the peak to serve, the GPU price and the spare capacity.
+
+    `slo` None means the run's own config SLO (filled in by `resolved`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    slo: SloConfig | None = None
+    peak_rps: float | None = Field(default=None, gt=0)
+    gpu_hour_cost: float | None = Field(default=None, gt=0)
+    headroom: float = Field(default=0.2, ge=0, lt=1)
+    source: Literal["quantbench plan", "config"] = "quantbench plan"
+
+    def resolved(self, config_slo: SloConfig) -> PlanInputs:
+        return self if self.slo is not None else self.model_copy(update={"slo": config_slo})
+
+    @property
+    def objectives(self) -> SloConfig:
+        return self.slo if self.slo is not None else SloConfig()
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """One target's plan. `lower_bound`: every stage met the SLO, so the real rate per
+    replica is higher and `replicas` an upper bound."""
+
+    target: str
+    stack: str
+    quant: str
+    simulated: bool
+    capacity: Capacity
+    replicas: int | None
+    cost_per_million_tokens: float | None
+
+    @property
+    def max_rps(self) -> float | None:
+        return self.capacity.req_per_s if self.capacity.sustains else None
+
+    @property
+    def output_tok_per_s(self) -> float | None:
+        return self.capacity.output_tok_per_s if self.capacity.sustains else None
+
+    @property
+    def lower_bound(self) -> bool:
+        return self.capacity.lower_bound
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "stack": self.stack,
+            "quant": self.quant,
+            "simulated": self.simulated,
+            "max_rps_per_replica": self.max_rps,
+            "max_rps_is_lower_bound": self.lower_bound,
+            "output_tok_per_s_at_max": self.output_tok_per_s,
+            "replicas": self.replicas,
+            "cost_per_million_output_tokens": self.cost_per_million_tokens,
+            "capacity": self.capacity.to_json(),
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    inputs: PlanInputs
+    targets: list[TargetPlan]
+    cheapest: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "inputs": self.inputs.model_dump(mode="json"),
+            "slo": slo_text(self.inputs.objectives),
+            "cheapest": self.cheapest,
+            "targets": [target.to_json() for target in self.targets],
+        }
+
+    def target(self, name: str) -> TargetPlan | None:
+        return next((t for t in self.targets if t.target == name), None)
+
+
+def parse_slo(text: str) -> SloConfig:
+    """`ttft_p95=500ms,tpot_p95=50ms` (also `0.5s`; a bare number is ms) → SloConfig.
+
+    Only the objectives given apply; the others are unset.
+    """
+    limits: dict[str, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        key, sep, value = (piece.strip().lower() for piece in part.partition("="))
+        if not sep:
+            raise PlanInputError(
+                f"--slo: {part.strip()!r} is not KEY=VALUE; write e.g. ttft_p95=500ms,tpot_p95=50ms"
+            )
+        if key not in _SLO_KEYS:
+            raise PlanInputError(f"--slo: unknown objective {key!r}; use {', '.join(_SLO_KEYS)}")
+        if _SLO_KEYS[key] in limits:
+            raise PlanInputError(f"--slo: {key} is given twice")
+        match = _DURATION.match(value.replace(" ", ""))
+        if not match or float(match.group(1)) <= 0:
+            raise PlanInputError(
+                f"--slo: {key}={value!r} is not a positive duration; write e.g. 500ms or 0.5s"
+            )
+        limits[_SLO_KEYS[key]] = float(match.group(1)) * (1000.0 if match.group(2) == "s" else 1.0)
+    if not limits:
+        raise PlanInputError("--slo: no objective given; write e.g. ttft_p95=500ms,tpot_p95=50ms")
+    return SloConfig(**{name: limits.get(name) for name in _SLO_KEYS.values()})
+
+
+def parse_number(flag: str, text: str, *, percent: bool = False) -> float:
+    """A non-negative number from a flag (`40`, `2.5`; `20%` when `percent`), else one error."""
+    match = _NUMBER.match(text.strip())
+    if not match or (match.group(2) and not percent):
+        allowed = "a number ≥ 0 such as 0.2 or 20%" if percent else "a number ≥ 0 such as 40"
+        raise PlanInputError(f"{flag}: {text!r} is not {allowed}")
+    value = float(match.group(1))
+    return value / 100.0 if match.group(2) else value
+
+
+def plan_inputs(**values: Any) -> PlanInputs:
+    """PlanInputs from flag values, with a one-line PlanInputError instead of a traceback."""
+    try:
+        return PlanInputs(**values)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-")
+        raise PlanInputError(f"{flag}: {first['msg'].lower()}") from exc
+
+
+def replicas_needed(peak_rps: float, max_rps: float, headroom: float) -> int:
+    """GPUs so that each runs at most (1 − headroom) of its SLO-limited rate at the peak."""
+    usable = max_rps * (1.0 - headroom)
+    if usable <= 0:
+        raise ValueError("a replica that sustains no load cannot serve a peak")
+    return max(math.ceil(peak_rps / usable - 1e-9), 1)
+
+
+def cost_per_million_tokens(gpu_hour_cost: float, output_tok_per_s: float) -> float:
+    """What a million output tokens cost on one GPU running at `output_tok_per_s`."""
+    return gpu_hour_cost / (output_tok_per_s * 3600.0) * 1e6
+
+
+def _target_plan(row: pd.Series, cap: Capacity, inputs: PlanInputs) -> TargetPlan:
+    replicas = cost = None
+    if cap.sustains and cap.req_per_s and cap.req_per_s > 0 and inputs.peak_rps:
+        replicas = replicas_needed(inputs.peak_rps, cap.req_per_s, inputs.headroom)
+    if cap.sustains and cap.output_tok_per_s and cap.output_tok_per_s > 0 and inputs.gpu_hour_cost:
+        cost = cost_per_million_tokens(inputs.gpu_hour_cost, cap.output_tok_per_s)
+    return TargetPlan(
+        str(row["target"]),
+        str(row["stack"]),
+        str(row["quant"]),
+        bool(row["simulated"]),
+        cap,
+        replicas,
+        cost,
+    )
+
+
+def _cheapest(targets: list[TargetPlan]) -> str | None:
+    """Lowest cost per output token: the most output tok/s per GPU within the SLO (the same
+    order whatever the GPU-hour price); ties go to fewer replicas, then run order."""
+    usable = [t for t in targets if t.output_tok_per_s and t.output_tok_per_s > 0]
+    if not usable:
+        return None
+    best = min(usable, key=lambda t: (-(t.output_tok_per_s or 0.0), t.replicas or 0))
+    return best.target
+
+
+def make_plan(summary: pd.DataFrame, inputs: PlanInputs) -> Plan:
+    """The plan for every target of a run's summary, under `inputs.slo`."""
+    caps = capacities(summary, inputs.objectives)
+    firsts = summary.drop_duplicates("target") if len(summary) else summary
+    targets = [_target_plan(row, caps[str(row["target"])], inputs) for _, row in firsts.iterrows()]
+    return Plan(inputs, targets, _cheapest(targets))
