@@ -35,9 +35,10 @@ from analysis.rundir import (
     write_stages,
     write_text_atomic,
 )
+from analysis.server_view import server_view
 from analysis.summary import FailureCost, TargetInfo, summarize
 
-__all__ = ["AnalysisResult", "analyze_run", "reconciliation_flags"]
+__all__ = ["AnalysisResult", "analyze_run"]
 
 
 @dataclass(frozen=True)
@@ -119,10 +120,16 @@ def _saved_plan_inputs(run_dir: Path) -> PlanInputs | None:
         ) from exc
 
 
-def reconciliation_flags(run_dir: Path, summary: pd.DataFrame) -> list[Flag]:
-    """HOOK for server-metric reconciliation (MEASUREMENT.md): a (target, stage, reason) flag
-    per stage whose server figures disagree with the client's. None until that is wired."""
-    return []
+def _mark_restarts(summary: pd.DataFrame, restarts: dict[tuple[str, int], str]) -> None:
+    """A stage in which the server restarted is invalid (MEASUREMENT.md), never averaged in."""
+    for index, row in summary.iterrows():
+        reason = restarts.get((str(row["target"]), int(row["stage"])))
+        if reason is None:
+            continue
+        previous = str(row["invalid_reason"] or "")
+        summary.at[index, "valid"] = False
+        text = f"server restarted ({reason})"
+        summary.at[index, "invalid_reason"] = f"{previous}; {text}" if previous else text
 
 
 def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> AnalysisResult:
@@ -134,6 +141,8 @@ def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> Analysi
     summary = summarize(
         requests, stages, _targets(meta), slo, limits, cost, load_generator(run_dir)
     )
+    server = server_view(run_dir, meta, stages, requests)
+    _mark_restarts(summary, server.restarts())
     by_key = {(row.target, row.stage): row for row in summary.itertuples()}
     for stage in stages:
         row = by_key.get((stage.target, stage.stage))
@@ -173,8 +182,10 @@ def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> Analysi
         _meta_lines(meta, records, slo),
         comparison,
         plan,
-        reconciliation_flags(run_dir, summary),
+        [Flag(*flag) for flag in server.flags()]
+        + ([Flag("all", None, server.note)] if server.note else []),
         slo,
+        server.reconciliation,
     )
     report_md = run_dir / "report.md"
     write_text_atomic(report_md, render_markdown(report))

@@ -52,6 +52,7 @@ class ReportInput:
     plan: Plan | None = None
     flags: list[Flag] = field(default_factory=list)
     slo: SloConfig | None = None
+    server: pd.DataFrame | None = None  # analysis.server.RECONCILE_COLUMNS rows
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -251,6 +252,33 @@ def _flags(flags: list[Flag], labels: dict[str, str]) -> list[Block]:
     return [*blocks, Table(["target", "stage", "reason"], rows)]
 
 
+def _server(rows: pd.DataFrame | None, labels: dict[str, str]) -> list[Block]:
+    """The server's own figures beside the client's (server quantiles bucket-interpolated)."""
+    if rows is None or rows.empty:
+        return []
+    headers = [
+        "target", "stage", "client ok", "server finished", "client TTFT mean",
+        "server TTFT mean", "client TTFT p95", "server TTFT p95 (buckets)", "restart",
+    ]  # fmt: skip
+    table = [
+        [
+            labels.get(str(r.target), str(r.target)),
+            str(r.stage),
+            _num(r.client_ok, 0),
+            _num(r.server_requests_finished, 0),
+            _num(r.client_ttft_mean_ms),
+            _num(r.server_ttft_mean_ms),
+            _num(r.client_ttft_p95_ms),
+            _num(r.server_ttft_p95_ms),
+            "YES" if bool(r.restarted) else "no",
+        ]
+        for r in rows.itertuples()
+    ]
+    note = ("From each target's /metrics: requests that finished in the stage's measured window; "
+            "server quantiles are interpolated within histogram buckets.")  # fmt: skip
+    return [Heading("Server-side figures"), Paragraph(note), Table(headers, table)]
+
+
 def report_blocks(report: ReportInput) -> list[Block]:
     """The whole report, in reading order."""
     labels = target_labels(report.summary)
@@ -266,6 +294,7 @@ def report_blocks(report: ReportInput) -> list[Block]:
         blocks += [Image(alt, path) for alt, path in report.plots.items()]
     blocks += _stats(report.summary, labels)
     blocks += _validity(report.summary, labels)
+    blocks += _server(report.server, labels)
     blocks += _flags(report.flags, labels)
     blocks += [Heading("Run"), Bullets([f"{key}: {value}" for key, value in report.meta])]
     return blocks

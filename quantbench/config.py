@@ -69,6 +69,15 @@ class TargetConfig(BaseModel):
         )
 
 
+class PrometheusConfig(BaseModel):
+    """A Prometheus server scraping the targets: the analysis queries it for server figures
+    (falling back to the run's own `/metrics` scrapes if it cannot)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://")
+
+
 class BenchConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -80,6 +89,7 @@ class BenchConfig(BaseModel):
     timeouts: TimeoutConfig = TimeoutConfig()
     slo: SloConfig = SloConfig()
     analysis: AnalysisConfig = AnalysisConfig()
+    prometheus: PrometheusConfig | None = None
 
     @model_validator(mode="after")
     def _unique_names(self) -> BenchConfig:

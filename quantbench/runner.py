@@ -18,6 +18,7 @@ from rich.console import Console
 
 from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.rundir import load_run_meta
+from analysis.server import STACK_MAPPINGS, MetricsRecorder, sample_filter
 from loadtest.config import LocustSettings
 from loadtest.shapes import LoadPlan
 from quantbench import __version__
@@ -144,7 +145,12 @@ def _run_target(
         )
         plan = LoadPlan(config.load, first_stage)
         progress = _Progress(console, target.name, plan, len(config.load.stages))
-        run_locust(settings, url, progress)
+        metrics_url = target.metrics_url or f"{url}/metrics"
+        info["metrics_url"] = metrics_url
+        stack = target.resolved_stack
+        keep = sample_filter(stack) if stack in STACK_MAPPINGS else None
+        with MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep):
+            run_locust(settings, url, progress)
         info["ended_at"] = now_iso()
 
 

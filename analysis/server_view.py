@@ -1,0 +1,84 @@
+"""The server's view of each stage, for the pipeline: per-stage figures from a Prometheus
+server when the run names one (else from the scrapes saved in the run directory), their
+reconciliation with the client's records, and which stages saw the server restart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from analysis.server import (
+    STACK_MAPPINGS,
+    PrometheusClient,
+    PrometheusError,
+    PromTarget,
+    client_figures,
+    load_stage_metrics,
+    reconcile,
+    selector_for_url,
+    stage_metrics_from_prometheus,
+)
+from analysis.server.samples import SERVER_METRICS_FILE
+from loadtest.records import StageRecord
+
+__all__ = ["SERVER_STAGES_FILE", "ServerView", "server_view"]
+
+SERVER_STAGES_FILE = "server_stages.csv"
+
+
+@dataclass(frozen=True)
+class ServerView:
+    figures: pd.DataFrame  # analysis.server.STAGE_COLUMNS, one row per target × stage
+    reconciliation: pd.DataFrame  # analysis.server.RECONCILE_COLUMNS
+    note: str | None = None  # why the Prometheus path was not used, if it was asked for
+
+    def flags(self) -> list[tuple[str, int, str]]:
+        rows = self.reconciliation
+        if rows.empty:
+            return []
+        flagged = rows[rows["flagged"].astype(bool)]
+        return [(str(r.target), int(r.stage), str(r.reason)) for r in flagged.itertuples()]
+
+    def restarts(self) -> dict[tuple[str, int], str]:
+        rows = self.figures
+        if rows.empty:
+            return {}
+        hit = rows[rows["restarted"].astype(bool)]
+        return {(str(r.target), int(r.stage)): str(r.restart_reason) for r in hit.itertuples()}
+
+
+def _figures(
+    run_dir: Path, meta: dict[str, Any], stages: list[StageRecord]
+) -> tuple[pd.DataFrame, str | None]:
+    targets = [t for t in meta.get("targets", []) if t.get("stack") in STACK_MAPPINGS]
+    stacks = {t["name"]: t["stack"] for t in targets}
+    mine = [s for s in stages if s.target in stacks]
+    prometheus = (meta.get("config", {}).get("prometheus") or {}).get("url")
+    note = None
+    if prometheus and mine:
+        queried = {
+            t["name"]: PromTarget(t["stack"], selector_for_url(t["metrics_url"]))
+            for t in targets
+            if t.get("metrics_url")
+        }
+        try:
+            return stage_metrics_from_prometheus(PrometheusClient(prometheus), mine, queried), None
+        except PrometheusError as exc:
+            note = f"Prometheus at {prometheus} unusable ({exc}); figures from the saved scrapes"
+    if not mine or not (run_dir / SERVER_METRICS_FILE).exists():
+        return pd.DataFrame(), note
+    return load_stage_metrics(run_dir, mine, stacks), note
+
+
+def server_view(
+    run_dir: Path, meta: dict[str, Any], stages: list[StageRecord], requests: pd.DataFrame
+) -> ServerView:
+    figures, note = _figures(run_dir, meta, stages)
+    if figures.empty:
+        return ServerView(figures, pd.DataFrame(), note)
+    figures.to_csv(run_dir / SERVER_STAGES_FILE, index=False, float_format="%.4f")
+    return ServerView(figures, reconcile(figures, client_figures(requests, stages)), note)
