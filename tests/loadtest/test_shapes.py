@@ -26,6 +26,7 @@ def test_tick_is_a_pure_function_of_time() -> None:
 def test_a_resumed_plan_starts_at_its_first_unfinished_stage() -> None:
     plan = LoadPlan(LoadConfig(stages=[1, 4, 16], warmup=1, stage_duration=4), first_stage=1)
     assert [(s.index, s.load, s.start_s, s.end_s) for s in plan.stages] == [
-        (1, 4.0, 0, 5), (2, 16.0, 5, 10)
+        (1, 4.0, 0, 5),
+        (2, 16.0, 5, 10),
     ]
     assert plan.total_s == 10 and plan.stage_at(6.0).index == 2  # type: ignore[union-attr]
