@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 typecheck: $(STAMP)
-	$(VENV)/bin/mypy quantbench loadtest analysis services
+	$(VENV)/bin/mypy quantbench loadtest analysis services benchmarks
 
 ## check: ruff, mypy and the tests
 check: lint typecheck test

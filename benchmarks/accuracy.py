@@ -17,6 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import numpy as np
@@ -35,7 +36,7 @@ class AccuracyResult:
     itl_err_p95_ms: float
 
 
-def _server_writes(entry: dict, itl_s: float) -> list[float]:  # type: ignore[type-arg]
+def _server_writes(entry: dict[str, Any], itl_s: float) -> list[float]:
     """Wall times the simulator wrote each token: due time plus its measured lateness."""
     first = entry["first_token"]
     return [first + k * itl_s + late / 1000 for k, late in enumerate(entry["lateness_ms"])]
@@ -44,7 +45,8 @@ def _server_writes(entry: dict, itl_s: float) -> list[float]:  # type: ignore[ty
 def _errors(
     client: dict[str, list[float]], server: dict[str, list[float]], name: str
 ) -> AccuracyResult:
-    ttft, itl = [], []
+    ttft: list[float] = []
+    itl: list[float] = []
     for request_id, seen in client.items():
         wrote = server.get(request_id)
         if not wrote or len(wrote) != len(seen):
@@ -80,7 +82,9 @@ async def _aiohttp_stream(
         seen[request_id] = stamps
 
 
-async def _aiohttp_client(url: str, streams: int, tokens: int, seconds: float) -> dict:  # type: ignore[type-arg]
+async def _aiohttp_client(
+    url: str, streams: int, tokens: int, seconds: float
+) -> dict[str, list[float]]:
     seen: dict[str, list[float]] = {}
     until = time.monotonic() + seconds
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=streams)) as session:
@@ -92,7 +96,9 @@ async def _aiohttp_client(url: str, streams: int, tokens: int, seconds: float) -
     return seen
 
 
-def _locust_client(url: str, streams: int, tokens: int, seconds: float, run_dir: Path) -> dict:  # type: ignore[type-arg]
+def _locust_client(
+    url: str, streams: int, tokens: int, seconds: float, run_dir: Path
+) -> dict[str, list[float]]:
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
          "--host", url, "--qb-stages", str(streams), "--qb-warmup", "2s",
@@ -117,7 +123,7 @@ def _locust_client(url: str, streams: int, tokens: int, seconds: float, run_dir:
 def measure_accuracy(
     streams: int = 64, tokens: int = 128, itl_ms: float = 10.0, seconds: float = 8.0
 ) -> list[AccuracyResult]:
-    results = []
+    results: list[AccuracyResult] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("quantbench (Locust, 1 process)", "asyncio + aiohttp (reference)"):
             log = Path(tmp) / f"{len(results)}.jsonl"
