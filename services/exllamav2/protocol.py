@@ -6,12 +6,11 @@ Framing and chunk shapes follow vLLM (STACKS.md 1.3: `data: <json>\\n\\n`, `data
 
 from __future__ import annotations
 
-import json
-import time
-import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from services.openai_wire import DONE, error_body, response_head, sse, usage
 
 __all__ = [
     "DONE",
@@ -31,13 +30,7 @@ __all__ = [
     "usage_chunk",
 ]
 
-DONE = b"data: [DONE]\n\n"
 Json = dict[str, Any]
-
-
-def sse(obj: Json) -> bytes:
-    """One server-sent event: `data: <compact json>\\n\\n`."""
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 class _Lenient(BaseModel):
@@ -113,24 +106,6 @@ class TokenEncodeRequest(_Lenient):
     text: str | list[ChatMessage]
 
 
-def response_head(id_prefix: str, obj: str, model: str) -> Json:
-    """The leading keys shared by every chunk of one response."""
-    return {
-        "id": f"{id_prefix}-{uuid.uuid4().hex}",
-        "object": obj,
-        "created": int(time.time()),
-        "model": model,
-    }
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> Json:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "completion_tokens": completion_tokens,
-    }
-
-
 def completion_chunk(
     head: Json, text: str, finish_reason: str | None, stop_reason: str | None = None
 ) -> Json:
@@ -182,10 +157,6 @@ def chat_response(
         "stop_reason": stop_reason,
     }
     return {**head, "choices": [choice], "usage": use}
-
-
-def error_body(message: str, err_type: str, code: int, param: str | None = None) -> Json:
-    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
 
 def models_body(model: str, max_model_len: int, created: int) -> Json:

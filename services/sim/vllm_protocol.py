@@ -6,12 +6,12 @@ Key order, and which keys are absent rather than null, follow vLLM 0.33 (STACKS.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.openai_wire import DONE, error_body, response_head, sse, usage
 from services.sim.tokens import chat_prompt_tokens, count_tokens
 
 __all__ = [
@@ -33,13 +33,7 @@ __all__ = [
     "usage_chunk",
 ]
 
-DONE = b"data: [DONE]\n\n"
 _Json = dict[str, Any]
-
-
-def sse(obj: _Json) -> bytes:
-    """One server-sent event, framed as vLLM does: `data: <compact json>\\n\\n`."""
-    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
 
 class ContentEvents:
@@ -147,24 +141,6 @@ class TokenizeRequest(_Lenient):
         return self
 
 
-def response_head(id_prefix: str, obj: str, model: str) -> _Json:
-    """The leading keys shared by every chunk of one response."""
-    return {
-        "id": f"{id_prefix}-{uuid.uuid4().hex}",
-        "object": obj,
-        "created": int(time.time()),
-        "model": model,
-    }
-
-
-def usage(prompt_tokens: int, completion_tokens: int) -> _Json:
-    return {
-        "prompt_tokens": prompt_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "completion_tokens": completion_tokens,
-    }
-
-
 def completion_chunk(
     head: _Json, text: str, finish_reason: str | None, usage: _Json | None = None
 ) -> _Json:
@@ -224,10 +200,6 @@ def chat_response(head: _Json, text: str, finish_reason: str, usage: _Json) -> _
         "stop_reason": None,
     }
     return {**head, "choices": [choice], "usage": _full_usage(usage), "prompt_logprobs": None}
-
-
-def error_body(message: str, err_type: str, code: int, param: str | None = None) -> _Json:
-    return {"error": {"message": message, "type": err_type, "param": param, "code": code}}
 
 
 def models_body(model: str, max_model_len: int, created: int) -> _Json:
