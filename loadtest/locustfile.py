@@ -327,19 +327,7 @@ def _context(stage: StagePlan, scheduled_ns: int, user: int, seq: int) -> Reques
 
 
 def _unsent(ctx: RequestContext, outcome: Outcome, error: str) -> RequestRecord:
-    return RequestRecord(
-        target=ctx.target,
-        stage=ctx.stage,
-        mode=ctx.mode,  # type: ignore[arg-type]
-        load=ctx.load,
-        warmup=ctx.warmup,
-        user=ctx.user,
-        seq=ctx.seq,
-        request_id=ctx.request_id,
-        outcome=outcome,
-        error=error,
-        scheduled_ns=ctx.scheduled_ns,
-    )
+    return ctx.record(outcome, error=error)
 
 
 def _send(

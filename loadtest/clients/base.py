@@ -42,6 +42,22 @@ class RequestContext:
     seq: int = 0
     request_id: str = ""
 
+    def record(self, outcome: Outcome, **fields: Any) -> RequestRecord:
+        """A record of this request with its place in the run filled in."""
+        return RequestRecord(
+            target=self.target,
+            stage=self.stage,
+            mode=self.mode,  # type: ignore[arg-type]
+            load=self.load,
+            warmup=self.warmup,
+            user=self.user,
+            seq=self.seq,
+            request_id=self.request_id,
+            outcome=outcome,
+            scheduled_ns=self.scheduled_ns,
+            **fields,
+        )
+
 
 @dataclass(frozen=True)
 class EventMeaning:
@@ -106,19 +122,7 @@ class StreamingClient(ABC):
     def interpret(self, event: dict[str, Any]) -> EventMeaning: ...
 
     def execute(self, request: GenRequest, ctx: RequestContext) -> RequestRecord:
-        record = RequestRecord(
-            target=ctx.target,
-            stage=ctx.stage,
-            mode=ctx.mode,  # type: ignore[arg-type]
-            load=ctx.load,
-            warmup=ctx.warmup,
-            user=ctx.user,
-            seq=ctx.seq,
-            request_id=ctx.request_id,
-            outcome=Outcome.OK,
-            scheduled_ns=ctx.scheduled_ns,
-            prompt_tokens=request.prompt_tokens,
-        )
+        record = ctx.record(Outcome.OK, prompt_tokens=request.prompt_tokens)
         stream = _Stream()
         payload = json.dumps(self.body(request)).encode()
         headers = self._headers
