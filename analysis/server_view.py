@@ -81,4 +81,10 @@ def server_view(
     if figures.empty:
         return ServerView(figures, pd.DataFrame(), note)
     figures.to_csv(run_dir / SERVER_STAGES_FILE, index=False, float_format="%.4f")
-    return ServerView(figures, reconcile(figures, client_figures(requests, stages)), note)
+    windows = {
+        (str(r.target), int(r.stage)): (float(r.window_start_s), float(r.window_end_s))
+        for r in figures.itertuples()
+        if pd.notna(r.window_start_s) and pd.notna(r.window_end_s)
+    }
+    client = client_figures(requests, stages, windows)
+    return ServerView(figures, reconcile(figures, client), note)

@@ -5,7 +5,7 @@ requests vs `ok` within 1%, mean TTFT within 10%, bucket-interpolated quantiles 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -121,15 +121,31 @@ def _row(r: pd.Series, count_tol: float, ttft_tol: float) -> dict[str, Any]:
     }
 
 
-def client_figures(requests: pd.DataFrame, stages: Sequence[StageRecord]) -> pd.DataFrame:
+def client_figures(
+    requests: pd.DataFrame,
+    stages: Sequence[StageRecord],
+    windows: Mapping[tuple[str, int], tuple[float, float]] | None = None,
+) -> pd.DataFrame:
     """`CLIENT_COLUMNS` plus `ttft_p50_ms`, `ttft_p95_ms` from request records: the requests
-    that ended ok inside each stage's measure window (monotonic clock), as the server counts."""
+    that ended ok inside each stage's window, as the server counts them.
+
+    `windows` (wall-clock seconds per target and stage) are the server figures' own
+    scrape-aligned windows, so both sides count over the same interval; without one, the
+    stage's measure window on the monotonic clock is used.
+    """
     rows = []
     ok = requests[requests["outcome"] == "ok"]
+    end_ns = ok["end_ns"].astype(float)
+    if windows:
+        end_wall = ok["wall_sent_s"].astype(float) + (end_ns - ok["sent_ns"].astype(float)) / 1e9
     for stage in stages:
-        start_ns = stage.start_ns + int(stage.warmup_s * 1e9)
-        end_ns = ok["end_ns"].astype(float)
-        mine = ok[(ok["target"] == stage.target) & (end_ns >= start_ns) & (end_ns <= stage.end_ns)]
+        window = (windows or {}).get((stage.target, stage.stage))
+        if window is not None:
+            inside = (end_wall > window[0]) & (end_wall <= window[1])
+        else:
+            start_ns = stage.start_ns + int(stage.warmup_s * 1e9)
+            inside = (end_ns >= start_ns) & (end_ns <= stage.end_ns)
+        mine = ok[(ok["target"] == stage.target) & inside]
         ttft = mine["ttft_ms"].astype(float).dropna()
         p50, p95 = (quantile(ttft, q).value for q in (0.5, 0.95))
         rows.append(

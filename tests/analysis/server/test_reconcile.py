@@ -92,3 +92,8 @@ def test_client_figures_count_requests_that_ended_ok_inside_the_window() -> None
     assert (out["target"], out["stage"], out["ok"]) == ("a", 1, 2)
     assert out["ttft_mean_ms"] == 150.0 and out["ttft_p50_ms"] == 150.0
     assert math.isnan(out["ttft_p95_ms"]), "2 samples cannot support a p95"
+    # With the server's own (wall-clock) window, the client counts over that interval instead.
+    requests["sent_ns"] = 0.0
+    requests["wall_sent_s"] = 1000.0  # end wall = 1000 + end_ns / 1e9
+    windowed = client_figures(requests, [s], {("a", 1): (1004.0, 1011.0)}).iloc[0]
+    assert windowed["ok"] == 2 and windowed["ttft_mean_ms"] == 150.0  # ended at 1005, 1010.2
