@@ -7,7 +7,13 @@ import itertools
 import pytest
 from pydantic import ValidationError
 
-from services.sim import SimConfigError, SimSettings, available_profiles, load_profile
+from services.sim import (
+    EngineProfile,
+    SimConfigError,
+    SimSettings,
+    available_profiles,
+    load_profile,
+)
 from services.sim.tokens import chat_prompt_tokens, chat_token_ids, count_tokens, words
 
 
@@ -68,3 +74,26 @@ def test_stand_in_tokenizer() -> None:
     assert chat_prompt_tokens(messages) == len(chat_token_ids(messages)) == 3 + 2 * 4 + 5
     assert list(itertools.islice(words(7), 5)) == list(itertools.islice(words(7), 5))
     assert all(w.startswith(" ") and " " not in w[1:] for w in itertools.islice(words(1), 50))
+
+
+@pytest.mark.parametrize(
+    ("stack", "quants"),
+    [("vllm", ("awq", "gptq")), ("tgi", ("awq", "gptq")), ("exllamav2", ("exl2", "gptq"))],
+)
+@pytest.mark.parametrize("gpu", ["h100", "a100", "l4"])
+def test_quantized_is_faster_at_batch_1_and_the_gap_shrinks_with_batch(
+    stack: str, quants: tuple[str, ...], gpu: str
+) -> None:
+    fp16 = load_profile(stack, "fp16", gpu)
+
+    def step(p: EngineProfile, batch: int) -> float:
+        return p.decode_step_base_ms + p.decode_step_per_seq_ms * batch
+
+    for quant in quants:
+        q = load_profile(stack, quant, gpu)
+        assert step(q, 1) < step(fp16, 1), "4-bit reads fewer weight bytes: faster at batch 1"
+        speedup_1 = step(fp16, 1) / step(q, 1)
+        speedup_64 = step(fp16, 64) / step(q, 64)
+        assert speedup_64 < speedup_1, "dequantisation cost grows with the batch"
+        if gpu == "l4":  # 24 GB: FP16 weights (~16 GB) leave far less room for KV cache
+            assert fp16.kv_cache_tokens < q.kv_cache_tokens / 2
