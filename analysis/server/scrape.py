@@ -93,6 +93,9 @@ class MetricsRecorder:
         wall_s, started = self._clock(), time.perf_counter()
         try:
             text, content_type = self._fetch(self.url)
+            # Stamp the scrape when the answer came: the server read its counters just
+            # before sending it, which on a busy host can be many ms after we asked.
+            wall_s = self._clock()
             samples = parse_exposition(text, content_type, self._keep)
         except Exception as exc:  # any failure is data: the server may be down or restarting
             message = f"{type(exc).__name__}: {exc}".strip()

@@ -27,18 +27,20 @@ class ScriptedFetch:
 
 
 def test_each_scrape_is_one_line_and_a_failure_is_a_record(tmp_path: Path) -> None:
-    clock = iter([100.0, 101.0, 102.0, 103.0])
+    # Each answered fetch reads the clock twice (asked, answered): a scrape is stamped when the
+    # answer arrived; a fetch that failed keeps the time it was asked.
+    clock = iter([100.0, 101.0, 102.0, 103.0, 104.0, 105.0, 106.0])
     fetch = ScriptedFetch(VLLM_033, httpx.ConnectError("refused"), "not { a page", VLLM_033)
     recorder = MetricsRecorder(
         tmp_path, "a", "http://x/metrics", fetch=fetch, clock=lambda: next(clock)
     )
     assert [recorder.scrape_once() for _ in range(4)] == [True, False, False, True]
-    assert recorder.scrapes == 4 and recorder.errors == 2 and recorder.last_ok_s == 103.0
+    assert recorder.scrapes == 4 and recorder.errors == 2 and recorder.last_ok_s == 106.0
     lines = [
         json.loads(line) for line in (tmp_path / "server_metrics.jsonl").read_text().splitlines()
     ]
     assert [(r["target"], r["wall_s"], r["ok"]) for r in lines] == [
-        ("a", 100.0, True), ("a", 101.0, False), ("a", 102.0, False), ("a", 103.0, True),
+        ("a", 101.0, True), ("a", 102.0, False), ("a", 104.0, False), ("a", 106.0, True),
     ]  # fmt: skip
     assert lines[1]["error"] == "ConnectError: refused"
     assert lines[2]["error"].startswith("ValueError"), "an unparsable page is a failed scrape"
