@@ -30,6 +30,10 @@ class _Stream:
         self.status = int(response.status_code)
 
     def readline(self, timeout_s: float | None = None) -> bytes:
+        if b"\n" in self._raw._body_buffer:
+            # Already received (an event's blank line comes in the same packet as its data
+            # line): no read can block, so no deadline timer is needed — half of all lines.
+            return bytes(self._raw.readline(b"\n"))
         try:
             with gevent.Timeout(timeout_s, _Deadline):
                 return bytes(self._raw.readline(b"\n"))
