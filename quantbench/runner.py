@@ -37,11 +37,11 @@ RunOutcome = tuple[Path, AnalysisResult]
 
 
 def _check_secrets(targets: list[TargetConfig]) -> None:
-    for index, target in enumerate(targets):
+    for target in targets:
         if target.api_key_env and not os.environ.get(target.api_key_env):
             raise ConfigError(
-                f"targets[{index}].api_key_env: environment variable {target.api_key_env} "
-                f"is not set (export it, or remove api_key_env for {target.name})"
+                f"target {target.name}: api_key_env: environment variable "
+                f"{target.api_key_env} is not set (export it, or remove api_key_env)"
             )
 
 

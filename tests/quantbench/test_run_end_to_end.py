@@ -124,3 +124,20 @@ def test_unreachable_target_is_one_line_and_keeps_the_run_dir(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "target gone" in err[0] and "connect_error" in err[0]
     assert (run_dir_from(tmp_path / "runs") / "run.json").exists()
+
+
+def test_missing_api_key_is_one_line_and_starts_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QB_ABSENT_KEY", raising=False)
+    config = tmp_path / "bench.yaml"
+    config.write_text(
+        "targets:\n  - {name: k, url: 'http://127.0.0.1:9', api_key_env: QB_ABSENT_KEY}\n"
+    )
+    assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "quantbench: error: target k: api_key_env: environment variable QB_ABSENT_KEY "
+        "is not set (export it, or remove api_key_env)"
+    )
+    assert not (tmp_path / "runs").exists()
