@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from services.exllamav2 import AppConfig, Exl2ConfigError, create_app
 from tests.services.exllamav2.conftest import MODEL, Client, FakeEngine, run_app
+from tests.services.openai_conformance import check_chat, check_completions
 
 
 def _openai(client: Client) -> openai.AsyncOpenAI:
@@ -22,6 +23,17 @@ def _openai(client: Client) -> openai.AsyncOpenAI:
 def _events(body: bytes) -> list[bytes]:
     assert body.endswith(b"\n\n"), body[-40:]
     return [e + b"\n\n" for e in body[:-2].split(b"\n\n")]
+
+
+def test_the_shared_openai_conformance_checks_pass_over_the_fake_engine() -> None:
+    """The very checks the vLLM simulator passes (tests/services/openai_conformance.py)."""
+
+    async def fn(client: Client, *_: Any) -> None:
+        url = str(client.make_url("")).rstrip("/")
+        await asyncio.to_thread(check_completions, url, MODEL, 5)  # BOS + 4 words
+        await asyncio.to_thread(check_chat, url, MODEL, 4)  # template ids + role + 1 word
+
+    run_app(fn)
 
 
 def test_openai_client_streams_completions_with_usage() -> None:

@@ -4,14 +4,11 @@ health, version and metrics over HTTP."""
 from __future__ import annotations
 
 import httpx
-import openai
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.services.openai_conformance import check_chat, check_completions
+
 MODEL = "sim/llama-3.1-8b-instruct-exl2"
-
-
-def _client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
 
 
 def _generated_tokens(url: str) -> float:
@@ -23,45 +20,9 @@ def _generated_tokens(url: str) -> float:
     return float(value)
 
 
-def test_openai_client_streams_completions_with_usage(exl2_sim_url: str) -> None:
-    client = _client(exl2_sim_url)
-    assert [m.id for m in client.models.list()] == [MODEL]
-    chunks = list(
-        client.completions.create(
-            model=MODEL,
-            prompt="The quick brown fox",
-            max_tokens=5,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    texts = [c.choices[0].text for c in chunks if c.choices]
-    assert len(texts) == 5 and all(t.startswith(" ") for t in texts)
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (4, 5)
-
-
-def test_openai_client_chat_streaming_and_not(exl2_sim_url: str) -> None:
-    client = _client(exl2_sim_url)
-    chunks = list(
-        client.chat.completions.create(
-            model=MODEL,
-            messages=[{"role": "user", "content": "Hello!"}],
-            max_completion_tokens=4,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    first = chunks[0].choices[0].delta
-    assert (first.role, first.content) == ("assistant", "")
-    assert len([c for c in chunks[1:] if c.choices]) == 4
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 9 + 4
-    reply = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Hello!"}], max_tokens=3
-    )
-    assert reply.choices[0].finish_reason == "length" and reply.usage is not None
-    assert reply.usage.completion_tokens == 3
+def test_openai_client_conformance(exl2_sim_url: str) -> None:
+    check_completions(exl2_sim_url, MODEL, prompt_tokens=4)
+    check_chat(exl2_sim_url, MODEL, prompt_tokens=9)
 
 
 def test_health_version_and_counters_that_increase(exl2_sim_url: str) -> None:

@@ -14,58 +14,15 @@ from typing import Any
 
 import aiohttp
 import httpx
-import openai
 
 from services.sim import SimSettings, serve
 from services.sim.__main__ import build_parser, settings_from_args
+from tests.services.openai_conformance import check_chat, check_completions
 
 
-def _client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-
-
-def test_openai_client_streams_completions_with_usage(sim_url: str) -> None:
-    client = _client(sim_url)
-    [model] = [m.id for m in client.models.list()]
-    chunks = list(
-        client.completions.create(
-            model=model,
-            prompt="The quick brown fox",
-            max_tokens=5,
-            stream=True,
-            stream_options={"include_usage": True},
-        )
-    )
-    texts = [c.choices[0].text for c in chunks if c.choices]
-    assert len(texts) == 5 and all(t.startswith(" ") for t in texts)
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
-    assert chunks[-1].choices == [] and chunks[-1].usage is not None
-    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (4, 5)
-
-
-def test_openai_client_streams_chat_with_usage(sim_url: str) -> None:
-    client = _client(sim_url)
-    stream = client.chat.completions.create(
-        model="sim/llama-3.1-8b-instruct-awq",
-        messages=[{"role": "user", "content": "Hello!"}],
-        max_completion_tokens=4,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    chunks = list(stream)
-    assert (
-        chunks[0].choices[0].delta.role == "assistant" and chunks[0].choices[0].delta.content == ""
-    )
-    contents = [c.choices[0].delta.content for c in chunks[1:] if c.choices]
-    assert len(contents) == 4
-    assert chunks[-1].usage is not None and chunks[-1].usage.total_tokens == 9 + 4
-    reply = client.chat.completions.create(
-        model="sim/llama-3.1-8b-instruct-awq",
-        messages=[{"role": "user", "content": "Hello!"}],
-        max_tokens=3,
-    )
-    assert reply.choices[0].finish_reason == "length" and reply.usage is not None
-    assert reply.usage.completion_tokens == 3
+def test_openai_client_conformance(sim_url: str) -> None:
+    check_completions(sim_url, "sim/llama-3.1-8b-instruct-awq", prompt_tokens=4)
+    check_chat(sim_url, "sim/llama-3.1-8b-instruct-awq", prompt_tokens=9)
 
 
 def _raw_ttft(url: str) -> float:
