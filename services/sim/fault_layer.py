@@ -16,9 +16,8 @@ from aiohttp.typedefs import Middleware
 
 from services.sim.faults import Delivery, FaultPlan, RequestFault
 
-__all__ = ["NO_FAULT", "StreamFaults", "fault_middleware", "stream_faults"]
+__all__ = ["StreamFaults", "fault_middleware", "stream_faults"]
 
-NO_FAULT = RequestFault()
 _KEY = "quantbench.stream_faults"
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ErrorResponse = Callable[[int], web.Response]
