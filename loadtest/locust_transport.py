@@ -3,7 +3,10 @@
 Lines are read with geventhttpclient's `readline`, not `iter_lines`/`iter_content`, which
 wait for 1 KiB and would add ~60 ms to every TTFT (TRAPS.md 1). Requests go through the
 session's user agent directly, so Locust's own request row (timed at headers) never fires.
-Deadlines are gevent timeouts around each blocking read.
+Deadlines are gevent timeouts around each blocking read. After a read that had to wait for
+the network, `yield_to_others` lets the other greenlets woken by the same poll take their
+timestamps before this one parses: under load, bursts of tokens from many streams arrive
+together, and a stamp taken after everyone else's parsing would be late by all of it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class _Stream:
         self._response = response
         self._raw = response._response
         self.status = int(response.status_code)
+        self._waited = True  # for the headers
 
     def readline(self, timeout_s: float | None = None) -> bytes:
         if b"\n" in self._raw._body_buffer:
@@ -36,11 +40,18 @@ class _Stream:
             return bytes(self._raw.readline(b"\n"))
         try:
             with gevent.Timeout(timeout_s, _Deadline):
-                return bytes(self._raw.readline(b"\n"))
+                line = bytes(self._raw.readline(b"\n"))
         except (_Deadline, TimeoutError) as exc:
             raise TransportError("timeout", "no data before the deadline") from exc
         except Exception as exc:  # OSError, and geventhttpclient's HTTPConnectionClosed & co.
             raise TransportError("connect", f"connection lost: {exc!r}") from exc
+        self._waited = True
+        return line
+
+    def yield_to_others(self) -> None:
+        if self._waited:
+            self._waited = False
+            gevent.sleep(0)  # runs again once the greenlets already woken have had their turn
 
     def read(self) -> bytes:
         try:

@@ -37,6 +37,14 @@ class StreamingResponse(Protocol):
         """The rest of the body."""
         ...
 
+    def yield_to_others(self) -> None:
+        """Called once the client has stamped what `readline` (or the headers) returned.
+
+        A cooperative transport lets the other streams whose bytes arrived in the same
+        wakeup take their timestamps now, before this one spends time parsing; under load
+        that keeps a stamp from waiting behind other streams' work (TRAPS.md 1)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -72,6 +80,9 @@ class _HttpxResponse:
             raise TransportError("connect", str(exc) or type(exc).__name__) from exc
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line + b"\n"
+
+    def yield_to_others(self) -> None:
+        """Nothing to do: httpx streams here are read one at a time."""
 
     def read(self) -> bytes:
         rest = self._buffer + b"".join(self._chunks)

@@ -145,6 +145,7 @@ class StreamingClient(ABC):
             record.error = _clip(str(exc))
             return derive(record, [], [])
         record.first_byte_ns = self._clock()
+        response.yield_to_others()
         record.http_status = response.status
         try:
             if response.status != 200:
@@ -187,6 +188,7 @@ class StreamingClient(ABC):
             deadline = total_deadline if stream.first_token_ns else ttft_deadline
             raw = response.readline(timeout_s=max(deadline - self._clock(), 0) / _NS)
             now = self._clock()
+            response.yield_to_others()
             if not raw:
                 record.outcome = Outcome.TRUNCATED_STREAM
                 record.error = "stream closed before its end marker"

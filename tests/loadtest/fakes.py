@@ -24,6 +24,9 @@ class ScriptedResponse:
     body: bytes = b""
     fail_with: TransportError | None = None
     closed: bool = False
+    #: how far the clock moves while other streams run in `yield_to_others`
+    yield_ns: int = 0
+    yields: int = 0
 
     def readline(self, timeout_s: float | None = None) -> bytes:
         if not self.lines:
@@ -36,6 +39,10 @@ class ScriptedResponse:
 
     def read(self) -> bytes:
         return self.body
+
+    def yield_to_others(self) -> None:
+        self.yields += 1
+        self.clock.now_ns += self.yield_ns
 
     def close(self) -> None:
         self.closed = True

@@ -100,6 +100,18 @@ def test_closed_loop_times_from_sent_and_skips_role_delta() -> None:
     assert transport.response is not None and transport.response.closed
 
 
+def test_stamps_are_taken_before_yielding_to_other_streams() -> None:
+    """Other streams' work while this one yields (3 ms each time) must not reach its stamps."""
+    client, transport, ctx = make(vllm_chat_stream(), yield_ns=3 * MS)
+    record = client.execute(REQUEST, ctx)
+    assert record.first_byte_ns == 15 * MS
+    assert record.ttft_ms == pytest.approx(40.0, abs=1e-6)
+    assert record.itl_ms == pytest.approx([10.0, 15.0, 15.0], abs=1e-6)
+    assert record.e2e_ms == pytest.approx(82.0, abs=1e-6)
+    assert transport.response is not None
+    assert transport.response.yields == 1 + len(vllm_chat_stream())  # headers, then each line
+
+
 def test_open_loop_times_from_scheduled() -> None:
     client, _, ctx = make(vllm_chat_stream(), mode="rate")
     record = client.execute(REQUEST, ctx)
