@@ -258,7 +258,8 @@ def _server(rows: pd.DataFrame | None, labels: dict[str, str]) -> list[Block]:
         return []
     headers = [
         "target", "stage", "client ok", "server finished", "client TTFT mean",
-        "server TTFT mean", "client TTFT p95", "server TTFT p95 (buckets)", "restart",
+        "server TTFT mean", "client TTFT p95", "server TTFT p95 (buckets)", "preempted",
+        "restart",
     ]  # fmt: skip
     table = [
         [
@@ -270,12 +271,15 @@ def _server(rows: pd.DataFrame | None, labels: dict[str, str]) -> list[Block]:
             _num(r.server_ttft_mean_ms),
             _num(r.client_ttft_p95_ms),
             _num(r.server_ttft_p95_ms),
+            _num(r.server_preemptions, 0),
             "YES" if bool(r.restarted) else "no",
         ]
         for r in rows.itertuples()
     ]
     note = ("From each target's /metrics: requests that finished in the stage's measured window; "
-            "server quantiles are interpolated within histogram buckets.")  # fmt: skip
+            "server quantiles are interpolated within histogram buckets; 'preempted': running "
+            "requests the server evicted because its KV cache was full (vLLM), each one a "
+            "pause in its stream.")  # fmt: skip
     return [Heading("Server-side figures"), Paragraph(note), Table(headers, table)]
 
 

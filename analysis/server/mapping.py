@@ -48,7 +48,12 @@ HISTOGRAM_MEASURES = (
     "decode_time_s",
     "inference_time_s",
 )
-COUNTER_MEASURES = ("requests_finished_total", "prompt_tokens_total", "generation_tokens_total")
+COUNTER_MEASURES = (
+    "requests_finished_total",
+    "prompt_tokens_total",
+    "generation_tokens_total",
+    "preemptions_total",  # KV cache ran out: a running request was evicted and recomputed
+)
 GAUGE_MEASURES = ("running", "waiting", "kv_cache_usage")
 PROCESS_START = "process_start_time_s"
 
@@ -111,6 +116,7 @@ def _vllm_like(prefix: str, *, old_names: bool) -> dict[str, SeriesSpec]:
         "requests_finished_total": SeriesSpec((f"{p}request_success_total",), _NOT_OK),
         "prompt_tokens_total": SeriesSpec((f"{p}prompt_tokens_total",)),
         "generation_tokens_total": SeriesSpec((f"{p}generation_tokens_total",)),
+        "preemptions_total": SeriesSpec((f"{p}num_preemptions_total",)),
         "running": SeriesSpec((f"{p}num_requests_running",)),
         "waiting": SeriesSpec((f"{p}num_requests_waiting",)),
         "kv_cache_usage": SeriesSpec(kv),

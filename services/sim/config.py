@@ -56,6 +56,9 @@ class EngineProfile(BaseModel):
     decode_step_base_ms: float = Field(ge=0)
     decode_step_per_seq_ms: float = Field(ge=0)
     prefill_ms_per_token: float = Field(ge=0)
+    #: reserve: prompt + max_tokens held from admission (TGI, ExLlamaV2);
+    #: on_demand: KV taken as sequences grow, preempting when it runs out (vLLM)
+    kv_allocation: Literal["reserve", "on_demand"] = "reserve"
     source: str = ""
     description: str = ""
 

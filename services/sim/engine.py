@@ -76,6 +76,19 @@ class SimSequence:
     finished_reason: FinishReason | None = None
     prefilled: int = 0
     generated: int = 0
+    #: generated tokens whose KV a preemption dropped: recomputed like prompt on resume
+    recompute: int = 0
+    preemptions: int = 0
+
+    @property
+    def prefill_target(self) -> int:
+        """Tokens to compute before the next token can be sampled (prompt, then recompute)."""
+        return self.prompt_tokens + self.recompute
+
+    @property
+    def kv_tokens(self) -> int:
+        """Tokens whose KV this sequence holds now."""
+        return self.prefilled + self.generated - self.recompute
 
     def __aiter__(self) -> AsyncIterator[TokenEvent]:
         """Token events until the finish marker; `finished_reason` is set afterwards."""
@@ -97,6 +110,7 @@ class EngineObserver(Protocol):
     def on_first_token(self, seq: SimSequence, ttft_s: float) -> None: ...
     def on_token(self, seq: SimSequence, gap_s: float) -> None: ...
     def on_finished(self, seq: SimSequence, reason: FinishReason) -> None: ...
+    def on_preempted(self, seq: SimSequence) -> None: ...
     def on_step(self, scheduled_tokens: int) -> None: ...
     def on_gauges(self, running: int, waiting: int, kv_usage: float) -> None: ...
 
@@ -117,6 +131,9 @@ class NullObserver:
         pass
 
     def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
+        pass
+
+    def on_preempted(self, seq: SimSequence) -> None:
         pass
 
     def on_step(self, scheduled_tokens: int) -> None:
@@ -294,8 +311,12 @@ class FixedEngine(SimEngine):
 class BatchingEngine(SimEngine):
     """vLLM-style continuous batching with chunked prefill, one step loop on absolute deadlines.
 
-    Admission is FIFO while fewer than `max_num_seqs` run and the KV reservation (prompt +
-    max_tokens per sequence) fits `kv_cache_tokens`; nothing is preempted.
+    Admission is FIFO while fewer than `max_num_seqs` run and the KV cache has room. With
+    `kv_allocation: reserve` (TGI, ExLlamaV2) a sequence reserves prompt + max_tokens when
+    admitted, so nothing is ever preempted. With `on_demand` (vLLM) it takes KV as it grows;
+    when a step's decode tokens do not fit, the most recently admitted sequence is preempted
+    (its KV freed, back to the head of the queue) and on resume recomputes its prompt and
+    the tokens it had generated, which its stream sees as a pause.
     """
 
     def __init__(
@@ -310,7 +331,7 @@ class BatchingEngine(SimEngine):
         self._profile = profile
         self._waiting: deque[SimSequence] = deque()
         self._running: dict[SimSequence, None] = {}  # insertion-ordered set
-        self._reserved_tokens = 0
+        self._reserved_tokens = 0  # kv_allocation "reserve" only
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -341,27 +362,43 @@ class BatchingEngine(SimEngine):
         self, start: float
     ) -> tuple[float, list[SimSequence], list[tuple[SimSequence, int]]]:
         p = self._profile
-        decoding = [s for s in self._running if s.generated > 0]
+        decoding = [s for s in self._running if s.prefilled >= s.prefill_target]
+        free_kv = p.kv_cache_tokens - sum(s.kv_tokens for s in self._running) - len(decoding)
+        preempted = False
+        if p.kv_allocation == "on_demand":
+            while free_kv < 0 and len(self._running) > 1:
+                victim = self._preempt()
+                free_kv += victim.kv_tokens + (victim in decoding)
+                if victim in decoding:
+                    decoding.remove(victim)
+                victim.prefilled, victim.recompute = 0, victim.generated
+                preempted = True
+        else:
+            free_kv = p.kv_cache_tokens  # prefill chunks are covered by the reservation
         budget = p.max_num_batched_tokens - len(decoding)  # one token per decoding sequence
         chunks: list[tuple[SimSequence, int]] = []
         for seq in self._running:
-            if seq.generated == 0 and budget > 0:
-                n = min(budget, seq.prompt_tokens - seq.prefilled)
+            n = min(budget, seq.prefill_target - seq.prefilled, max(free_kv, 0))
+            if n > 0:  # still prefilling (a decoding sequence has nothing left)
                 chunks.append((seq, n))
                 budget -= n
+                free_kv -= n
+        # vLLM admits nobody in a step that had to preempt
         while self._waiting and budget > 0 and len(self._running) < p.max_num_seqs:
             seq = self._waiting[0]
-            need = seq.prompt_tokens + seq.max_tokens
-            if self._running and self._reserved_tokens + need > p.kv_cache_tokens:
+            if preempted or (self._running and not self._fits(seq, free_kv)):
                 break  # FIFO: the head waits for KV space, nobody overtakes it
             self._waiting.popleft()
             self._running[seq] = None
-            self._reserved_tokens += need
-            seq.admitted = max(start, seq.arrival)
-            self._observer.on_admitted(seq, seq.admitted - seq.arrival)
-            n = min(budget, seq.prompt_tokens)
+            if p.kv_allocation == "reserve":
+                self._reserved_tokens += seq.prompt_tokens + seq.max_tokens
+            if seq.admitted is None:  # a resumed sequence keeps its first admission
+                seq.admitted = max(start, seq.arrival)
+                self._observer.on_admitted(seq, seq.admitted - seq.arrival)
+            n = min(budget, seq.prefill_target)
             chunks.append((seq, n))
             budget -= n
+            free_kv -= n
         for seq, n in chunks:
             seq.prefilled += n
         prefill_tokens = sum(n for _, n in chunks)
@@ -372,6 +409,21 @@ class BatchingEngine(SimEngine):
         )
         return self._stalled(start, start + step_ms / 1000.0), decoding, chunks
 
+    def _fits(self, seq: SimSequence, free_kv: int) -> bool:
+        if self._profile.kv_allocation == "reserve":
+            need = seq.prompt_tokens + seq.max_tokens
+            return self._reserved_tokens + need <= self._profile.kv_cache_tokens
+        return seq.prefill_target <= free_kv
+
+    def _preempt(self) -> SimSequence:
+        """Move the most recently admitted running sequence back to the head of the queue."""
+        victim = next(reversed(self._running))
+        del self._running[victim]
+        self._waiting.appendleft(victim)
+        victim.preemptions += 1
+        self._observer.on_preempted(victim)
+        return victim
+
     def _complete(
         self, end: float, decoding: list[SimSequence], chunks: list[tuple[SimSequence, int]]
     ) -> None:
@@ -379,15 +431,16 @@ class BatchingEngine(SimEngine):
             if seq.finished_reason is None:
                 self._emit(seq, end)
         for seq, _ in chunks:
-            if seq.finished_reason is None and seq.prefilled >= seq.prompt_tokens:
-                self._emit(seq, end)  # prefill completed in this step: first token
+            if seq.finished_reason is None and seq.prefilled >= seq.prefill_target:
+                self._emit(seq, end)  # prefill (or recompute) completed in this step
         self._observer.on_step(len(decoding) + sum(n for _, n in chunks))
         self._report_gauges()
 
     def _release(self, seq: SimSequence) -> None:
         if seq in self._running:
             del self._running[seq]
-            self._reserved_tokens -= seq.prompt_tokens + seq.max_tokens
+            if self._profile.kv_allocation == "reserve":
+                self._reserved_tokens -= seq.prompt_tokens + seq.max_tokens
         elif seq in self._waiting:
             self._waiting.remove(seq)
 
@@ -401,6 +454,6 @@ class BatchingEngine(SimEngine):
                 await self._task
 
     def _report_gauges(self) -> None:
-        used = sum(s.prefilled + s.generated for s in self._running)
+        used = sum(s.kv_tokens for s in self._running)
         kv_usage = min(1.0, used / self._profile.kv_cache_tokens)
         self._observer.on_gauges(len(self._running), len(self._waiting), kv_usage)

@@ -18,7 +18,7 @@ from services.sim.errors import SimConfigError
 
 __all__ = ["available_profiles", "load_profile"]
 
-_SHARED_KEYS = ("source", "description")
+_SHARED_KEYS = ("source", "description", "kv_allocation")
 
 
 def _profile_dir() -> Any:

@@ -216,6 +216,9 @@ class TgiMetrics:
             # backend.rs/queue.rs: the client's channel is closed when the next token is sent.
             self.request_failed("dropped")
 
+    def on_preempted(self, seq: SimSequence) -> None:
+        pass  # TGI reserves KV at admission and never preempts
+
     def on_step(self, scheduled_tokens: int) -> None:
         self._flush()
 

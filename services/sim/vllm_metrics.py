@@ -150,6 +150,9 @@ class VllmMetrics:
         if seq.generated > 1:
             self._h["tpot"].observe(decode_s / (seq.generated - 1))
 
+    def on_preempted(self, seq: SimSequence) -> None:
+        self._c["preemptions"].inc()
+
     def on_step(self, scheduled_tokens: int) -> None:
         self._h["iteration"].observe(scheduled_tokens)
 

@@ -106,6 +106,7 @@ class VllmState:
     aborted: int = 0
     prompt: int = 0
     gen: int = 0
+    preempted: int = 0
     ttft: list[float] = field(default_factory=list)
     running: float = 0.0
     kv: float = 0.0
@@ -130,6 +131,8 @@ vllm:kv_cache_usage_perc{{{labels}}} {s.kv}
 vllm:prompt_tokens_total{{{labels}}} {float(s.prompt)}
 # TYPE vllm:generation_tokens_total counter
 vllm:generation_tokens_total{{{labels}}} {float(s.gen)}
+# TYPE vllm:num_preemptions_total counter
+vllm:num_preemptions_total{{{labels}}} {float(s.preempted)}
 # TYPE vllm:request_success_total counter
 vllm:request_success_total{{engine="0",finished_reason="length",{MODEL}}} {float(s.length)}
 vllm:request_success_total{{engine="0",finished_reason="abort",{MODEL}}} {float(s.aborted)}
@@ -166,6 +169,7 @@ def vllm_run(t0: float = T0) -> list[tuple[float, VllmState | None]]:
         s.aborted += k % 2
         s.prompt += 40
         s.gen += 20
+        s.preempted += 3 * (k % 2)
         s.ttft += PER_SECOND_TTFT
         s.running, s.kv = float(k % 3), 0.1 * (k % 4)
     return out

@@ -43,6 +43,8 @@ def test_counters_increase_over_the_window(figures: pd.DataFrame) -> None:
     assert row["requests_finished"] == 20 and row["requests_finished_per_s"] == 4
     assert row["prompt_tokens"] == 200 and row["generation_tokens"] == 100
     assert row["generation_tokens_per_s"] == 20
+    assert row["preemptions"] == 6  # 3 after the scrapes at +1 and +3
+    assert math.isnan(figures.loc[("t", 1)]["preemptions"]), "TGI exports none"
 
 
 def test_histogram_mean_and_bucket_interpolated_quantiles(figures: pd.DataFrame) -> None:

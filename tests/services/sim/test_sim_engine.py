@@ -20,12 +20,20 @@ class Recorder(NullObserver):
         self.max_running = 0
         self.max_waiting = 0
         self.steps: list[int] = []
+        self.preempted: list[int] = []
+        self.admitted: list[int] = []
 
     def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
         self.finished.append((seq.seq_id, reason))
 
     def on_step(self, scheduled_tokens: int) -> None:
         self.steps.append(scheduled_tokens)
+
+    def on_preempted(self, seq: SimSequence) -> None:
+        self.preempted.append(seq.seq_id)
+
+    def on_admitted(self, seq: SimSequence, queue_time_s: float) -> None:
+        self.admitted.append(seq.seq_id)
 
     def on_gauges(self, running: int, waiting: int, kv_usage: float) -> None:
         assert 0.0 <= kv_usage <= 1.0
@@ -132,6 +140,28 @@ def test_batching_kv_budget_limits_admission(fake_clock: Any) -> None:
     _, seqs, recorder = _run_batch(_profile(kv_cache_tokens=100), fake_clock, [(20, 30)] * 5)
     assert recorder.max_running == 2
     assert seqs[2].admitted == max(seqs[0].last_token, seqs[1].last_token)  # type: ignore[type-var]
+    assert recorder.preempted == []
+
+
+def test_on_demand_kv_preempts_the_latest_admitted_which_recomputes(fake_clock: Any) -> None:
+    # three prompts of 20 fit in 100 KV tokens; growing by one token a step each, they do
+    # not: the last admitted is preempted, waits for room, then recomputes 20 + its tokens
+    profile = _profile(kv_cache_tokens=100, kv_allocation="on_demand")
+    dues, seqs, recorder = _run_batch(profile, fake_clock, [(20, 30)] * 3)
+    assert recorder.preempted == [2]
+    assert seqs[2].preemptions == 1
+    assert recorder.admitted == [0, 1, 2], "a resumed sequence is not admitted again"
+    assert all(s.finished_reason == "length" and s.generated == 30 for s in seqs)
+    assert [len(d) for d in dues] == [30, 30, 30]
+    generated_before = seqs[2].recompute
+    assert 0 < generated_before < 30
+    assert 20 + generated_before in recorder.steps, "the recompute is one prefill step"
+    gaps = [b - a for a, b in itertools.pairwise(dues[2])]
+    resumed_at = max(seqs[0].last_token, seqs[1].last_token)  # type: ignore[type-var]
+    assert max(gaps) > resumed_at - dues[2][generated_before - 1] - 1e-9, "the stream paused"
+    assert dues[2][generated_before] > resumed_at
+    for seq_dues in dues[:2]:  # the others never paused
+        assert max(b - a for a, b in itertools.pairwise(seq_dues)) < 0.02
 
 
 def test_batching_throughput_saturates_with_load(clock_factory: Any) -> None:

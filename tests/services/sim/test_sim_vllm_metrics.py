@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from services.sim.vllm_metrics import token_buckets
+from services.sim import BatchingEngine, EngineProfile
+from services.sim.vllm_metrics import VllmMetrics, token_buckets
 
 MODEL = "sim/llama-3.1-8b-instruct-awq"
 TTFT_BOUNDS = [
@@ -83,3 +86,24 @@ def test_metrics_names_labels_buckets_and_counts(with_client: Any) -> None:
 def test_token_buckets_follow_the_1_2_5_series() -> None:
     assert token_buckets(4096) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000]
     assert token_buckets(5000)[-1] == 5000
+
+
+def test_preemptions_are_counted(fake_clock: Any) -> None:
+    registry = CollectorRegistry()
+    metrics = VllmMetrics(registry, MODEL)
+    profile = EngineProfile(
+        max_num_seqs=8, max_num_batched_tokens=64, kv_cache_tokens=100, kv_allocation="on_demand",
+        decode_step_base_ms=10, decode_step_per_seq_ms=1, prefill_ms_per_token=0.1,
+    )  # fmt: skip
+
+    async def main() -> None:
+        engine = BatchingEngine(profile, metrics, clock=fake_clock, sleep=fake_clock.sleep)
+        for seq in [engine.submit(20, 30) for _ in range(3)]:
+            async for _ in seq:
+                pass
+        await engine.aclose()
+
+    asyncio.run(main())
+    after = _scrape(generate_latest(registry).decode())
+    assert _value(after["vllm:num_preemptions"], "vllm:num_preemptions_total") == 1
+    assert _value(after["vllm:generation_tokens"], "vllm:generation_tokens_total") == 90
