@@ -138,13 +138,21 @@ async def _results(job: EngineJob) -> AsyncIterator[JobResult]:
 
 
 class _Server:
-    def __init__(self, engine: Engine, config: AppConfig, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        config: AppConfig,
+        registry: CollectorRegistry,
+        started_at: float | None,
+    ) -> None:
         self._engine = engine
         self._config = config
         self._registry = registry
         self._model = engine.model_name
         self._created = int(time.time())
-        self._metrics = Exl2Metrics(registry, self._model, engine, max_seq_len=engine.max_seq_len)
+        self._metrics = Exl2Metrics(
+            registry, self._model, engine, max_seq_len=engine.max_seq_len, started_at=started_at
+        )
 
     # -- admission and writes: every request and every streamed event goes through these --
 
@@ -376,14 +384,16 @@ def create_app(
     *,
     environ: Mapping[str, str] | None = None,
     faults: FaultPlan | None = None,
+    started_at: float | None = None,
 ) -> web.Application:
     """The server's aiohttp application; raises `Exl2ConfigError` if the API key is unset.
 
     It does not load the engine (the caller does, while `/health` answers 503); it closes the
-    engine, failing live requests, when the application shuts down.
+    engine, failing live requests, when the application shuts down. `faults` and `started_at`
+    (the process start a simulated restart reports) serve the simulator only.
     """
     api_key = resolve_api_key(config, os.environ if environ is None else environ)
-    server = _Server(engine, config, registry)
+    server = _Server(engine, config, registry, started_at)
     middlewares = [_error_middleware] + ([_auth_middleware(api_key)] if api_key else [])
     if faults is not None:  # simulated runs only: see services/sim/fault_layer.py
         paths = ("/v1/completions", "/v1/chat/completions")

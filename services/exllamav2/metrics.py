@@ -12,17 +12,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Literal, Protocol
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-)
-from prometheus_client.gc_collector import GCCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from services.exllamav2.engine import JobStats, finish_reason
+from services.process_metrics import register_process_collectors
 from services.vllm_buckets import (
     ITL_BUCKETS,
     REQUEST_LATENCY_BUCKETS,
@@ -84,11 +77,11 @@ class Exl2Metrics:
         *,
         max_seq_len: int = 4096,
         clock: Callable[[], float] = time.perf_counter,
+        started_at: float | None = None,
     ) -> None:
+        """`started_at`: a simulated restart's process start time (None: the real one)."""
         self.clock = clock
-        ProcessCollector(registry=registry)  # process_start_time_seconds, as vLLM exposes
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        register_process_collectors(registry, started_at)  # as vLLM's registry has them
         buckets: dict[str, Sequence[float]] = {
             "ttft": TTFT_BUCKETS,
             "itl": ITL_BUCKETS,

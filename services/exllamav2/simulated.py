@@ -151,10 +151,12 @@ class SimulatedEngine:
 
 
 def create_exllamav2_sim_app(
-    settings: SimSettings, faults: FaultPlan | None = None
+    settings: SimSettings, faults: FaultPlan | None = None, started_at: float | None = None
 ) -> web.Application:
     """The simulated ExLlamaV2 server (`stack: exllamav2` in `services.sim.personalities`);
-    `faults` reach its engine (stall, slowdown) and its generation routes (`fault_layer`)."""
+    `faults` reach its engine (stall, slowdown) and its generation routes (`fault_layer`);
+    `started_at` is the process start time after a simulated restart."""
+    engine = SimulatedEngine(settings, faults)
     return create_app(
-        SimulatedEngine(settings, faults), AppConfig(), CollectorRegistry(), faults=faults
+        engine, AppConfig(), CollectorRegistry(), faults=faults, started_at=started_at
     )

@@ -49,7 +49,7 @@ def _exllamav2(
 ) -> web.Application:
     from services.exllamav2.simulated import create_exllamav2_sim_app
 
-    return create_exllamav2_sim_app(settings, faults)
+    return create_exllamav2_sim_app(settings, faults, started_at)
 
 
 PERSONALITIES: dict[str, AppFactory] = {"vllm": _vllm, "tgi": _tgi, "exllamav2": _exllamav2}

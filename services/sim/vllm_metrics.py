@@ -15,8 +15,8 @@ from prometheus_client import (
     Histogram,
 )
 
+from services.process_metrics import register_process_collectors
 from services.sim.engine import FinishReason, SimSequence
-from services.sim.process_metrics import register_process_collectors
 from services.vllm_buckets import (
     ITERATION_BUCKETS,
     ITL_BUCKETS,

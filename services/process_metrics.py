@@ -1,4 +1,4 @@
-"""Python/process collectors for a simulated server, with a start time a restart can move.
+"""Python/process collectors of a server, with a start time a simulated restart can move.
 
 A simulated restart happens inside one OS process, so the real `process_start_time_seconds`
 would not change; this collector reports the time the simulated process (re)started, which
