@@ -108,6 +108,23 @@ def test_errors_and_few_samples_make_a_stage_invalid_with_reasons() -> None:
     assert pd.isna(row["ttft_p95_ms"]) and row["ttft_p50_ms"] == pytest.approx(50.0)
 
 
+def test_a_busy_load_generator_makes_its_stage_invalid() -> None:
+    """The busiest generator process's mean CPU over the measured window decides; samples
+    in the warm-up and in other stages do not count."""
+    rows = [record(s, 10.0 * s + 1.0 + i * 0.1) for s in (0, 1) for i in range(80)]
+    stages = [stage(0, 0.0, 9.0), stage(1, 10.0, 19.0)]
+    samples = [(1, t, 50.0) for t in range(1, 19)]  # pid 1: calm throughout
+    samples += [(2, 0.5, 100.0)]  # pid 2: busy in stage 0's warm-up only
+    samples += [(2, t, 40.0) for t in range(1, 10)]
+    samples += [(2, t, 95.0) for t in range(11, 19)]  # ... and all through stage 1
+    generator = pd.DataFrame(samples, columns=["pid", "wall_s", "cpu_percent"])
+    summary = summarize(frame(rows), stages, INFO, SloConfig(), generator=generator)
+    calm, busy = summary.to_dict("records")
+    assert calm["valid"], calm["invalid_reason"]
+    assert not busy["valid"]
+    assert "load generator at 95% CPU (> 90%)" in busy["invalid_reason"]
+
+
 def test_every_percentile_has_its_count_and_interval_and_failures_count_as_timeouts() -> None:
     rows = [record(0, 1.0 + i * 0.02, ttft=40.0 + i % 50) for i in range(300)]
     rows += [record(0, 1.0, outcome=Outcome.TIMEOUT_TTFT) for _ in range(30)]
