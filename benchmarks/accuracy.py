@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
+from loadtest.generator_stats import GENERATOR_FILE
 from tests.procs import REPO_ROOT, start_sim, stop_sim
 
 __all__ = ["AccuracyResult", "measure_accuracy"]
@@ -34,6 +35,7 @@ class AccuracyResult:
     ttft_err_p50_ms: float
     ttft_err_p95_ms: float
     itl_err_p95_ms: float
+    client_cpu_percent: float | None = None  # the generator's own samples (Locust only)
 
 
 def _server_writes(entry: dict[str, Any], itl_s: float) -> list[float]:
@@ -43,7 +45,10 @@ def _server_writes(entry: dict[str, Any], itl_s: float) -> list[float]:
 
 
 def _errors(
-    client: dict[str, list[float]], server: dict[str, list[float]], name: str
+    client: dict[str, list[float]],
+    server: dict[str, list[float]],
+    name: str,
+    cpu_percent: float | None,
 ) -> AccuracyResult:
     ttft: list[float] = []
     itl: list[float] = []
@@ -55,7 +60,7 @@ def _errors(
         itl.extend((np.diff(seen) - np.diff(wrote)) * 1000)
     return AccuracyResult(
         name, len(ttft), float(np.percentile(ttft, 50)), float(np.percentile(ttft, 95)),
-        float(np.percentile(np.abs(itl), 95)),
+        float(np.percentile(np.abs(itl), 95)), cpu_percent,
     )  # fmt: skip
 
 
@@ -98,7 +103,8 @@ async def _aiohttp_client(
 
 def _locust_client(
     url: str, streams: int, tokens: int, seconds: float, run_dir: Path
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], float]:
+    """What the client saw per request, and the generator's mean CPU % while all streams ran."""
     subprocess.run(
         [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
          "--host", url, "--qb-stages", str(streams), "--qb-warmup", "2s",
@@ -117,7 +123,9 @@ def _locust_client(
         for gap_ms in r["itl_ms"]:  # one token per event here
             times.append(times[-1] + gap_ms / 1000)
         seen[r["request_id"]] = times
-    return seen
+    samples = [json.loads(line) for line in (run_dir / GENERATOR_FILE).read_text().splitlines()]
+    steady = [s["cpu_percent"] for s in samples[2:-2]]  # not the ramp, not the drain
+    return seen, float(np.mean(steady)) if steady else float("nan")
 
 
 def measure_accuracy(
@@ -127,13 +135,15 @@ def measure_accuracy(
     with tempfile.TemporaryDirectory() as tmp:
         for name in ("quantbench (Locust, 1 process)", "asyncio + aiohttp (reference)"):
             log = Path(tmp) / f"{len(results)}.jsonl"
+            cpu = None
             proc, url = start_sim(
                 "--timing", "fixed", "--ttft-ms", "50", "--itl-ms", str(itl_ms), "--port", "0",
                 "--request-log", str(log),
             )  # fmt: skip
             try:
                 if name.startswith("quantbench"):
-                    seen = _locust_client(url, streams, tokens, seconds, Path(tmp) / "locust")
+                    run_dir = Path(tmp) / "locust"
+                    seen, cpu = _locust_client(url, streams, tokens, seconds, run_dir)
                 else:
                     seen = asyncio.run(_aiohttp_client(url, streams, tokens, seconds))
             finally:
@@ -143,5 +153,5 @@ def measure_accuracy(
                 entry = json.loads(line)
                 if entry["request_id"] and entry["first_token"] is not None:
                     server[entry["request_id"]] = _server_writes(entry, itl_ms / 1000)
-            results.append(_errors(seen, server, name))
+            results.append(_errors(seen, server, name, cpu))
     return results
