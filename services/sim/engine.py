@@ -366,12 +366,13 @@ class BatchingEngine(SimEngine):
         free_kv = p.kv_cache_tokens - sum(s.kv_tokens for s in self._running) - len(decoding)
         preempted = False
         if p.kv_allocation == "on_demand":
-            while free_kv < 0 and len(self._running) > 1:
-                victim = self._preempt()
-                free_kv += victim.kv_tokens + (victim in decoding)
+            while free_kv < 0 and len(self._running) > 1:  # one always fits (max_model_len)
+                victim = next(reversed(self._running))  # the most recently admitted
+                free_kv += victim.kv_tokens
                 if victim in decoding:
                     decoding.remove(victim)
-                victim.prefilled, victim.recompute = 0, victim.generated
+                    free_kv += 1
+                self._preempt(victim)
                 preempted = True
         else:
             free_kv = p.kv_cache_tokens  # prefill chunks are covered by the reservation
@@ -415,14 +416,14 @@ class BatchingEngine(SimEngine):
             return self._reserved_tokens + need <= self._profile.kv_cache_tokens
         return seq.prefill_target <= free_kv
 
-    def _preempt(self) -> SimSequence:
-        """Move the most recently admitted running sequence back to the head of the queue."""
-        victim = next(reversed(self._running))
-        del self._running[victim]
-        self._waiting.appendleft(victim)
-        victim.preemptions += 1
-        self._observer.on_preempted(victim)
-        return victim
+    def _preempt(self, seq: SimSequence) -> None:
+        """Free a running sequence's KV and put it back at the head of the queue; it will
+        recompute its prompt and the tokens it has generated."""
+        del self._running[seq]
+        self._waiting.appendleft(seq)
+        seq.prefilled, seq.recompute = 0, seq.generated
+        seq.preemptions += 1
+        self._observer.on_preempted(seq)
 
     def _complete(
         self, end: float, decoding: list[SimSequence], chunks: list[tuple[SimSequence, int]]

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from services.sim.config import SimSettings
 from services.sim.engine import BatchingEngine, EngineObserver, FixedEngine, SimEngine
+from services.sim.errors import SimConfigError
 from services.sim.faults import FaultPlan, RequestLog
 from services.sim.personalities import build_app
 from services.sim.profiles import load_profile
@@ -31,13 +32,20 @@ def build_engine(
     settings: SimSettings, observer: EngineObserver | None = None, faults: FaultPlan | None = None
 ) -> SimEngine:
     """The engine `settings.timing` asks for, its times divided by `speed` and its decode
-    times multiplied by the `slowdown` fault; raises `SimConfigError` for an unknown profile."""
+    times multiplied by the `slowdown` fault; raises `SimConfigError` for an unknown profile or a
+    `max_model_len` its KV cache cannot hold."""
     speed, slowdown = settings.speed, settings.faults.slowdown
     if settings.timing == "fixed":
         return FixedEngine(
             settings.ttft_ms / speed, settings.itl_ms * slowdown / speed, observer, faults=faults
         )
     profile = load_profile(settings.stack, settings.quant, settings.gpu)
+    if settings.max_model_len > profile.kv_cache_tokens:  # vLLM refuses to start, too
+        raise SimConfigError(
+            f"max_model_len {settings.max_model_len} is more than the KV cache of the "
+            f"{settings.stack}-{settings.quant} profile on {settings.gpu} holds "
+            f"({profile.kv_cache_tokens} tokens): lower max_model_len"
+        )
     scaled = profile.model_copy(
         update={
             "decode_step_base_ms": profile.decode_step_base_ms * slowdown / speed,

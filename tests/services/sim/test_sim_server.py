@@ -62,6 +62,7 @@ def test_bad_input_is_one_line_and_exit_2() -> None:
         ["--quant", "exl2"],
         ["--port", "70000"],
         ["--timing", "fixed", "--ttft-ms", "-1"],
+        ["--quant", "fp16", "--gpu", "l4", "--max-model-len", "40000"],  # KV holds 34,000
     ):
         done = subprocess.run(
             [sys.executable, "-m", "services.sim", *args],
