@@ -428,13 +428,15 @@ class RequestFailed(Exception):
 
 
 def _fire(environment: Environment, path: str, record: RequestRecord) -> None:
-    fire = environment.events.request.fire
+    """Locust's view: one request event per request (every outcome, failures counted once),
+    then `LLM` rows for TTFT, TPOT and E2E of the ok ones, logged into their own entries only
+    so Locust's Aggregated row, and its failure ratio, count each request once."""
     ok = record.outcome is Outcome.OK
     end_ns = record.end_ns or time.perf_counter_ns()
     elapsed_ms = (
         record.e2e_ms if record.e2e_ms is not None else (end_ns - record.scheduled_ns) / 1e6
     )
-    fire(
+    environment.events.request.fire(
         request_type="POST",
         name=path,
         response_time=elapsed_ms,
@@ -444,16 +446,10 @@ def _fire(environment: Environment, path: str, record: RequestRecord) -> None:
     )
     if not ok:
         return
-    for name, value in (("TTFT", record.ttft_ms), ("TPOT", record.tpot_ms)):
+    for name, value in (("TTFT", record.ttft_ms), ("TPOT", record.tpot_ms), ("E2E", record.e2e_ms)):
         if value is not None:
-            fire(
-                request_type="LLM",
-                name=name,
-                response_time=value,
-                response_length=0,
-                exception=None,
-                context={},
-            )
+            # float ms, as the request event passes them (the stub says int)
+            environment.stats.get(name, "LLM").log(value, 0)  # type: ignore[arg-type]
 
 
 __all__ = ["DispatchUser", "LLMUser", "StagesShape", "settings_from_options"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -75,3 +76,37 @@ def test_a_dead_worker_keeps_its_records_and_marks_the_stage(sim_url: str, tmp_p
     assert written_before <= after, "records written before the kill are all kept"
     (stage,) = lines(tmp_path / "stages.jsonl")
     assert stage["workers_lost"] == 1
+
+
+def test_locust_rows_show_ttft_tpot_e2e_and_count_each_failure_once(tmp_path: Path) -> None:
+    """Locust's own statistics (its CSV, web UI and summary) across two worker processes:
+    the endpoint row counts every request and each failure once; the LLM rows hold the ok
+    requests' TTFT, TPOT and E2E; the Aggregated row is the endpoint row, not diluted."""
+    proc, url = start_sim(
+        "--timing", "fixed", "--ttft-ms", "5", "--itl-ms", "1", "--port", "0",
+        "--error", "503:0.3", "--fault-seed", "3",
+    )  # fmt: skip
+    try:
+        args = ("--qb-stages", "4", "--qb-warmup", "0.2s", "--qb-stage-duration", "2s",
+                "--csv", str(tmp_path / "locust"))  # fmt: skip
+        result = subprocess.run(locust(url, tmp_path, *args), cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        stop_sim(proc)
+    assert result.returncode in (0, 1), result.stderr[-2000:]  # 1: Locust saw failures
+    records = lines(tmp_path / "requests.jsonl")
+    ok = sum(r["outcome"] == "ok" for r in records)
+    assert 0 < ok < len(records)
+    with (tmp_path / "locust_stats.csv").open() as handle:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(handle)}
+    counts = {
+        key: (int(row["Request Count"]), int(row["Failure Count"])) for key, row in rows.items()
+    }
+    assert counts[("POST", "/v1/chat/completions")] == (len(records), len(records) - ok)
+    for name in ("TTFT", "TPOT", "E2E"):
+        assert counts[("LLM", name)] == (ok, 0), name
+    assert counts[("", "Aggregated")] == counts[("POST", "/v1/chat/completions")]
+    e2e = sorted(r["e2e_ms"] for r in records if r["outcome"] == "ok")
+    assert float(rows[("LLM", "E2E")]["Average Response Time"]) == pytest.approx(
+        sum(e2e) / len(e2e), rel=1e-3
+    )
