@@ -42,7 +42,7 @@ class StreamingResponse(Protocol):
 
         A cooperative transport lets the other streams whose bytes arrived in the same
         wakeup take their timestamps now, before this one spends time parsing; under load
-        that keeps a stamp from waiting behind other streams' work (TRAPS.md 1)."""
+        that keeps a stamp from waiting behind other streams' work."""
         ...
 
     def close(self) -> None: ...
