@@ -270,7 +270,9 @@ class _Server:
                     stop = end.stop_string if end else None
                     if not adm.chat:
                         await self.send(
-                            request, resp, sse(completion_chunk(head, result.text, fin, stop))
+                            request,
+                            resp,
+                            sse(completion_chunk(head, result.text, fin, stop_reason=stop)),
                         )
                         continue
                     if not role_sent:  # vLLM's role-only first chunk, with the first output
@@ -278,7 +280,9 @@ class _Server:
                         await self.send(request, resp, sse(chat_chunk(head, role, None)))
                         role_sent = True
                     delta = {"content": result.text}
-                    await self.send(request, resp, sse(chat_chunk(head, delta, fin, stop)))
+                    await self.send(
+                        request, resp, sse(chat_chunk(head, delta, fin, stop_reason=stop))
+                    )
             except _EngineFailed as exc:
                 exc.log("mid-stream")
                 failure = f"Generation failed: {exc}"

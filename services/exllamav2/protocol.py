@@ -6,11 +6,19 @@ Framing and chunk shapes follow vLLM (STACKS.md 1.3: `data: <json>\\n\\n`, `data
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.openai_wire import DONE, error_body, response_head, sse, usage
+from services.openai_wire import (
+    DONE,
+    Json,
+    chat_chunk,
+    completion_chunk,
+    error_body,
+    response_head,
+    sse,
+    usage,
+    usage_chunk,
+)
 
 __all__ = [
     "DONE",
@@ -29,8 +37,6 @@ __all__ = [
     "usage",
     "usage_chunk",
 ]
-
-Json = dict[str, Any]
 
 
 class _Lenient(BaseModel):
@@ -104,33 +110,6 @@ class TokenEncodeRequest(_Lenient):
     """TabbyAPI's `/v1/token/encode`: a text, or chat messages under the template."""
 
     text: str | list[ChatMessage]
-
-
-def completion_chunk(
-    head: Json, text: str, finish_reason: str | None, stop_reason: str | None = None
-) -> Json:
-    choice = {
-        "index": 0,
-        "text": text,
-        "logprobs": None,
-        "finish_reason": finish_reason,
-        "stop_reason": stop_reason,
-    }
-    return {**head, "choices": [choice]}
-
-
-def chat_chunk(
-    head: Json, delta: Json, finish_reason: str | None, stop_reason: str | None = None
-) -> Json:
-    """A chat delta; `stop_reason` appears only on the last content chunk, as in vLLM."""
-    choice: Json = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-    if finish_reason is not None:
-        choice["stop_reason"] = stop_reason
-    return {**head, "choices": [choice]}
-
-
-def usage_chunk(head: Json, use: Json) -> Json:
-    return {**head, "choices": [], "usage": use}
 
 
 def completion_response(

@@ -212,13 +212,15 @@ class _VllmHandlers:
                 use = usage(seq.prompt_tokens, n) if req.continuous_usage else None
                 if chat and n == 1:  # vLLM's role-only first chunk, with the first output
                     role = {"role": "assistant", "content": ""}
-                    await resp.write(sse(chat_chunk(head, role, None, use)))
+                    await resp.write(sse(chat_chunk(head, role, None, use=use)))
                 if finish is None and use is None:
                     await resp.write(content(next(text)))
                 elif chat:
-                    await resp.write(sse(chat_chunk(head, {"content": next(text)}, finish, use)))
+                    await resp.write(
+                        sse(chat_chunk(head, {"content": next(text)}, finish, use=use))
+                    )
                 else:
-                    await resp.write(sse(completion_chunk(head, next(text), finish, use)))
+                    await resp.write(sse(completion_chunk(head, next(text), finish, use=use)))
             if seq.finished_reason != "length":  # aborted by the server (shutdown)
                 error = error_body("The request was aborted.", "InternalServerError", 500)
                 await resp.write(sse(error))

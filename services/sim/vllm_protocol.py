@@ -7,11 +7,20 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.openai_wire import DONE, error_body, response_head, sse, usage
+from services.openai_wire import (
+    DONE,
+    Json,
+    chat_chunk,
+    completion_chunk,
+    error_body,
+    response_head,
+    sse,
+    usage,
+    usage_chunk,
+)
 from services.sim.tokens import chat_prompt_tokens, count_tokens
 
 __all__ = [
@@ -33,8 +42,6 @@ __all__ = [
     "usage_chunk",
 ]
 
-_Json = dict[str, Any]
-
 
 class ContentEvents:
     """Bytes of the common streamed event (text only, no finish reason, no usage), fast.
@@ -45,7 +52,7 @@ class ContentEvents:
 
     _MARK = "\x00"
 
-    def __init__(self, head: _Json, chat: bool) -> None:
+    def __init__(self, head: Json, chat: bool) -> None:
         if chat:
             template = sse(chat_chunk(head, {"content": self._MARK}, None))
         else:
@@ -141,44 +148,11 @@ class TokenizeRequest(_Lenient):
         return self
 
 
-def completion_chunk(
-    head: _Json, text: str, finish_reason: str | None, usage: _Json | None = None
-) -> _Json:
-    choice = {
-        "index": 0,
-        "text": text,
-        "logprobs": None,
-        "finish_reason": finish_reason,
-        "stop_reason": None,
-    }
-    chunk = {**head, "choices": [choice]}
-    if usage is not None:
-        chunk["usage"] = usage
-    return chunk
-
-
-def chat_chunk(
-    head: _Json, delta: _Json, finish_reason: str | None, usage: _Json | None = None
-) -> _Json:
-    """A chat delta; `stop_reason` appears only on the last content chunk, as in vLLM."""
-    choice: _Json = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-    if finish_reason is not None:
-        choice["stop_reason"] = None
-    chunk = {**head, "choices": [choice]}
-    if usage is not None:
-        chunk["usage"] = usage
-    return chunk
-
-
-def usage_chunk(head: _Json, usage: _Json) -> _Json:
-    return {**head, "choices": [], "usage": usage}
-
-
-def _full_usage(usage: _Json) -> _Json:
+def _full_usage(usage: Json) -> Json:
     return {**usage, "prompt_tokens_details": None}
 
 
-def completion_response(head: _Json, text: str, finish_reason: str, usage: _Json) -> _Json:
+def completion_response(head: Json, text: str, finish_reason: str, usage: Json) -> Json:
     choice = {
         "index": 0,
         "text": text,
@@ -190,8 +164,8 @@ def completion_response(head: _Json, text: str, finish_reason: str, usage: _Json
     return {**head, "choices": [choice], "usage": _full_usage(usage)}
 
 
-def chat_response(head: _Json, text: str, finish_reason: str, usage: _Json) -> _Json:
-    message: _Json = {"role": "assistant", "content": text, "refusal": None, "tool_calls": []}
+def chat_response(head: Json, text: str, finish_reason: str, usage: Json) -> Json:
+    message: Json = {"role": "assistant", "content": text, "refusal": None, "tool_calls": []}
     choice = {
         "index": 0,
         "message": message,
@@ -202,7 +176,7 @@ def chat_response(head: _Json, text: str, finish_reason: str, usage: _Json) -> _
     return {**head, "choices": [choice], "usage": _full_usage(usage), "prompt_logprobs": None}
 
 
-def models_body(model: str, max_model_len: int, created: int) -> _Json:
+def models_body(model: str, max_model_len: int, created: int) -> Json:
     permission = {
         "id": f"modelperm-{uuid.uuid4().hex}",
         "object": "model_permission",
