@@ -363,9 +363,10 @@ class BatchingEngine(SimEngine):
     ) -> tuple[float, list[SimSequence], list[tuple[SimSequence, int]]]:
         p = self._profile
         decoding = [s for s in self._running if s.prefilled >= s.prefill_target]
-        free_kv = p.kv_cache_tokens - sum(s.kv_tokens for s in self._running) - len(decoding)
+        free_kv = p.kv_cache_tokens  # reserve: prefill chunks are covered by the reservation
         preempted = False
         if p.kv_allocation == "on_demand":
+            free_kv -= sum(s.kv_tokens for s in self._running) + len(decoding)
             while free_kv < 0 and len(self._running) > 1:  # one always fits (max_model_len)
                 victim = next(reversed(self._running))  # the most recently admitted
                 free_kv += victim.kv_tokens
@@ -374,8 +375,6 @@ class BatchingEngine(SimEngine):
                     free_kv += 1
                 self._preempt(victim)
                 preempted = True
-        else:
-            free_kv = p.kv_cache_tokens  # prefill chunks are covered by the reservation
         budget = p.max_num_batched_tokens - len(decoding)  # one token per decoding sequence
         chunks: list[tuple[SimSequence, int]] = []
         for seq in self._running:
