@@ -103,6 +103,19 @@ class PromptSource:
             "tokenizer" if self._tokenizer else "calibrated" if tokens_per_word else "approximate"
         )
 
+    @property
+    def vocabulary(self) -> tuple[str, ...]:
+        return self._vocabulary
+
+    @property
+    def tokenizer(self) -> Any | None:
+        """The local tokenizer (Hugging Face `tokenizers.Tokenizer`), if one was given."""
+        return self._tokenizer
+
+    @property
+    def tokens_per_word(self) -> float:
+        return self._tokens_per_word
+
     def count(self, text: str) -> int:
         if self._tokenizer is not None:
             return len(self._tokenizer.encode(text, add_special_tokens=False).ids)

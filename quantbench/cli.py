@@ -20,6 +20,7 @@ from quantbench import __version__
 from quantbench.config import load_config
 from quantbench.errors import ConfigError, QuantbenchError
 from quantbench.runner import resume_bench, run_bench
+from quantbench.tracecmd import add_trace_parser, run_trace
 from services.sim.errors import SimConfigError
 
 __all__ = ["build_parser", "main"]
@@ -34,6 +35,7 @@ examples:
   quantbench sim --stack vllm --quant awq --port 8000
   quantbench report runs/20261126T120000Z-bench
   quantbench plan runs/20261126T120000Z-bench --peak-rps 40 --gpu-hour-cost 2.5
+  quantbench trace describe examples/traces/synthetic_mooncake.jsonl --out plots/
 
 `run` prints the run directory last (requests.jsonl, stages.jsonl, summary.csv,
 report.md, report.html); `demo` and `report` print the path of report.html last.
@@ -88,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="(re)build summary.csv and the reports of a run")
     report.add_argument("run_dir", type=Path, help="a run directory written by `quantbench run`")
     _add_plan(commands)
+    add_trace_parser(commands)
     return parser
 
 
@@ -203,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_OK
         if args.command == "plan":
             return _plan(args)
+        if args.command == "trace":
+            return run_trace(args, console)
     except (QuantbenchError, RunDirError, SimConfigError) as exc:
         print(f"quantbench: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
