@@ -218,14 +218,15 @@ def run_trace(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"[bold]{config.file}[/bold] ({summary.format}): {summary.requests:,} requests over "
         f"{_duration(summary.span_s)}"
-        + (" (after window, sample and speedup)" if controlled else "")
+        + (" (after window, sample and speedup)" if controlled else ""),
+        soft_wrap=True,
     )
     _tables(summary, console)
     if stages:
         _growth(summary, stages, console, trace)
     if args.out is not None:
         for path in write_trace_plots(description, args.out):
-            console.print(f"plot: {path}")
+            console.print(f"plot: {path}", soft_wrap=True)
         (args.out / "summary.json").write_text(json.dumps(summary.model_dump(), indent=2) + "\n")
         print(args.out)
     return 0

@@ -3,26 +3,11 @@ import random
 from pathlib import Path
 
 import pytest
-from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer
 
 from loadtest.config import WorkloadConfig
 from loadtest.prompts import DatasetError, PromptSource, load_dataset
 from loadtest.workload import VOCABULARY, RequestFactory
-
-
-@pytest.fixture(scope="module")
-def tokenizer_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small BPE tokenizer trained here (nothing can be downloaded): sub-word merges make
-    word and token counts differ, as with a real model's tokenizer."""
-    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(vocab_size=120, special_tokens=["[UNK]"])
-    rng = random.Random(0)
-    text = [" ".join(rng.choices(VOCABULARY, k=50)) for _ in range(200)]
-    tokenizer.train_from_iterator(text, trainer)
-    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
-    tokenizer.save(str(path))
-    return path
 
 
 @pytest.mark.parametrize("tokens", [1, 7, 64, 333])
