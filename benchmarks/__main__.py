@@ -10,6 +10,8 @@
 3. Report speed: `quantbench report` in a child process on a synthetic run of 1,000,000
    records (~64-token ITL lists, 5 targets × 4 stages): wall seconds and peak memory
    (benchmarks/report_speed.py).
+4. Trace replay input: a 1,000,000-row Mooncake trace read, walked request by request and
+   described in a child process: seconds and peak memory (benchmarks/trace_memory.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import argparse
 from benchmarks.accuracy import measure_accuracy
 from benchmarks.report_speed import describe, measure_report_speed
 from benchmarks.sim_speed import measure_sim_speed
+from benchmarks.trace_memory import describe as describe_trace_memory
+from benchmarks.trace_memory import measure_trace_memory
 
 
 def sim_speed(streams: int, itl_ms: float, seconds: float) -> None:
@@ -52,6 +56,7 @@ def run() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="per measured load")
     parser.add_argument("--report-records", type=int, default=1_000_000)
+    parser.add_argument("--trace-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     sim_speed(256, 10.0, args.seconds)
     client_accuracy(64, args.seconds, "targets: TTFT p50 <= 1 ms, p95 <= 3 ms; ITL p95 <= 1 ms")
@@ -60,6 +65,7 @@ def run() -> None:
         "flagged invalid above 90% CPU, use --processes before that",
     )  # fmt: skip
     print("\n" + describe(measure_report_speed(args.report_records)))
+    print("\n" + describe_trace_memory(measure_trace_memory(args.trace_rows)))
 
 
 run()

@@ -25,6 +25,7 @@ __all__ = [
     "write_azure",
     "write_burstgpt",
     "write_examples",
+    "write_large_mooncake",
     "write_mooncake",
 ]
 
@@ -169,3 +170,26 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def write_large_mooncake(path: Path, rows: int, seed: int = 0, block_size: int = 512) -> Path:
+    """`rows` Mooncake lines fast (for `make bench`): gamma arrivals, lognormal lengths, one
+    of 8 shared system prompts (1-2 blocks) then blocks of each request's own."""
+    rng = np.random.default_rng(seed)
+    times_ms = np.cumsum(rng.gamma(0.5, 2 * 100.0, rows)).round().astype(np.int64)
+    inputs = np.clip(rng.lognormal(np.log(1500), 0.8, rows), 16, 32_000).astype(np.int64)
+    outputs = np.clip(rng.lognormal(np.log(200), 0.8, rows), 1, 4096).astype(np.int64)
+    systems = rng.integers(0, 8, rows)
+    blocks = -(-inputs // block_size)
+    next_id = 16
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(rows):
+            shared = [2 * systems[i], 2 * systems[i] + 1][: min(2, int(blocks[i]))]
+            own = int(blocks[i]) - len(shared)
+            ids = ",".join(map(str, [*shared, *range(next_id, next_id + own)]))
+            next_id += own
+            out.write(
+                f'{{"timestamp": {times_ms[i]}, "input_length": {inputs[i]}, '
+                f'"output_length": {outputs[i]}, "hash_ids": [{ids}]}}\n'
+            )
+    return path

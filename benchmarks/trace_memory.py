@@ -1,0 +1,123 @@
+"""Reading and walking a 1,000,000-row trace: seconds and peak memory of the generator side.
+
+The trace (Mooncake JSON lines with hash_ids, written to a temporary folder) is read in a
+fresh child process, as a replay would: `read_trace`, `apply_controls`, then every request
+through `iter_requests`, then `describe_trace`; prompts are built for the first 10,000
+requests. Peak RSS is the child's own `ru_maxrss`. Target for a whole replay (issue 17):
+under 1 GB for the generator.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.trace_synth import write_large_mooncake
+
+__all__ = ["TraceMemory", "describe", "measure_trace_memory"]
+
+_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from loadtest.traces import BlockPrompts, TraceConfig, apply_controls, describe_trace
+from loadtest.traces import iter_requests, read_trace
+from loadtest.workload import VOCABULARY
+from loadtest.prompts import PromptSource
+
+def rss_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+path = Path(sys.argv[1])
+base = rss_mib()
+t0 = time.perf_counter()
+trace = apply_controls(read_trace(path), TraceConfig(file=path, speedup=2))
+t1 = time.perf_counter()
+read_peak = rss_mib()
+tokens = 0
+for request in iter_requests(trace):
+    tokens += request.input_tokens + len(request.hash_ids)
+t2 = time.perf_counter()
+iterate_peak = rss_mib()
+summary = describe_trace(trace).summary
+t3 = time.perf_counter()
+prompts = BlockPrompts(PromptSource(VOCABULARY), block_size=512)
+for request in iter_requests(trace):
+    if request.index >= 10_000:
+        break
+    prompts.make(request.input_tokens, request.hash_ids, request.row)
+t4 = time.perf_counter()
+print(json.dumps({
+    "rows": len(trace), "base_mib": base, "read_s": t1 - t0, "read_peak_mib": read_peak,
+    "iterate_s": t2 - t1, "iterate_peak_mib": iterate_peak, "describe_s": t3 - t2,
+    "peak_mib": rss_mib(), "prompt_us": (t4 - t3) / 10_000 * 1e6, "tokens": tokens,
+}))
+"""
+
+
+@dataclass(frozen=True)
+class TraceMemory:
+    rows: int
+    file_mib: float
+    write_s: float
+    base_mib: float  # the child after its imports, before reading
+    read_s: float
+    read_peak_mib: float
+    iterate_s: float
+    iterate_peak_mib: float
+    describe_s: float
+    peak_mib: float
+    prompt_us: float  # one BlockPrompts prompt without a tokenizer (mean input ~1,900 tokens)
+
+
+def measure_trace_memory(rows: int = 1_000_000, root: Path | None = None) -> TraceMemory:
+    repo = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(dir=root) as tmp:
+        started = time.perf_counter()
+        path = write_large_mooncake(Path(tmp) / "trace.jsonl", rows)
+        write_s = time.perf_counter() - started
+        done = subprocess.run(
+            [sys.executable, "-c", _CHILD, str(path)],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(repo)},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"trace memory child failed: {done.stderr[-2000:]}")
+        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        size_mib = path.stat().st_size / 2**20
+    return TraceMemory(
+        rows=int(figures["rows"]),
+        file_mib=size_mib,
+        write_s=write_s,
+        base_mib=figures["base_mib"],
+        read_s=figures["read_s"],
+        read_peak_mib=figures["read_peak_mib"],
+        iterate_s=figures["iterate_s"],
+        iterate_peak_mib=figures["iterate_peak_mib"],
+        describe_s=figures["describe_s"],
+        peak_mib=figures["peak_mib"],
+        prompt_us=figures["prompt_us"],
+    )
+
+
+def describe(result: TraceMemory) -> str:
+    return (
+        f"trace replay input: {result.rows:,} Mooncake rows ({result.file_mib:,.0f} MiB of JSON "
+        f"lines, written in {result.write_s:.1f} s): read {result.read_s:.1f} s, peak RSS "
+        f"{result.read_peak_mib:,.0f} MiB (imports alone {result.base_mib:,.0f} MiB); every "
+        f"request walked in {result.iterate_s:.1f} s, peak {result.iterate_peak_mib:,.0f} MiB; "
+        f"describe {result.describe_s:.1f} s, peak {result.peak_mib:,.0f} MiB (target for a "
+        f"whole replay: < 1 GB); a hash_ids prompt without tokenizer {result.prompt_us:.0f} us"
+    )
+
+
+if __name__ == "__main__":
+    print(describe(measure_trace_memory()))
