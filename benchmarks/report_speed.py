@@ -8,15 +8,11 @@ Target (issue "Analysis", item 6): 1,000,000 records in under 30 s and 4 GB on 2
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import subprocess
-import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.child import run_child
 from benchmarks.synthetic import write_synthetic_run
 
 __all__ = ["ReportSpeed", "describe", "measure_report_speed"]
@@ -43,21 +39,7 @@ class ReportSpeed:
 
 
 def _report(run_dir: Path) -> tuple[float, dict[str, float]]:
-    root = Path(__file__).resolve().parents[1]
-    started = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(run_dir)],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
-    wall = time.perf_counter() - started
-    if done.returncode != 0:
-        raise RuntimeError(f"quantbench report failed: {done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return wall, result
+    return run_child(_CHILD, str(run_dir), what="quantbench report")
 
 
 def measure_report_speed(records: int, root: Path | None = None) -> ReportSpeed:

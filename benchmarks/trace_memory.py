@@ -9,15 +9,12 @@ under 1 GB for the generator.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.child import run_child
 from benchmarks.trace_synth import write_large_mooncake
 
 __all__ = ["TraceMemory", "describe", "measure_trace_memory"]
@@ -76,22 +73,11 @@ class TraceMemory:
 
 
 def measure_trace_memory(rows: int = 1_000_000, root: Path | None = None) -> TraceMemory:
-    repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         started = time.perf_counter()
         path = write_large_mooncake(Path(tmp) / "trace.jsonl", rows)
         write_s = time.perf_counter() - started
-        done = subprocess.run(
-            [sys.executable, "-c", _CHILD, str(path)],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            check=False,
-            env={**os.environ, "PYTHONPATH": str(repo)},
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"trace memory child failed: {done.stderr[-2000:]}")
-        figures = json.loads(done.stdout.strip().splitlines()[-1])
+        _, figures = run_child(_CHILD, str(path), what="the trace memory child")
         size_mib = path.stat().st_size / 2**20
     return TraceMemory(
         rows=int(figures["rows"]),
