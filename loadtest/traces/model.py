@@ -112,5 +112,8 @@ def _blocks(hash_ids: pa.ListArray | None, picks: slice, count: int) -> list[tup
     if hash_ids is None:
         return [()] * count
     stop = min(picks.stop, len(hash_ids))
-    lists = hash_ids.slice(picks.start, stop - picks.start).to_pylist()[:: picks.step]
+    if picks.step == 1:
+        lists = hash_ids.slice(picks.start, stop - picks.start).to_pylist()
+    else:  # another worker's rows stay as Arrow data
+        lists = hash_ids.take(pa.array(range(picks.start, stop, picks.step))).to_pylist()
     return [tuple(ids) if ids is not None else () for ids in lists]
