@@ -4,6 +4,10 @@ Runs `docker compose` as a subprocess (the runner is injectable, so tests use a 
 brings one service up and waits until its healthcheck passes, finds its published URL, and
 reads what run.json records: the image digest and the resolved flags (secret values never
 included). Every Docker failure becomes one `HarnessError` line naming the service and the fix.
+
+A service started here runs alone, so it is pinned to the one GPU `GPU_ID` names (default 0,
+read through the file's `x-quantbench.solo-gpu`); the per-service `*_GPU` ids are for starting
+a whole profile at once (docs/gpu-hosts.md).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from quantbench.cuda import driver_for_cuda
 from quantbench.errors import HarnessError
 
 __all__ = ["ComposeProject", "ImageInfo", "Runner", "redact_args"]
@@ -84,9 +89,19 @@ _FAILURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "without a GPU use the `sim` profile)",
         ),
         (
+            # libnvidia-container refuses an image whose NVIDIA_REQUIRE_CUDA the driver cannot
+            # meet: "requirement error: unsatisfied condition: cuda>=13.0, please update ..."
+            r"unsatisfied condition: cuda>=(?P<cuda>\d+\.\d+)",
+            "the host's NVIDIA driver is too old for its image, which needs CUDA {cuda} "
+            "(upgrade the driver to >= {driver}, `nvidia-smi` shows the CUDA version it "
+            "supports; or use an image built for an older CUDA, e.g. VLLM_IMAGE="
+            "vllm/vllm-openai:v0.33.0-cu129 in .env for vLLM: docs/gpu-hosts.md; "
+            "`quantbench doctor` checks this before a run)",
+        ),
+        (
             r"nvidia-container-cli: (?P<detail>[^\n]*)",
-            "the NVIDIA runtime could not attach the GPU ({detail}; check the *_GPU ids in "
-            ".env against `nvidia-smi -L`)",
+            "the NVIDIA runtime could not attach the GPU ({detail}; check GPU_ID and the "
+            "*_GPU ids in .env against `nvidia-smi -L`)",
         ),
         (
             r"pull access denied|manifest unknown|manifest for \S+ not found|"
@@ -145,9 +160,17 @@ def _explain(stderr: str, service: str) -> str:
         matches = list(pattern.finditer(stderr))  # the last: progress lines come first
         if matches:
             match = matches[-1]
-            detail = (match.groupdict().get("detail") or "").strip()
+            groups = match.groupdict()
+            detail = (groups.get("detail") or "").strip()
+            cuda = groups.get("cuda") or ""
             line = _line_at(stderr, match.start())
-            return advice.format(detail=detail, line=line, service=service)
+            return advice.format(
+                detail=detail,
+                line=line,
+                service=service,
+                cuda=cuda,
+                driver=driver_for_cuda(cuda) or "the version NVIDIA lists for it",
+            )
     return _last_line(stderr)
 
 
@@ -203,6 +226,7 @@ class ComposeProject:
         self.project_name = project_name
         self._runner: Runner = runner or subprocess.run
         self._config: dict[str, Any] | None = None
+        self._alone: set[str] = set()  # services this project started pinned to the solo GPU
 
     # ------------------------------------------------------------------ commands
     def compose_command(self, *args: str, profile: str | None = None) -> list[str]:
@@ -220,12 +244,14 @@ class ComposeProject:
     def _service_command(self, service: str, *args: str, target: str | None = None) -> list[str]:
         return self.compose_command(*args, service, profile=self.profile_of(service, target))
 
-    def _call(self, argv: list[str], timeout_s: float) -> subprocess.CompletedProcess[str]:
+    def _call(
+        self, argv: list[str], timeout_s: float, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return self._runner(
             argv,
             capture_output=True,
             text=True,
-            env={**os.environ, **self.env},
+            env={**os.environ, **self.env, **(extra_env or {})},
             timeout=timeout_s,
             check=False,
         )
@@ -237,6 +263,7 @@ class ComposeProject:
         timeout_s: float,
         service: str | None = None,
         target: str | None = None,
+        extra_env: Mapping[str, str] | None = None,
     ) -> str:
         """Run one Docker command: its stdout, or a HarnessError line saying what to do."""
         if service is None:
@@ -246,7 +273,7 @@ class ComposeProject:
         else:
             who = f"compose service {service}"
         try:
-            done = self._call(argv, timeout_s)
+            done = self._call(argv, timeout_s, extra_env)
         except FileNotFoundError as exc:
             raise HarnessError(
                 f"{who}: cannot {action}: `{self.docker}` not found (install Docker Engine with "
@@ -303,27 +330,42 @@ class ComposeProject:
             )
         return dict(services[service])
 
+    def solo_gpu(self) -> str:
+        """The GPU a service started on its own runs on: `GPU_ID` (from the environment or
+        .env, as compose reads it), default 0, rendered by the file's x-quantbench block."""
+        block = self.config().get("x-quantbench") or {}
+        return str(block.get("solo-gpu") or "0")
+
     def profile_of(self, service: str, target: str | None = None) -> str | None:
         """The first profile the service is in (its stack's), or None if it has none."""
         profiles = self.service_config(service, target).get("profiles") or []
         return str(profiles[0]) if profiles else None
 
     # ------------------------------------------------------------------ lifecycle
-    def up(self, service: str, timeout_s: float, *, target: str | None = None) -> None:
+    def up(
+        self, service: str, timeout_s: float, *, target: str | None = None, alone: bool = True
+    ) -> None:
         """Start `service` and block until its healthcheck passes (`up -d --wait`).
 
+        `alone`: it runs by itself, on the solo GPU (`GPU_ID`, default 0) whatever its own
+        `*_GPU` id says, so one GPU is enough for every service. Otherwise (it is already
+        running) it is left as it is: `--no-recreate` only waits for it to be healthy.
         The wait timeout starts after any image pull, so the subprocess gets an extra hour."""
         wait_s = max(int(timeout_s), 1)
-        argv = self._service_command(
-            service, "up", "-d", "--wait", "--wait-timeout", str(wait_s), target=target
-        )
+        flags = ["-d", "--wait", "--wait-timeout", str(wait_s)]
+        if not alone:
+            flags.append("--no-recreate")
+        argv = self._service_command(service, "up", *flags, target=target)
+        extra_env = {"GPU_ID": self.solo_gpu()} if alone else None
         try:
-            self._run(argv, "start", wait_s + _PULL_ALLOWANCE_S, service, target)
+            self._run(argv, "start", wait_s + _PULL_ALLOWANCE_S, service, target, extra_env)
         except HarnessError as exc:
             last = self._last_log_line(service)
             if last is None:
                 raise
             raise HarnessError(f"{exc}; its last log line: {last[:300]}") from exc.__cause__
+        if alone:
+            self._alone.add(service)
 
     def stop(self, service: str, *, target: str | None = None) -> None:
         argv = self._service_command(service, "stop", target=target)
@@ -347,7 +389,7 @@ class ComposeProject:
         """The service up and healthy for the block; yields its URL. A service that was
         already running before is left running afterwards, anything started is removed."""
         was_running = self.is_running(service, target=target)
-        self.up(service, timeout_s, target=target)
+        self.up(service, timeout_s, target=target, alone=not was_running)
         try:
             yield self.published_url(service, target=target)
         finally:
@@ -407,6 +449,11 @@ class ComposeProject:
         spec = self.service_config(service, target)
         reservations = spec.get("deploy", {}).get("resources", {}).get("reservations", {})
         devices = reservations.get("devices") or []
+        gpus = [str(i) for d in devices for i in _as_list(d.get("device_ids"))] or [
+            str(d["count"]) for d in devices if d.get("count") is not None
+        ]
+        if devices and service in self._alone:
+            gpus = [self.solo_gpu()]
         build = spec.get("build")
         return {
             "service": service,
@@ -418,8 +465,7 @@ class ComposeProject:
             "command": redact_args(_as_list(spec.get("command"))),
             "environment": sorted(spec.get("environment") or {}),
             "secrets": sorted(str(s.get("source", "")) for s in spec.get("secrets") or []),
-            "gpus": [str(i) for d in devices for i in _as_list(d.get("device_ids"))]
-            or [str(d["count"]) for d in devices if d.get("count") is not None],
+            "gpus": gpus,
             "ports": [
                 {key: port.get(key) for key in ("host_ip", "published", "target")}
                 for port in spec.get("ports") or []

@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from loadtest.config import LoadConfig
+from services.exllamav2.config import Exl2Config
 from tests.deploy.helpers import COMPOSE_FILE, ENV_EXAMPLE, run_compose, write_secret_files
 from tests.procs import REPO_ROOT
 
@@ -90,15 +93,51 @@ def test_all_expected_services_exist(services: dict[str, dict[str, Any]]) -> Non
     assert expected <= set(services), f"missing: {sorted(expected - set(services))}"
 
 
-@pytest.mark.parametrize("name", sorted(GPU_SERVICES))
-def test_gpu_services_reserve_one_gpu_by_id(name: str, services: dict[str, dict[str, Any]]) -> None:
-    devices = services[name]["deploy"]["resources"]["reservations"]["devices"]
+# The GPU each service reserves when a whole profile starts at once (GPU_ID unset).
+PROFILE_GPUS = {
+    "vllm-awq": "0",
+    "vllm-gptq": "1",
+    "vllm-fp16": "2",
+    "tgi-awq": "0",
+    "tgi-gptq": "1",
+    "exllamav2": "0",
+}
+
+
+def _device_ids(spec: dict[str, Any]) -> list[str]:
+    devices = spec["deploy"]["resources"]["reservations"]["devices"]
     assert len(devices) == 1, devices
     device = devices[0]
     assert device["driver"] == "nvidia"
     assert device["capabilities"] == ["gpu"]
-    assert device["device_ids"] == ["0"], "the .env.example default GPU is 0"
     assert "count" not in device, "count and device_ids are mutually exclusive"
+    return [str(i) for i in device["device_ids"]]
+
+
+@pytest.mark.parametrize("env_file", [True, False], ids=["env-example", "defaults"])
+def test_each_profile_puts_its_services_on_distinct_gpus(
+    env_file: bool, secret_env: dict[str, str]
+) -> None:
+    done = run_compose("config", "--format", "json", env=secret_env, profiles=("*",),
+                       env_file=env_file)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert {name: _device_ids(services[name])[0] for name in GPU_SERVICES} == PROFILE_GPUS
+    for profile in ("vllm", "tgi", "exllamav2"):
+        members = [name for name, stack in GPU_SERVICES.items() if stack == profile]
+        gpus = [PROFILE_GPUS[name] for name in members]
+        assert len(set(gpus)) == len(gpus), f"--profile {profile} shares a GPU: {gpus}"
+
+
+def test_gpu_id_pins_every_service_to_one_gpu(secret_env: dict[str, str]) -> None:
+    for gpu_id, solo in (({"GPU_ID": "3"}, "3"), ({}, "0")):
+        done = run_compose("config", "--format", "json", env={**secret_env, **gpu_id},
+                           profiles=("*",))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        config = json.loads(done.stdout)
+        assert config["x-quantbench"]["solo-gpu"] == solo, "quantbench reads the solo GPU here"
+        if gpu_id:
+            assert {_device_ids(config["services"][name])[0] for name in GPU_SERVICES} == {"3"}
 
 
 @pytest.mark.parametrize("name", sorted(set(GPU_SERVICES) | SIM_SERVICES))
@@ -151,7 +190,7 @@ def test_images_are_pinned(services: dict[str, dict[str, Any]]) -> None:
         image = spec["image"]
         tag = image.rpartition(":")[2] if ":" in image.rpartition("/")[2] else ""
         assert tag and tag != "latest", f"{name} uses an unpinned image {image}"
-    assert services["vllm-awq"]["image"].startswith("vllm/vllm-openai:v")
+    assert services["vllm-awq"]["image"] == "vllm/vllm-openai:v0.33.0", "the CUDA 13 build"
     assert services["tgi-awq"]["image"] == "ghcr.io/huggingface/text-generation-inference:3.3.5"
     locust = services["locust-master"]["build"]["dockerfile_inline"]
     assert re.search(r"^FROM locustio/locust:\d+\.\d+\.\d+$", locust, re.M), locust
@@ -257,7 +296,9 @@ print(json.dumps({"argv": sys.argv[1:], "env": env}))
 """
 
 
-def _run_entrypoint(spec: dict[str, Any], secrets: Path, tmp_path: Path) -> dict[str, Any]:
+def _run_entrypoint(
+    spec: dict[str, Any], secrets: Path, tmp_path: Path, env: dict[str, str] | None = None
+) -> dict[str, Any]:
     """The service's `sh -c` wrapper with its command, run here: /run/secrets points at
     `secrets` and every `exec` runs a printer of its argv and the key variables instead."""
     printer = tmp_path / "printer.py"
@@ -267,6 +308,8 @@ def _run_entrypoint(spec: dict[str, Any], secrets: Path, tmp_path: Path) -> dict
     script = script.replace("$$", "$").replace("/run/secrets/", f"{secrets}/")
     script = script.replace("exec ", f"exec {sys.executable} {printer} ")
     clean = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "API_KEY")}
+    clean.pop("EXL2_CACHE_SIZE", None)
+    clean.update(env or {})
     done = subprocess.run(
         ["/bin/sh", "-c", script, name, *spec["command"]],
         capture_output=True,
@@ -308,3 +351,69 @@ def test_entrypoint_wrappers_pass_secrets_as_variables(
     without = _run_entrypoint(spec, secrets, tmp_path)
     assert without["env"] == {}, "an empty secret file must mean no token and no key"
     assert without["argv"] == [*program, *spec["command"]]
+
+
+def test_env_example_spells_out_the_defaults(secret_env: dict[str, str]) -> None:
+    """Copying .env.example changes nothing: every value in it is the compose file's default."""
+    rendered = []
+    for env_file in (True, False):
+        done = run_compose("config", "--format", "json", env=secret_env, profiles=("*",),
+                           env_file=env_file)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        rendered.append(json.loads(done.stdout))
+    assert rendered[0] == rendered[1]
+
+
+def _flags(spec: dict[str, Any]) -> dict[str, str]:
+    return dict(arg.split("=", 1) for arg in spec["command"] if arg.startswith("--") and "=" in arg)
+
+
+def test_engine_limits_are_equal_across_stacks(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    vllm, tgi = _flags(services["vllm-awq"]), _flags(services["tgi-awq"])
+    exl2 = _flags(services["exllamav2"])
+    context = int(vllm["--max-model-len"])
+    assert int(tgi["--max-total-tokens"]) == int(exl2["--max-seq-len"]) == context
+    assert int(tgi["--max-input-tokens"]) == context - 1, "prompts up to context - 1 everywhere"
+    batch = int(vllm["--max-num-seqs"])
+    assert int(tgi["--max-batch-size"]) == int(exl2["--max-batch-size"]) == batch
+    assert int(tgi["--max-concurrent-requests"]) >= LoadConfig().max_in_flight, (
+        "TGI would refuse load that vLLM and ExLlamaV2 queue"
+    )
+    # The ExLlamaV2 server accepts these limits (its batch is capped by the prefill chunk).
+    Exl2Config(model_dir=tmp_path, max_seq_len=context, max_batch_size=batch)
+    for name in ("vllm-gptq", "vllm-fp16", "tgi-gptq"):
+        same = _flags(services[name])
+        reference = vllm if name.startswith("vllm") else tgi
+        for flag in reference:
+            if flag.startswith("--max"):
+                assert same[flag] == reference[flag], f"{name} {flag}"
+
+
+def test_exllamav2_cache_size_is_optional(services: dict[str, Any], tmp_path: Path) -> None:
+    spec = services["exllamav2"]
+    assert spec["environment"]["EXL2_CACHE_SIZE"] == "", "empty: sized from free VRAM"
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    for name in ("hf_token", "api_key"):
+        (secrets / name).write_text("")
+    auto = _run_entrypoint(spec, secrets, tmp_path)
+    assert not any(arg.startswith("--cache-size") for arg in auto["argv"])
+    fixed = _run_entrypoint(spec, secrets, tmp_path, {"EXL2_CACHE_SIZE": "65536"})
+    assert fixed["argv"][-1] == "--cache-size=65536"
+
+
+def test_locust_workers_serve_their_exporter_to_prometheus(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    worker = services["locust-worker"]
+    assert "--qb-exporter-port=9646" in worker["command"]
+    host, _, port = worker["environment"]["QUANTBENCH_EXPORTER_BIND"].rpartition(":")
+    assert (host, port) == ("0.0.0.0", "9646"), "the container's interface, one port per replica"
+    assert not worker.get("ports"), "the exporter stays on the compose network"
+    prometheus = yaml.safe_load((REPO_ROOT / "services/prometheus/prometheus.yml").read_text())
+    (job,) = [job for job in prometheus["scrape_configs"] if job["job_name"] == "locust"]
+    (dns,) = job["dns_sd_configs"]
+    assert dns["names"] == ["locust-worker"] and dns["port"] == 9646
+    assert not job.get("static_configs"), "the master runs no users and serves no exporter"

@@ -23,8 +23,9 @@ from tests.procs import REPO_ROOT
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 MARKER = "qb-fake-docker-secret-41d2"
 
-# The fake: logs its argv as one JSON line; `compose config` runs the real binary; other verbs
-# print FAKE_OUT_<VERB>; FAKE_FAIL=<verb> makes that verb exit FAKE_RC with FAKE_STDERR.
+# The fake: logs its argv as one JSON line (and, with FAKE_ENV_LOG, the GPU_ID each verb saw);
+# `compose config` runs the real binary; other verbs print FAKE_OUT_<VERB>; FAKE_FAIL=<verb>
+# makes that verb exit FAKE_RC with FAKE_STDERR.
 FAKE_DOCKER = """\
 #!{python}
 import json, os, sys
@@ -47,6 +48,9 @@ elif args and args[0] == "compose":
 else:
     sys.stderr.write("docker: unknown command: docker " + " ".join(args[:1]) + "\\n")
     sys.exit(1)
+if os.environ.get("FAKE_ENV_LOG"):
+    with open(os.environ["FAKE_ENV_LOG"], "a") as log:
+        log.write(json.dumps([verb, os.environ.get("GPU_ID")]) + "\\n")
 if os.environ.get("FAKE_FAIL") == verb:
     sys.stderr.write(os.environ.get("FAKE_STDERR", ""))
     sys.exit(int(os.environ.get("FAKE_RC", "1")))
@@ -94,6 +98,16 @@ NO_ACCESS = (
 PORT_TAKEN = (
     "Error response from daemon: driver failed programming external connectivity on endpoint "
     "quantbench-vllm-awq-1 (abc): Bind for 127.0.0.1:8001 failed: port is already allocated\n"
+)
+# libnvidia-container's refusal of a CUDA 13 image on an older driver (the form of
+# vllm-project/vllm#5635, with the version the CUDA 13 vLLM images require).
+CUDA_TOO_OLD = (
+    "Error response from daemon: failed to create task for container: failed to create shim "
+    "task: OCI runtime create failed: runc create failed: unable to start container process: "
+    "error during container init: error running hook #0: error running hook: exit status 1, "
+    "stdout: , stderr: Auto-detected mode as 'legacy'\n"
+    "nvidia-container-cli: requirement error: unsatisfied condition: cuda>=13.0, please update "
+    "your driver to a newer version, or use an earlier cuda container: unknown\n"
 )
 BAD_DEVICE = (
     "Error response from daemon: failed to create task for container: failed to create shim "
@@ -313,6 +327,13 @@ FAILURES = [
     ("up", 1, NO_ACCESS, "this user may not use Docker (add it to the `docker` group"),
     ("up", 1, NO_GPU, "Docker cannot hand out a GPU (install the NVIDIA Container Toolkit"),
     ("up", 1, BAD_DEVICE, "could not attach the GPU (device error: 3: unknown device"),
+    (
+        "up",
+        1,
+        CUDA_TOO_OLD,
+        "the host's NVIDIA driver is too old for its image, which needs CUDA 13.0 (upgrade the "
+        "driver to >= 580.65.06",
+    ),
     ("up", 1, PULL_DENIED, "its image cannot be pulled (pull access denied for quantbench-ex"),
     ("up", 1, NO_MANIFEST, "its image cannot be pulled (manifest for vllm/vllm-openai:v0.33.0"),
     ("up", 1, NO_REGISTRY, 'the registry is unreachable (Get "https://ghcr.io/v2/": dial tcp'),
@@ -446,3 +467,50 @@ def test_runner_receives_the_extra_environment() -> None:
     assert seen["env"]["HF_TOKEN_FILE"] == "/x"
     assert seen["env"]["PATH"] == os.environ["PATH"]
     assert seen["capture_output"] is True and seen["check"] is False
+
+
+def test_a_driver_too_old_for_the_image_is_not_blamed_on_the_gpu_ids(
+    fake: dict[str, Any],
+) -> None:
+    compose = project(fake, FAKE_FAIL="up", FAKE_STDERR=CUDA_TOO_OLD)
+    with pytest.raises(HarnessError) as caught:
+        compose.up("vllm-awq", timeout_s=600)
+    message = str(caught.value)
+    assert "VLLM_IMAGE=vllm/vllm-openai:v0.33.0-cu129" in message, "the CUDA 12 build is offered"
+    assert "quantbench doctor" in message
+    assert "GPU_ID" not in message and "*_GPU" not in message, "not a GPU id problem"
+
+
+def _gpu_ids_seen(log: Path) -> dict[str, str | None]:
+    return {verb: gpu for verb, gpu in (json.loads(line) for line in log.read_text().splitlines())}
+
+
+@pytest.mark.parametrize(("env", "solo"), [({}, "0"), ({"GPU_ID": "2"}, "2")])
+def test_a_service_started_alone_runs_on_the_solo_gpu(
+    fake: dict[str, Any], tmp_path: Path, env: dict[str, str], solo: str
+) -> None:
+    env_log = tmp_path / "env.log"
+    compose = project(fake, FAKE_OUT_PORT="127.0.0.1:8002\n", FAKE_OUT_PS="",
+                      FAKE_ENV_LOG=str(env_log), **env)  # fmt: skip
+    assert compose.service_config("vllm-gptq")["deploy"]["resources"]["reservations"]["devices"][0][
+        "device_ids"
+    ] == [solo if env else "1"], "GPU_ID unset: its own id, for profiles"
+    with compose.running("vllm-gptq", timeout_s=30):
+        resolved = compose.resolved_config("vllm-gptq")
+    assert _gpu_ids_seen(env_log)["up"] == solo, "one GPU is enough for every service"
+    assert resolved["gpus"] == [solo], "run.json records the GPU it ran on"
+    up = next(call for call in calls(fake) if "up" in call)
+    assert "--no-recreate" not in up
+
+
+def test_a_service_already_running_is_not_moved(fake: dict[str, Any], tmp_path: Path) -> None:
+    env_log = tmp_path / "env.log"
+    ps = json.dumps({"Service": "vllm-gptq", "State": "running", "Health": "healthy"}) + "\n"
+    compose = project(fake, FAKE_OUT_PORT="127.0.0.1:8002\n", FAKE_OUT_PS=ps,
+                      FAKE_ENV_LOG=str(env_log))  # fmt: skip
+    with compose.running("vllm-gptq", timeout_s=30):
+        resolved = compose.resolved_config("vllm-gptq")
+    up = next(call for call in calls(fake) if "up" in call)
+    assert "--no-recreate" in up, "up must not recreate it on another GPU"
+    assert _gpu_ids_seen(env_log)["up"] is None
+    assert resolved["gpus"] == ["1"]
