@@ -3,6 +3,9 @@ exporter of client-side latencies and outcomes (so Grafana shows client beside s
 
 Locust's own CPU warning samples every 10 s from a zero baseline (TRAPS.md 2), so each
 generator process samples itself once a second into `generator.jsonl`.
+
+The exporter binds 127.0.0.1 unless `QUANTBENCH_EXPORTER_BIND` asks otherwise (compose sets it
+so that Prometheus can reach each Locust worker container).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import psutil
@@ -17,9 +21,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from loadtest.records import RequestRecord
 
-__all__ = ["GENERATOR_FILE", "ClientExporter", "CpuSampler"]
+__all__ = ["EXPORTER_BIND_ENV", "GENERATOR_FILE", "ClientExporter", "CpuSampler", "bind_address"]
 
 GENERATOR_FILE = "generator.jsonl"
+EXPORTER_BIND_ENV = "QUANTBENCH_EXPORTER_BIND"
 
 # The same bounds as vLLM's TTFT and ITL histograms, so client and server panels line up.
 _TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
@@ -92,5 +97,28 @@ class ClientExporter:
             self._tpot.labels(record.target).observe(record.tpot_ms / 1000)
         self._tokens.labels(record.target).inc(record.output_tokens)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> None:
-        start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str | None = None) -> int:
+        """Serve `/metrics` in a thread; returns the port bound (`bind_address` says where)."""
+        host, port = bind_address(port, host)
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)
+
+
+def bind_address(
+    port: int, host: str | None = None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, int]:
+    """Where the exporter listens: `host` (default 127.0.0.1) and `port`, unless
+    `QUANTBENCH_EXPORTER_BIND` ("HOST" or "HOST:PORT", e.g. "0.0.0.0:9646") names them.
+
+    A port in it replaces the caller's, which Locust offsets by the worker index to keep the
+    processes of one host apart: containers each have their own network namespace, so every
+    replica serves the same port and Prometheus finds them all through Docker's DNS."""
+    value = environ.get(EXPORTER_BIND_ENV, "").strip()
+    if not value:
+        return host or "127.0.0.1", port
+    bind_host, colon, bind_port = value.rpartition(":")
+    if not colon or "]" in bind_port:  # "HOST" alone (an IPv6 literal in brackets included)
+        bind_host, bind_port = value, ""
+    if bind_port and not bind_port.isdigit():
+        raise ValueError(f"{EXPORTER_BIND_ENV}={value!r}: expected HOST or HOST:PORT")
+    return bind_host.strip("[]") or host or "127.0.0.1", int(bind_port) if bind_port else port

@@ -70,4 +70,4 @@ def test_targets_are_compose_services_on_their_metrics_port(
         name for name, spec in services.items() if "io.quantbench.stack" in spec.get("labels", {})
     }
     assert stacks <= scraped, f"not scraped: {sorted(stacks - scraped)}"
-    assert {"locust-master", "locust-worker"} <= scraped
+    assert "locust-worker" in scraped
