@@ -18,6 +18,8 @@ from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
 from analysis.rundir import RunDirError
 from quantbench import __version__
 from quantbench.config import load_config
+from quantbench.doctor import add_parser as add_doctor_parser
+from quantbench.doctor import run_doctor
 from quantbench.errors import ConfigError, QuantbenchError
 from quantbench.runner import resume_bench, run_bench
 from quantbench.tracecmd import add_trace_parser, run_trace
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", type=Path, help="a run directory written by `quantbench run`")
     _add_plan(commands)
     add_trace_parser(commands)
+    add_doctor_parser(commands)
     return parser
 
 
@@ -208,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
             return _plan(args)
         if args.command == "trace":
             return run_trace(args, console)
+        if args.command == "doctor":
+            return run_doctor(args, console)
     except (QuantbenchError, RunDirError, SimConfigError) as exc:
         print(f"quantbench: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
