@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -21,7 +22,9 @@ from rich.console import Console
 from quantbench.cli import build_parser, main
 from quantbench.config import load_config
 from quantbench.doctor import Check, Host, diagnose, run_doctor
+from quantbench.doctor_checks import check_compose, check_docker, check_toolkit
 from quantbench.doctor_targets import Context
+from quantbench.hostfacts import DockerFacts
 from tests.deploy.helpers import write_secret_files
 from tests.procs import REPO_ROOT, start_sim, stop_sim
 from tests.quantbench.doctor_fakes import A100, RTX4090, good_host, gpu, install_fakes
@@ -357,6 +360,17 @@ def test_a_workload_longer_than_the_context(
     assert checks["target exl2: limits"].status == "warn", "only the 0.1% tail would not fit"
 
 
+def test_limits_that_differ_between_stacks_are_flagged(
+    fakes: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    host = make_host(fakes, monkeypatch, good_host(tmp_path))
+    assert by_name(diagnose(None, COMPOSE_FILE, [], host))["engine limits"].status == "ok"
+    monkeypatch.setenv("MAX_INPUT_TOKENS", "3072")  # the old TGI-only limit
+    check = by_name(diagnose(None, COMPOSE_FILE, [], host))["engine limits"]
+    assert check.status == "warn" and "tgi-awq 4096/3072" in check.detail
+    assert "vllm-awq 4096/4095" in check.detail
+
+
 def test_a_url_target_that_does_not_generate(
     fakes: tuple[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
@@ -460,3 +474,65 @@ def test_the_secret_mode_is_read_not_guessed(tmp_path: Path) -> None:
     ok = check_secret("hf_token", str(path), needs_value=False)
     assert ok.status == "ok" and ok.detail.endswith("set, mode -rw-r--r--")
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    ("facts", "status", "expected"),
+    [
+        (DockerFacts(error="`docker` not found"), "fail", "no Docker: `docker` not found"),
+        (DockerFacts(client="27.3.1", error="permission denied while trying to connect"),
+         "fail", "Docker refuses this user"),
+        (DockerFacts(client="19.03.1", server="19.03.1", compose="2.40.3"), "fail", "engine 19.03"),
+        (DockerFacts(client="27.3.1", server="27.3.1", compose="2.40.3"), "ok", "engine 27.3.1"),
+    ],
+)  # fmt: skip
+def test_docker_versions(facts: DockerFacts, status: str, expected: str) -> None:
+    check = check_docker(facts)
+    assert check.status == status and expected in check.detail
+    assert bool(check.fix) == (status == "fail")
+
+
+def test_compose_and_toolkit_versions() -> None:
+    old = check_compose(DockerFacts(server="27.3.1", compose="2.20.2"))
+    assert old.status == "fail" and ">= 2.30" in old.fix
+    missing = check_compose(DockerFacts(server="27.3.1", compose_error="unknown command"))
+    assert missing.status == "fail" and "unknown command" in missing.detail
+    assert check_toolkit(DockerFacts(runtimes=("runc",)), None).status == "fail"
+    assert check_toolkit(DockerFacts(runtimes=("nvidia", "runc")), None).status == "ok"
+    cdi = DockerFacts(cdi_devices=("nvidia.com/gpu=0",))
+    assert check_toolkit(cdi, None).detail == "found CDI devices"
+
+
+def test_the_table_on_a_terminal(tmp_path: Path) -> None:
+    """What a user sees: the CLI on a pseudo-terminal, 100 columns, no GPU and no Docker."""
+    import pty
+
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+    env.update(PATH=str(empty), COLUMNS="100", LINES="50", TERM="xterm")
+    env.pop("NO_COLOR", None)
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "quantbench", "doctor"],
+        cwd=REPO_ROOT, env=env, stdin=secondary, stdout=secondary, stderr=secondary,
+    )  # fmt: skip
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(primary)
+    assert proc.wait(timeout=60) == 1
+    screen = b"".join(chunks).decode()
+    assert "\x1b[" in screen, "colours on a terminal"
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", screen)
+    lines = plain.splitlines()
+    assert all(len(line.rstrip("\r")) <= 100 for line in lines), "fits the terminal's width"
+    assert "quantbench doctor" in plain and "FAIL" in plain and "Traceback" not in plain
+    assert "a run cannot start" in plain
