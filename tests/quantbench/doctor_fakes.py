@@ -15,10 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from tests.deploy.helpers import compose_binary
+from tests.quantbench.test_compose import COMPOSE_VERB
 
-FAKE_DOCKER = """\
+FAKE_DOCKER = (
+    """\
 #!{python}
 import json, os, sys
+"""
+    + COMPOSE_VERB
+    + """
 args = sys.argv[1:]
 host = json.loads(os.environ["FAKE_HOST"])
 if args[:1] == ["version"]:
@@ -42,14 +47,7 @@ elif args[:2] == ["image", "inspect"]:
         sys.exit(1)
     print(json.dumps(image))
 elif args[:1] == ["compose"]:
-    takes_value = {{"-f", "--project-directory", "--env-file", "-p", "--profile"}}
-    rest, verb = args[1:], ""
-    while rest:
-        if rest[0] in takes_value:
-            rest = rest[2:]
-            continue
-        verb = rest[0]
-        break
+    verb = compose_verb(args)
     if verb == "version":
         print(host.get("compose", "2.40.3"))
     elif verb == "config":
@@ -64,6 +62,7 @@ else:
     sys.stderr.write("fake docker: unexpected " + " ".join(args) + "\\n")
     sys.exit(3)
 """
+)
 
 FAKE_NVIDIA_SMI = """\
 #!{python}

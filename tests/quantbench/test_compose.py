@@ -26,23 +26,30 @@ MARKER = "qb-fake-docker-secret-41d2"
 # The fake: logs its argv as one JSON line (and, with FAKE_ENV_LOG, the GPU_ID each verb saw);
 # `compose config` runs the real binary; other verbs print FAKE_OUT_<VERB>; FAKE_FAIL=<verb>
 # makes that verb exit FAKE_RC with FAKE_STDERR.
-FAKE_DOCKER = """\
+# The verb of `docker compose [global flags] VERB ...`, for fake `docker` scripts.
+COMPOSE_VERB = """\
+def compose_verb(args):
+    takes_value = {{"-f", "--project-directory", "--env-file", "-p", "--profile"}}
+    rest = args[1:]
+    while rest and rest[0] in takes_value:
+        rest = rest[2:]
+    return rest[0] if rest else ""
+"""
+
+FAKE_DOCKER = (
+    """\
 #!{python}
 import json, os, sys
+"""
+    + COMPOSE_VERB
+    + """
 args = sys.argv[1:]
 with open(os.environ["FAKE_LOG"], "a") as log:
     log.write(json.dumps(args) + "\\n")
 if args[:2] == ["image", "inspect"]:
     verb = "inspect"
 elif args and args[0] == "compose":
-    takes_value = {{"-f", "--project-directory", "--env-file", "-p", "--profile"}}
-    rest, verb = args[1:], ""
-    while rest:
-        if rest[0] in takes_value:
-            rest = rest[2:]
-            continue
-        verb = rest[0]
-        break
+    verb = compose_verb(args)
     if verb == "config" and not os.environ.get("FAKE_FAIL") == "config":
         os.execv({compose!r}, [{compose!r}, *args[1:]])
 else:
@@ -56,6 +63,7 @@ if os.environ.get("FAKE_FAIL") == verb:
     sys.exit(int(os.environ.get("FAKE_RC", "1")))
 sys.stdout.write(os.environ.get("FAKE_OUT_" + verb.upper(), ""))
 """
+)
 
 NO_ENGINE = (
     "Cannot connect to the Docker daemon at unix:///var/run/docker.sock. "
