@@ -199,7 +199,10 @@ def _target_checks(config: BenchConfig, plan: Plan, host: Host) -> Iterable[Chec
         context: Context | None = None
         if target.compose is not None:
             service = by_name.get(target.compose)
-            context = compose_context(service.stack, service.flags) if service else None
+            if service is None:
+                yield Check(f"{name}: limits", "skip", "the compose file was not read")
+                continue
+            context = compose_context(service.stack, service.flags)
         else:
             url = str(target.url).rstrip("/")
             problem = host.prober.generating(
