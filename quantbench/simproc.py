@@ -16,7 +16,6 @@ from pathlib import Path
 
 from quantbench.errors import HarnessError
 from services.sim.config import SimSettings
-from services.sim.faults import FaultConfig
 
 __all__ = ["sim_arguments", "simulator"]
 
@@ -25,50 +24,9 @@ _POLL_S = 0.05
 
 
 def sim_arguments(settings: SimSettings) -> list[str]:
-    """The `python -m services.sim` command line for these settings."""
-    args = [
-        "--stack", settings.stack,
-        "--quant", settings.quant,
-        "--gpu", settings.gpu,
-        "--host", settings.host,
-        "--port", str(settings.port),
-        "--timing", settings.timing,
-        "--ttft-ms", str(settings.ttft_ms),
-        "--itl-ms", str(settings.itl_ms),
-        "--max-model-len", str(settings.max_model_len),
-        "--max-concurrent-requests", str(settings.max_concurrent_requests),
-        "--seed", str(settings.seed),
-    ]  # fmt: skip
-    if settings.model:
-        args += ["--model", settings.model]
-    if settings.speed != 1.0:
-        args += ["--speed", str(settings.speed)]
-    if settings.request_log is not None:
-        args += ["--request-log", str(settings.request_log)]
-    return [sys.executable, "-m", "services.sim", *args, *_fault_arguments(settings.faults)]
-
-
-_FAULT_FLAGS = (
-    ("--stall-at", "stall_at_s"),
-    ("--stall-for", "stall_for_s"),
-    ("--cut-rate", "cut_rate"),
-    ("--malformed-rate", "malformed_rate"),
-    ("--hang-rate", "hang_rate"),
-    ("--refuse-for", "refuse_for_s"),
-    ("--restart-at", "restart_at_s"),
-    ("--restart-down", "restart_down_s"),
-    ("--slowdown", "slowdown"),
-    ("--fault-seed", "seed"),
-)
-
-
-def _fault_arguments(faults: FaultConfig) -> list[str]:
-    args = [f"--error={error.status}:{error.rate}" for error in faults.errors]
-    for flag, field in _FAULT_FLAGS:
-        value = getattr(faults, field)
-        if value is not None:
-            args.append(f"{flag}={value}")
-    return args
+    """The `python -m services.sim` command line for these settings: the whole model as JSON,
+    so every field (nested faults included) reaches the simulator as validated here."""
+    return [sys.executable, "-m", "services.sim", "--settings-json", settings.model_dump_json()]
 
 
 def _wait_ready(process: subprocess.Popen[bytes], log: Path, name: str, timeout_s: float) -> str:

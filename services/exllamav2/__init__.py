@@ -1,8 +1,9 @@
 """quantbench's own OpenAI-compatible ExLlamaV2 server with Prometheus metrics.
 
 TabbyAPI dropped ExLlamaV2 and never exported metrics. The HTTP layer (`create_app`) runs over
-any `Engine`: exllamav2's dynamic generator on a GPU (`Exl2Engine`), or the simulator on a CPU
-(`services.exllamav2.simulated`). Importing this package never imports exllamav2 or torch.
+any `Engine`: exllamav2's dynamic generator on a GPU (`Exl2Engine`), or the simulator's engine
+on a CPU (services/sim/exllamav2_sim.py, which depends on this package, never the reverse).
+Importing this package never imports exllamav2, torch or anything of `services.sim`.
 """
 
 from services.exllamav2.app import SERVER_VERSION, create_app

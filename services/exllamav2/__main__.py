@@ -31,9 +31,19 @@ _NAME = "quantbench-exllamav2"
 _SHUTDOWN_TIMEOUT_S = 2.0
 _log = logging.getLogger("services.exllamav2")
 _ENGINE_FLAGS = (
-    "model_dir", "served_model_name", "max_seq_len", "cache_size", "cache_mode",
-    "max_batch_size", "chunk_size",
+    "model_dir", "served_model_name", "max_seq_len", "cache_size", "gpu_memory_utilization",
+    "cache_mode", "max_batch_size", "chunk_size",
 )  # fmt: skip
+
+
+def _cache_size(text: str) -> int | None:
+    """`--cache-size N` or `auto` (compose passes `${EXL2_CACHE_SIZE:-auto}`)."""
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of tokens or 'auto'") from None
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -53,7 +63,20 @@ def build_parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     add("--port", type=int, default=8000, help="port to bind; 0 lets the OS pick (default: 8000)")
     add("--max-seq-len", type=int, default=None, help="context length (default: the model's)")
-    add("--cache-size", type=int, default=None, help="KV tokens shared by all jobs, x256")
+    add(
+        "--cache-size",
+        type=_cache_size,
+        default=None,
+        metavar="N|auto",
+        help="KV cache tokens shared by all running requests, a multiple of 256; auto (the "
+        "default): as many as free VRAM holds within --gpu-memory-utilization, on the first GPU",
+    )
+    add(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="fraction of the GPU the process may use, weights and auto-sized cache (0.9)",
+    )
     add("--cache-mode", default="FP16", choices=("FP16", "Q8", "Q6", "Q4"), help="KV precision")
     add("--max-batch-size", type=int, default=None, help="max concurrent jobs (default: auto)")
     add("--chunk-size", type=int, default=2048, help="prefill chunk in tokens, x256 (2048)")

@@ -1,24 +1,24 @@
 """The OpenAI-compatible HTTP layer of the ExLlamaV2 server, over any `Engine`.
 
-Every generation request passes `_Server.admit` and every streamed byte `_Server.send` (the
-places for fault injection); metrics are measured here from the engine's results.
+Every generation request passes `_Server.admit` and every streamed byte `_Server.send`, which
+writes through the stream tap seam (services/stream_tap.py) so whoever builds the app (the
+simulator) can watch and disturb streams; metrics are measured here from the engine's results.
+Parsing, errors and vLLM's length rules are the shared OpenAI layer's (services/openai_http.py).
+This package never imports the simulator.
 """
 
 from __future__ import annotations
 
 import hmac
-import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Any, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ValidationError
 
 from services.exllamav2.config import AppConfig, resolve_api_key
 from services.exllamav2.engine import (
@@ -47,24 +47,23 @@ from services.exllamav2.protocol import (
     usage,
     usage_chunk,
 )
-from services.sim.fault_layer import fault_middleware, stream_faults
-from services.sim.faults import FaultPlan
+from services.openai_http import (
+    SSE_CONTENT_TYPE,
+    HttpError,
+    LengthLimits,
+    error_middleware,
+    fit_max_tokens,
+    json_response,
+    parse_body,
+)
+from services.stream_tap import tap_of, write_event
 
-__all__ = ["SERVER_VERSION", "Admitted", "HttpError", "create_app"]
+__all__ = ["GENERATION_PATHS", "SERVER_VERSION", "Admitted", "HttpError", "create_app"]
 
 SERVER_VERSION = "0.1.0"
-_SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"
+GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
 _log = logging.getLogger("services.exllamav2")
-_M = TypeVar("_M", bound=BaseModel)
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class HttpError(Exception):
-    """An error answered as OpenAI's `{"error": {message, type, param, code}}`."""
-
-    def __init__(self, status: int, message: str, err_type: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.err_type, self.param = status, message, err_type, param
 
 
 class _EngineFailed(Exception):
@@ -76,28 +75,7 @@ class _EngineFailed(Exception):
         _log.log(level, "generation failed %s: %s", where, self)
 
 
-def _bad_request(message: str, param: str | None = None) -> HttpError:
-    return HttpError(400, message, "Bad Request", param)  # vLLM's type for validation errors
-
-
-def _json(obj: Any, status: int = 200) -> web.Response:
-    body = json.dumps(obj, separators=(",", ":")).encode()
-    return web.Response(body=body, status=status, content_type="application/json")
-
-
-@web.middleware
-async def _error_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except HttpError as exc:
-        return _json(error_body(exc.message, exc.err_type, exc.status, exc.param), exc.status)
-    except web.HTTPException as exc:  # unknown route, wrong method, body too large
-        if exc.status < 400:
-            raise
-        return _json(error_body(exc.reason, exc.reason, exc.status), exc.status)
-
-
-def _auth_middleware(api_key: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _auth_middleware(api_key: str) -> Middleware:
     @web.middleware
     async def check(request: web.Request, handler: _Handler) -> web.StreamResponse:
         if request.path.startswith("/v1/"):
@@ -161,23 +139,25 @@ class _Server:
         arrival = self._metrics.clock()
         self._require_loaded()
         req: GenerateRequest
+        param = "max_tokens"
         try:
             if chat:
-                req = chat_req = await _parse(request, ChatCompletionRequest)
+                req = chat_req = await parse_body(request, ChatCompletionRequest)
                 self._check_model(req.model)
                 ids = self._engine.encode_chat(chat_req.pairs())
                 requested = chat_req.requested_max_tokens()
+                if chat_req.max_completion_tokens is not None:
+                    param = "max_completion_tokens"
             else:
-                req = text_req = await _parse(request, CompletionRequest)
+                req = text_req = await parse_body(request, CompletionRequest)
                 self._check_model(req.model)
                 prompt = text_req.prompt
                 ids = list(prompt) if isinstance(prompt, list) else self._engine.encode(prompt)
                 requested = text_req.max_tokens or self._config.completions_default_max_tokens
         except EngineError as exc:  # e.g. the chat template refused the messages
-            raise _bad_request(str(exc)) from exc
-        max_tokens = self._check_length(len(ids), requested)
-        if req.min_tokens > max_tokens:
-            raise _bad_request("min_tokens must be <= max_tokens", "min_tokens")
+            raise HttpError(400, str(exc), "BadRequestError") from exc
+        limits = LengthLimits(len(ids), requested, req.min_tokens, param)
+        max_tokens = fit_max_tokens(limits, self._engine.max_seq_len)
         job = JobRequest(
             input_ids=tuple(ids),
             max_new_tokens=max_tokens,
@@ -189,14 +169,21 @@ class _Server:
             top_p=req.top_p,
             top_k=req.top_k,
         )
+        tap = tap_of(request)
+        if tap is not None:
+            tap.admitted(len(ids), max_tokens)
         return Admitted(chat, req, job, arrival)
 
-    async def send(self, request: web.Request, resp: web.StreamResponse, data: bytes) -> None:
-        """Write one SSE event (or the `[DONE]` marker) to the client."""
-        faults = stream_faults(request)
-        if faults is not None and not await faults.before_event(request, resp.write):
-            raise ConnectionResetError("injected fault: the connection was cut")
-        await resp.write(data)
+    async def send(
+        self,
+        request: web.Request,
+        resp: web.StreamResponse,
+        data: bytes,
+        result: JobResult | None = None,
+    ) -> None:
+        """Write one SSE event (or the `[DONE]` marker); `result`: the tokens it carries."""
+        tokens, due = (0, None) if result is None else (result.token_count, result.due)
+        await write_event(request, resp.write, data, tokens=tokens, due=due)
 
     # -- generation --
 
@@ -216,13 +203,18 @@ class _Server:
         try:
             if adm.req.stream:
                 return await self._stream(request, adm, job, meter)
-            return await self._collect(adm, job, meter)
+            return await self._collect(request, adm, job, meter)
         finally:
             # Client gone (write failed or handler cancelled): cancel the job, count an abort.
             meter.finish("abort")
             await job.cancel()
+            tap = tap_of(request)
+            if tap is not None:
+                tap.finished(meter.finished)
 
-    async def _collect(self, adm: Admitted, job: EngineJob, meter: RequestMeter) -> web.Response:
+    async def _collect(
+        self, request: web.Request, adm: Admitted, job: EngineJob, meter: RequestMeter
+    ) -> web.Response:
         texts: list[str] = []
         end = None
         try:
@@ -241,20 +233,23 @@ class _Server:
         meter.finish("stop", end)
         use = usage(adm.prompt_tokens, end.new_tokens)
         reason = finish_reason(end.eos_reason)
+        request_id = request.headers.get("X-Request-Id")
         if adm.chat:
-            head = response_head("chatcmpl", "chat.completion", self._model)
-            return _json(chat_response(head, "".join(texts), reason, end.stop_string, use))
-        head = response_head("cmpl", "text_completion", self._model)
-        return _json(completion_response(head, "".join(texts), reason, end.stop_string, use))
+            head = response_head("chatcmpl", "chat.completion", self._model, request_id)
+            return json_response(chat_response(head, "".join(texts), reason, end.stop_string, use))
+        head = response_head("cmpl", "text_completion", self._model, request_id)
+        body = completion_response(head, "".join(texts), reason, end.stop_string, use)
+        return json_response(body)
 
     async def _stream(
         self, request: web.Request, adm: Admitted, job: EngineJob, meter: RequestMeter
     ) -> web.StreamResponse:
+        request_id = request.headers.get("X-Request-Id")
         if adm.chat:
-            head = response_head("chatcmpl", "chat.completion.chunk", self._model)
+            head = response_head("chatcmpl", "chat.completion.chunk", self._model, request_id)
         else:
-            head = response_head("cmpl", "text_completion", self._model)
-        resp = web.StreamResponse(headers={"Content-Type": _SSE_CONTENT_TYPE})
+            head = response_head("cmpl", "text_completion", self._model, request_id)
+        resp = web.StreamResponse(headers={"Content-Type": SSE_CONTENT_TYPE})
         try:
             await resp.prepare(request)
             end, failure, role_sent = None, "Generation ended without a result.", False
@@ -269,20 +264,16 @@ class _Server:
                     fin = finish_reason(end.eos_reason) if end else None
                     stop = end.stop_string if end else None
                     if not adm.chat:
-                        await self.send(
-                            request,
-                            resp,
-                            sse(completion_chunk(head, result.text, fin, stop_reason=stop)),
-                        )
+                        chunk = completion_chunk(head, result.text, fin, stop_reason=stop)
+                        await self.send(request, resp, sse(chunk), result)
                         continue
                     if not role_sent:  # vLLM's role-only first chunk, with the first output
                         role = {"role": "assistant", "content": ""}
                         await self.send(request, resp, sse(chat_chunk(head, role, None)))
                         role_sent = True
                     delta = {"content": result.text}
-                    await self.send(
-                        request, resp, sse(chat_chunk(head, delta, fin, stop_reason=stop))
-                    )
+                    chunk = chat_chunk(head, delta, fin, stop_reason=stop)
+                    await self.send(request, resp, sse(chunk), result)
             except _EngineFailed as exc:
                 exc.log("mid-stream")
                 failure = f"Generation failed: {exc}"
@@ -304,24 +295,36 @@ class _Server:
 
     async def token_encode(self, request: web.Request) -> web.StreamResponse:
         self._require_loaded()
-        req = await _parse(request, TokenEncodeRequest)
+        req = await parse_body(request, TokenEncodeRequest)
         if isinstance(req.text, str):
             ids = self._engine.encode(req.text)
         else:
             ids = self._engine.encode_chat([(m.role, m.text()) for m in req.text])
-        return _json({"tokens": ids, "length": len(ids)})
+        return json_response({"tokens": ids, "length": len(ids)})
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         self._require_loaded()
-        return _json(models_body(self._model, self._engine.max_seq_len, self._created))
+        return json_response(models_body(self._model, self._engine.max_seq_len, self._created))
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         if self._engine.is_loaded:
-            return _json({"status": "ok"})
-        return _json({"status": "loading"}, 503)
+            return json_response({"status": "ok"})
+        return json_response({"status": "loading"}, 503)
 
     async def version(self, request: web.Request) -> web.StreamResponse:
-        return _json({"version": SERVER_VERSION, "engine": self._engine.engine_version})
+        return json_response({"version": SERVER_VERSION, "engine": self._engine.engine_version})
+
+    async def info(self, request: web.Request) -> web.StreamResponse:
+        """The resolved engine settings (context, KV cache size and how it was chosen, ...);
+        quantbench records this in run.json. Partial while the model loads."""
+        body = {
+            "model": self._model,
+            "version": SERVER_VERSION,
+            "engine": self._engine.engine_version,
+            "loaded": self._engine.is_loaded,
+            **self._engine.info(),
+        }
+        return json_response(body)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self._registry)
@@ -337,49 +340,6 @@ class _Server:
         if name is not None and name != self._model:
             raise HttpError(404, f"The model `{name}` does not exist.", "NotFoundError", "model")
 
-    def _check_length(self, prompt_tokens: int, max_tokens: int | None) -> int:
-        limit = self._engine.max_seq_len
-        if prompt_tokens == 0:
-            raise _bad_request("The prompt cannot be empty.", "prompt")
-        if prompt_tokens >= limit:
-            raise _bad_request(
-                f"This model's maximum context length is {limit} tokens. However, your request "
-                f"has {prompt_tokens} input tokens. Please reduce the length of the input."
-            )
-        if max_tokens is None:
-            return limit - prompt_tokens
-        if prompt_tokens + max_tokens > limit:
-            raise _bad_request(
-                f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the prompt, "
-                f"{max_tokens} in the completion). Please reduce the length of the prompt or "
-                "completion."
-            )
-        return max_tokens
-
-
-async def _parse(request: web.Request, model: type[_M]) -> _M:
-    try:
-        body = json.loads(await request.read())
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise _bad_request(f"Invalid JSON body: {exc}") from exc
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        parts = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err["loc"])
-            parts.append(f"{where}: {err['msg']}" if where else err["msg"])
-        raise _bad_request("; ".join(parts)) from exc
-
-
-MALFORMED_EVENT = b'data: {"id":"cmpl-\n\n'  # injected (simulation): not valid JSON
-
-
-def _injected_error(status: int) -> web.Response:
-    phrase = HTTPStatus(status).phrase
-    return _json(error_body("Injected fault (simulated)", phrase, status), status)
-
 
 def create_app(
     engine: Engine,
@@ -387,28 +347,29 @@ def create_app(
     registry: CollectorRegistry,
     *,
     environ: Mapping[str, str] | None = None,
-    faults: FaultPlan | None = None,
+    middlewares: Sequence[Middleware] = (),
     started_at: float | None = None,
 ) -> web.Application:
     """The server's aiohttp application; raises `Exl2ConfigError` if the API key is unset.
 
     It does not load the engine (the caller does, while `/health` answers 503); it closes the
-    engine, failing live requests, when the application shuts down. `faults` and `started_at`
-    (the process start a simulated restart reports) serve the simulator only.
+    engine, failing live requests, when the application shuts down. `middlewares` run inside
+    the error and authentication ones (the simulator passes its fault layer there, see
+    services/stream_tap.py); `started_at` is the process start a simulated restart reports.
     """
     api_key = resolve_api_key(config, os.environ if environ is None else environ)
     server = _Server(engine, config, registry, started_at)
-    middlewares = [_error_middleware] + ([_auth_middleware(api_key)] if api_key else [])
-    if faults is not None:  # simulated runs only: see services/sim/fault_layer.py
-        paths = ("/v1/completions", "/v1/chat/completions")
-        middlewares.append(fault_middleware(faults, paths, _injected_error, MALFORMED_EVENT))
-    app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
+    stack: list[Middleware] = [error_middleware]
+    if api_key:
+        stack.append(_auth_middleware(api_key))
+    app = web.Application(middlewares=[*stack, *middlewares], client_max_size=64 * 1024**2)
     app.router.add_post("/v1/completions", server.completions)
     app.router.add_post("/v1/chat/completions", server.chat_completions)
     app.router.add_post("/v1/token/encode", server.token_encode)
     app.router.add_get("/v1/models", server.models)
     app.router.add_get("/health", server.health)
     app.router.add_get("/version", server.version)
+    app.router.add_get("/info", server.info)
     app.router.add_get("/metrics", server.metrics)
 
     async def _close_engine(_: web.Application) -> None:

@@ -49,7 +49,9 @@ class Exl2Config(BaseModel):
     model_dir: DirectoryPath
     served_model_name: str | None = Field(default=None, min_length=1)
     max_seq_len: int | None = Field(default=None, ge=PAGE_SIZE)  # None: the model's config.json
-    cache_size: int | None = Field(default=None, ge=PAGE_SIZE)  # None: max_seq_len, rounded up
+    # None: as many tokens as free VRAM holds (cache_sizing.py); a number fixes it
+    cache_size: int | None = Field(default=None, ge=PAGE_SIZE)
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)  # for the automatic size
     cache_mode: CacheMode = "FP16"
     max_batch_size: int | None = Field(default=None, ge=1)  # None: the generator decides
     chunk_size: int = Field(default=2048, ge=PAGE_SIZE)

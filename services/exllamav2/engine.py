@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 __all__ = [
     "Engine",
@@ -84,6 +84,7 @@ class JobResult:
     curr_progress: int = 0  # prefill: prompt tokens ingested so far
     max_progress: int = 0  # prefill: prompt tokens to ingest
     end: JobStats | None = None
+    due: float | None = None  # a simulated engine: when its timing model produced the tokens
 
     @property
     def eos(self) -> bool:
@@ -146,4 +147,9 @@ class Engine(Protocol):
 
     def kv_cache_usage(self) -> float:
         """Fraction 0-1 of KV-cache pages held by running jobs."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Resolved engine settings for `/info` (context, cache size and its source, ...);
+        may be partial until loaded."""
         ...

@@ -1,8 +1,9 @@
 """The real engine: exllamav2's dynamic async generator behind the `Engine` protocol.
 
 Follows exllamav2 0.3.2 (`generator/dynamic.py`, `generator/dynamic_async.py`,
-`examples/inference_async.py`). exllamav2, torch and jinja2 are imported only inside `load` and
-the job calls, because exllamav2 compiles its CUDA extension at import (TRAPS.md 7).
+`examples/inference_async.py`). exllamav2 and torch are imported only inside the load thread and
+the job calls: exllamav2 compiles its CUDA extension at first import (minutes), which must not
+block the event loop that answers `/health` and `/metrics` meanwhile (TRAPS.md 7).
 """
 
 from __future__ import annotations
@@ -10,15 +11,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
-import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
+from services.exllamav2.cache_sizing import CachePlan, ModelShape, cache_bytes_per_token, plan_cache
 from services.exllamav2.config import PAGE_SIZE, Exl2Config, Exl2ConfigError
 from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats
+from services.exllamav2.model_files import (
+    chat_template_source,
+    compile_chat_template,
+    model_max_seq_len,
+    wants_bos,
+)
 
 __all__ = ["Exl2Engine", "Exl2Job", "convert_result", "model_max_seq_len"]
 
@@ -30,27 +36,21 @@ _CACHE_CLASSES = {
     "Q6": "ExLlamaV2Cache_Q6",
     "Q4": "ExLlamaV2Cache_Q4",
 }
-# exllamav2 config.py ExLlamaV2Config.prepare(): where max_seq_len is read from, default 2048.
-_MAX_LEN_KEYS = (
-    "max_sequence_length", "model_max_length", "max_position_embeddings", "max_seq_len",
-    "n_positions",
-)  # fmt: skip
+_log = logging.getLogger("services.exllamav2")
 
 
-def model_max_seq_len(model_dir: Path) -> int:
-    """The context length exllamav2 will read from `config.json`, without importing it."""
-    try:
-        data = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return 2048
-    for key in _MAX_LEN_KEYS:
-        if isinstance(data.get(key), int):
-            return int(data[key])
-    return 2048
+def _count(ids: Any) -> int:
+    return int(ids.shape[-1]) if ids is not None else 0  # torch tensor of shape (1, n)
 
 
 def convert_result(r: Mapping[str, Any]) -> JobResult:
-    """One `ExLlamaV2DynamicGenerator.iterate()` result dict as a `JobResult`."""
+    """One `ExLlamaV2DynamicGenerator.iterate()` result dict as a `JobResult`.
+
+    On a stop-token finish exllamav2 does not emit the text it was still holding back (an
+    incomplete character, a partial stop-string match): it puts it, with the stop token, under
+    `held` (dynamic.py `emit(... eos_reason="stop_token")`). That text is part of the
+    completion, so it goes out with the final result; the stop token's own piece does not.
+    """
     stage = r["stage"]
     if stage == "started":
         return JobResult("started")
@@ -58,8 +58,16 @@ def convert_result(r: Mapping[str, Any]) -> JobResult:
         return JobResult(
             "prefill", curr_progress=int(r["curr_progress"]), max_progress=int(r["max_progress"])
         )
-    ids = r.get("token_ids")  # torch tensor of shape (1, n); absent when text is held back
-    count = int(ids.shape[-1]) if ids is not None else 0
+    text = r.get("text", "")
+    count = _count(r.get("token_ids"))  # absent when the text is held back
+    held = r.get("held")
+    if r["eos"] and r.get("eos_reason") == "stop_token" and isinstance(held, Mapping):
+        stop_piece = r.get("eos_triggering_token_str") or ""
+        held_text = held.get("text", "")
+        if stop_piece and held_text.endswith(stop_piece):
+            held_text = held_text[: -len(stop_piece)]
+        text += held_text
+        count += max(_count(held.get("token_ids")) - 1, 0)  # its last token is the stop token
     end = None
     if r["eos"]:
         end = JobStats(
@@ -72,7 +80,7 @@ def convert_result(r: Mapping[str, Any]) -> JobResult:
             time_generate_s=float(r["time_generate"]),
             stop_string=r.get("eos_triggering_string"),
         )
-    return JobResult("streaming", text=r.get("text", ""), token_count=count, end=end)
+    return JobResult("streaming", text=text, token_count=count, end=end)
 
 
 async def _in_thread(fn: Callable[[], _T]) -> _T:
@@ -130,11 +138,9 @@ class Exl2Engine:
     def __init__(self, config: Exl2Config) -> None:
         self._config = config
         self._max_seq_len = config.max_seq_len or model_max_seq_len(config.model_dir)
-        rounded = -(-self._max_seq_len // PAGE_SIZE) * PAGE_SIZE
-        self._cache_size = config.cache_size or rounded
-        if self._cache_size < self._max_seq_len:
+        if config.cache_size is not None and config.cache_size < self._max_seq_len:
             raise Exl2ConfigError(
-                f"cache_size {self._cache_size} is smaller than max_seq_len {self._max_seq_len}"
+                f"cache_size {config.cache_size} is smaller than max_seq_len {self._max_seq_len}"
             )
         # Prefill chunk = config.max_input_len: whole 256-token pages, at most the context.
         self._chunk = min(config.chunk_size, self._max_seq_len) // PAGE_SIZE * PAGE_SIZE
@@ -147,6 +153,8 @@ class Exl2Engine:
         self._tokenizer: Any = None
         self._template: Any = None
         self._eos_ids: list[int] = []
+        self._add_bos = True
+        self._cache: CachePlan | None = None
 
     @property
     def model_name(self) -> str:
@@ -169,10 +177,11 @@ class Exl2Engine:
         return self._gen is not None and not self._gen.iteration_task.done()
 
     async def load(self) -> None:
-        """Load weights, cache and tokenizer (in a thread), start the generator, warm it up."""
-        from exllamav2.generator import ExLlamaV2DynamicGeneratorAsync
-
+        """Import exllamav2 (compiling its extension the first time), load weights, cache and
+        tokenizer, all in a thread; then start the generator and warm it up."""
         model, cache, tokenizer, chunk = await _in_thread(self._load_model)
+        from exllamav2.generator import ExLlamaV2DynamicGeneratorAsync  # imported by the thread
+
         generator = ExLlamaV2DynamicGeneratorAsync(  # creates its task: must run on the loop
             model=model,
             cache=cache,
@@ -183,12 +192,18 @@ class Exl2Engine:
             paged=True,
         )
         await _in_thread(generator.generator.warmup)  # kernel autotune before the first job
-        self._tokenizer, self._template = tokenizer, _chat_template(tokenizer)
+        model_dir, settings = self._config.model_dir, tokenizer.tokenizer_config_dict
+        source = chat_template_source(model_dir, settings)
+        self._template = None if source is None else compile_chat_template(source)
+        self._add_bos = wants_bos(model_dir, settings)
+        self._tokenizer = tokenizer
         self._eos_ids = _eos_ids(model.config, tokenizer)
         self._gen = generator
 
     def _load_model(self) -> tuple[Any, Any, Any, int]:
         import exllamav2.cache
+        import exllamav2.generator  # the heavy first import (JIT build), off the event loop
+        import torch
         from exllamav2 import ExLlamaV2, ExLlamaV2Config, ExLlamaV2Tokenizer
 
         config = ExLlamaV2Config(str(self._config.model_dir))
@@ -199,10 +214,49 @@ class Exl2Engine:
         config.max_attention_size = chunk**2
         model = ExLlamaV2(config)
         cache_class = getattr(exllamav2.cache, _CACHE_CLASSES[self._config.cache_mode])
+        shape = ModelShape(config.num_hidden_layers, config.num_key_value_heads, config.head_dim)
+        per_token = cache_bytes_per_token(shape, self._config.cache_mode)
         # The cache's max_seq_len is the token budget shared by all jobs (doc/dynamic.md).
-        cache = cache_class(model, max_seq_len=self._cache_size, lazy=True)
-        model.load_autosplit(cache, progress=False)
+        if self._config.cache_size is not None:  # as asked; may split over several GPUs
+            self._cache = plan_cache(
+                requested=self._config.cache_size,
+                max_seq_len=self._max_seq_len,
+                bytes_per_token=per_token,
+            )
+            cache = cache_class(model, max_seq_len=self._cache.tokens, lazy=True)
+            model.load_autosplit(cache, progress=False)
+        else:  # weights on the first GPU, then as much cache as its free memory holds
+            model.load(progress=False)
+            free, total = torch.cuda.mem_get_info(0)
+            try:
+                self._cache = plan_cache(
+                    requested=None,
+                    max_seq_len=self._max_seq_len,
+                    bytes_per_token=per_token,
+                    free_bytes=int(free),
+                    total_bytes=int(total),
+                    gpu_memory_utilization=self._config.gpu_memory_utilization,
+                )
+            except ValueError as exc:
+                raise EngineError(str(exc)) from exc
+            cache = cache_class(model, max_seq_len=self._cache.tokens)
+        _log.info("KV cache: %s", self._cache.describe())
         return model, cache, ExLlamaV2Tokenizer(config), chunk
+
+    def info(self) -> dict[str, Any]:
+        """Resolved settings for `/info`; the cache size is known once the model is loaded."""
+        plan = self._cache
+        return {
+            "max_seq_len": self._max_seq_len,
+            "cache_mode": self._config.cache_mode,
+            "cache_size_tokens": None if plan is None else plan.tokens,
+            "cache_size_source": "auto" if self._config.cache_size is None else "flag",
+            "cache_size": None if plan is None else plan.describe(),
+            "gpu_memory_utilization": self._config.gpu_memory_utilization,
+            "max_batch_size": self._config.max_batch_size,
+            "chunk_size": self._chunk,
+            "add_bos": self._add_bos if self._tokenizer is not None else None,
+        }
 
     async def close(self) -> None:
         """Fail every live job with `EngineError`, then stop the generator's task."""
@@ -215,13 +269,14 @@ class Exl2Engine:
         await generator.close()
 
     def encode(self, text: str) -> list[int]:
-        return self._ids(self._loaded_tokenizer().encode(text, add_bos=True))
+        """A completion prompt, with BOS only if the model's tokenizer adds one."""
+        return self._ids(self._loaded_tokenizer().encode(text, add_bos=self._add_bos))
 
     def encode_chat(self, messages: Sequence[tuple[str, str]]) -> list[int]:
         tokenizer = self._loaded_tokenizer()
         if self._template is None:  # no chat template shipped: a plain transcript
             text = "".join(f"{role}: {content}\n" for role, content in messages) + "assistant:"
-            return self._ids(tokenizer.encode(text, add_bos=True))
+            return self._ids(tokenizer.encode(text, add_bos=self._add_bos))
         text = self._template.render(
             messages=[{"role": role, "content": content} for role, content in messages],
             add_generation_prompt=True,
@@ -296,24 +351,3 @@ def _eos_ids(config: Any, tokenizer: Any) -> list[int]:
     generation = getattr(config, "generation_config", None) or {}
     ids.update(i for i in generation.get("eos_token_id") or [] if isinstance(i, int))
     return sorted(ids)
-
-
-def _chat_template(tokenizer: Any) -> Any:
-    """tokenizer_config.json's `chat_template` compiled as transformers does, or None."""
-    template = (tokenizer.tokenizer_config_dict or {}).get("chat_template")
-    if isinstance(template, list):  # named templates: take the default one
-        named = {t.get("name"): t.get("template") for t in template if isinstance(t, dict)}
-        template = named.get("default")
-    if not isinstance(template, str):
-        return None
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise EngineError(f"chat template: {message}")
-
-    env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
-    )
-    env.globals["raise_exception"] = raise_exception
-    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
-    return env.from_string(template)

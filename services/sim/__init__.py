@@ -3,11 +3,13 @@
 Every figure a simulator produces is *simulated*; see `profiles/` for where magnitudes come from.
 """
 
-from services.sim.config import EngineProfile, SimSettings
+from services.sim.config import EngineProfile, ErrorFault, FaultConfig, SimSettings
 from services.sim.engine import BatchingEngine, EngineObserver, FixedEngine, SimEngine, SimSequence
+from services.sim.engine_factory import build_engine
 from services.sim.errors import SimConfigError, SimError
+from services.sim.personalities import build_app
 from services.sim.profiles import available_profiles, load_profile
-from services.sim.server import READY_PREFIX, build_engine, run, serve
+from services.sim.server import READY_PREFIX, run, serve
 from services.sim.vllm_app import create_vllm_app
 from services.sim.vllm_metrics import VllmMetrics
 
@@ -16,6 +18,8 @@ __all__ = [
     "BatchingEngine",
     "EngineObserver",
     "EngineProfile",
+    "ErrorFault",
+    "FaultConfig",
     "FixedEngine",
     "SimConfigError",
     "SimEngine",
@@ -24,6 +28,7 @@ __all__ = [
     "SimSettings",
     "VllmMetrics",
     "available_profiles",
+    "build_app",
     "build_engine",
     "create_vllm_app",
     "load_profile",

@@ -79,6 +79,10 @@ class SimSequence:
     #: generated tokens whose KV a preemption dropped: recomputed like prompt on resume
     recompute: int = 0
     preemptions: int = 0
+    #: the client went away (vLLM records no finish statistics for it)
+    cancelled: bool = False
+    #: an injected engine-side abort after this many tokens (None: none)
+    abort_after: int | None = None
 
     @property
     def prefill_target(self) -> int:
@@ -144,9 +148,10 @@ class NullObserver:
 
 
 class SimEngine(ABC):
-    """Common interface: `submit` a request, read its events, `abort` it, `aclose` at exit.
+    """Common interface: `submit` a request, read its events, `cancel` it, `aclose` at exit.
 
-    The simulator always generates exactly `max_tokens` tokens (finish reason "length").
+    The simulator generates exactly `max_tokens` tokens (finish reason "length") unless the
+    engine aborts the sequence (an injected `abort_rate` fault: "abort"; closing: "error").
     """
 
     # asyncio timers fire up to 1 ms late (epoll rounds timeouts up to whole milliseconds), so
@@ -188,22 +193,30 @@ class SimEngine(ABC):
         arrival = now if arrival is None else min(arrival, now)
         seq = SimSequence(self._next_id, prompt_tokens, max_tokens, arrival=arrival)
         self._next_id += 1
+        if self._faults is not None:
+            seq.abort_after = self._faults.draw_abort()
         self._observer.on_queued(seq)
         self._enqueue(seq)
         return seq
 
-    def abort(self, seq: SimSequence) -> None:
-        """Stop a request (client went away); a finished one is left alone."""
+    def cancel(self, seq: SimSequence) -> None:
+        """The client went away: stop the request; a finished one is left alone."""
         if seq.finished_reason is None:
-            self._finish(seq, "abort", self.now())
+            seq.cancelled = True
+            self.abort(seq)
+
+    def abort(self, seq: SimSequence, reason: FinishReason = "abort") -> None:
+        """End a live request from the engine's side ("abort", or "error" for a failure)."""
+        if seq.finished_reason is None:
+            self._finish(seq, reason, self.now())
             self._report_gauges()
 
     async def aclose(self) -> None:
-        """Stop background work and abort every live request."""
+        """Stop background work; every live request ends with "error" (the engine is gone)."""
         self._closed = True
         await self._stop()
         for seq in list(self._live()):
-            self.abort(seq)
+            self.abort(seq, "error")
 
     def _stalled(self, start: float, due: float) -> float:
         """`due` pushed back by an injected stall of every stream, if one is configured."""
@@ -213,6 +226,9 @@ class SimEngine(ABC):
         await self._sleep(max(0.0, due - self.now() - self.timer_slack_s))
 
     def _emit(self, seq: SimSequence, due: float) -> None:
+        if seq.abort_after is not None and seq.generated >= seq.abort_after:
+            self._finish(seq, "abort", due)  # injected: the engine aborts instead of sampling
+            return
         seq.generated += 1
         if seq.first_token is None:
             seq.first_token = due

@@ -1,77 +1,45 @@
-"""Fault injection for the simulators: what a misbehaving server does to a load test.
+"""Fault injection for every simulated personality, and the simulator's own request log.
 
-Engine-level faults (a stall of every stream, a decode slowdown) shift token due times;
-request-level faults (error responses, cut streams, malformed events, hung requests) are
-drawn per request, in arrival order, from a seeded generator; server-level faults (refusing
-connections at start, a restart) are handled by `server.py`. All times are simulated
-seconds since the server started, divided by `speed` like every other simulated duration.
-Every injected fault is written to the optional request log so tests can count them.
+Engine-level faults (a stall of every stream, a decode slowdown, an engine-side abort) are
+applied by the engine (`engine.py`) from this module's `FaultPlan`. Request-level faults (error
+responses, cut streams, malformed events, hung requests) are drawn per request, in arrival
+order, from a seeded generator by `fault_middleware`, which attaches a `StreamFaults` tap
+(services/stream_tap.py) that the personality's one event-writing call consults. The same tap
+counts what was written, so every personality's request log says the same things.
+Server-level faults (refusing connections at start, a restart) are carried out by `server.py`.
+All times are simulated seconds since the server started, divided by `speed`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import random
 import time
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from aiohttp import web
+from aiohttp.typedefs import Middleware
 
-if TYPE_CHECKING:
-    from services.sim.engine import SimSequence
+from services.sim.config import FaultConfig
+from services.stream_tap import Write, attach_tap
 
-__all__ = ["Delivery", "ErrorFault", "FaultConfig", "FaultPlan", "RequestFault", "RequestLog"]
+__all__ = [
+    "FaultKind",
+    "FaultPlan",
+    "RequestFault",
+    "RequestLog",
+    "StreamFaults",
+    "fault_middleware",
+]
 
 FaultKind = Literal["none", "error", "cut", "malformed", "hang"]
-
-
-class ErrorFault(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    status: int = Field(ge=400, le=599)
-    rate: float = Field(gt=0, le=1)
-
-
-class FaultConfig(BaseModel):
-    """What to break, how often and when (bench.yaml `sim.faults`, or `quantbench sim` flags)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    stall_at_s: float | None = Field(default=None, ge=0)
-    stall_for_s: float = Field(default=0.0, ge=0)
-    errors: list[ErrorFault] = []
-    cut_rate: float = Field(default=0.0, ge=0, le=1)
-    malformed_rate: float = Field(default=0.0, ge=0, le=1)
-    fault_after_events: int = Field(default=2, ge=0)  # events sent before a cut or bad event
-    hang_rate: float = Field(default=0.0, ge=0, le=1)
-    refuse_for_s: float = Field(default=0.0, ge=0)
-    restart_at_s: float | None = Field(default=None, ge=0)
-    restart_down_s: float = Field(default=1.0, ge=0)
-    slowdown: float = Field(default=1.0, gt=0)
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _rates_fit(self) -> FaultConfig:
-        total = (
-            self.cut_rate + self.malformed_rate + self.hang_rate + sum(e.rate for e in self.errors)
-        )
-        if total > 1:
-            raise ValueError(f"fault rates add up to {total:g}; they must not exceed 1")
-        return self
-
-
-@dataclass
-class Delivery:
-    """What a handler actually sent: tokens, and how late each was against its due time."""
-
-    tokens_sent: int = 0
-    lateness_ms: list[float] = field(default_factory=list)
-
-    def sent(self, now: float, due: float) -> None:
-        self.tokens_sent += 1
-        self.lateness_ms.append(round((now - due) * 1000.0, 3))
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ErrorResponse = Callable[[int], web.Response]
 
 
 @dataclass(frozen=True)
@@ -115,6 +83,13 @@ class FaultPlan:
         self._log = log
         self._wall_offset = time.time() - time.monotonic()
         self._rng = random.Random(config.seed)
+        self._abort_rng = random.Random(config.seed + 1)  # independent of the request draws
+        self._answered = 0
+        self._ids = itertools.count()
+        self.restart_due = asyncio.Event()  # set once `restart_after_requests` were answered
+        self.clock_started = asyncio.Event()  # fault times count from `t0` once this is set
+        if config.times_from == "start":
+            self.clock_started.set()
         self._table: list[tuple[float, RequestFault]] = []
         cumulative = 0.0
         for error in config.errors:
@@ -126,12 +101,21 @@ class FaultPlan:
                 cumulative += rate
                 self._table.append((cumulative, RequestFault(kind)))  # type: ignore[arg-type]
 
+    def arrived(self) -> None:
+        """A generation request arrived: with `times_from: first_request`, the first one
+        starts the fault clock."""
+        if not self.clock_started.is_set():
+            self.t0 = time.monotonic()
+            self.clock_started.set()
+
     def at(self, simulated_s: float | None) -> float | None:
         """Monotonic time of a simulated offset from the start (None stays None)."""
         return None if simulated_s is None else self.t0 + simulated_s / self.speed
 
     @property
     def stall_window(self) -> tuple[float, float] | None:
+        if not self.clock_started.is_set():
+            return None
         start = self.at(self.config.stall_at_s)
         if start is None or self.config.stall_for_s <= 0:
             return None
@@ -147,6 +131,12 @@ class FaultPlan:
                 return fault
         return RequestFault()
 
+    def draw_abort(self) -> int | None:
+        """For a sequence entering the engine: after how many tokens the engine aborts it."""
+        if self.config.abort_rate and self._abort_rng.random() < self.config.abort_rate:
+            return self.config.fault_after_events
+        return None
+
     def stalled(self, start: float, due: float) -> float:
         """`due` for work that began at `start`, pushed back by the part of the stall it meets."""
         window = self.stall_window
@@ -155,41 +145,126 @@ class FaultPlan:
         begin = max(start, window[0])
         return due + max(0.0, window[1] - begin)
 
-    def record(
-        self,
-        arrival: float,
-        fault: RequestFault,
-        seq: SimSequence | None,
-        delivery: Delivery,
-        request_id: str | None = None,
-    ) -> None:
-        """Log one finished request: its times on the wall clock, tokens sent, fault injected.
-
-        `seq` is None for a request answered before reaching the engine (an error, a hang).
-        """
-        if self._log is None:
-            return
-
-        def wall(t: float | None) -> float | None:
-            return None if t is None else t + self._wall_offset
-
-        self._log.write(
-            {
-                "seq": None if seq is None else seq.seq_id,
-                "request_id": request_id,
-                "arrival": wall(arrival),
-                "first_token": wall(seq.first_token) if seq else None,
-                "last_token": wall(seq.last_token) if seq else None,
-                "prompt_tokens": seq.prompt_tokens if seq else None,
-                "max_tokens": seq.max_tokens if seq else None,
-                "tokens_sent": delivery.tokens_sent,
-                "lateness_ms": delivery.lateness_ms,
-                "finished_reason": seq.finished_reason if seq else None,
-                "fault": fault.kind,
-                "status": fault.status,
-            }
-        )
+    def answered(self, tap: StreamFaults) -> None:
+        """A generation request ended: log it, and count it towards a scheduled restart."""
+        self._answered += 1
+        limit = self.config.restart_after_requests
+        if limit is not None and self._answered >= limit:
+            self.restart_due.set()
+        if self._log is not None:
+            self._log.write(tap.entry(next(self._ids), self._wall_offset))
 
     def close(self) -> None:
         if self._log is not None:
             self._log.close()
+
+
+class StreamFaults:
+    """One request's tap (services/stream_tap.py): its fault and an account of its stream."""
+
+    def __init__(
+        self, fault: RequestFault, arrival: float, malformed: bytes, request_id: str | None
+    ) -> None:
+        self.fault = fault
+        self.arrival = arrival
+        self.request_id = request_id  # the client's X-Request-Id, to match logs to records
+        self.prompt_tokens: int | None = None
+        self.max_tokens: int | None = None
+        self.tokens_sent = 0
+        self.lateness_ms: list[float] = []
+        self.first_token: float | None = None
+        self.last_token: float | None = None
+        self.finished_reason: str | None = None
+        self._malformed = malformed
+        self._events = 0  # token-bearing events so far
+        self._done = False  # the fault was carried out
+        self._loop = asyncio.get_running_loop()
+
+    # the StreamTap protocol ---------------------------------------------------------------
+    def admitted(self, prompt_tokens: int, max_tokens: int) -> None:
+        self.prompt_tokens, self.max_tokens = prompt_tokens, max_tokens
+
+    async def before_event(self, request: web.Request, write: Write, tokens: int) -> bool:
+        """A cut or a malformed event comes just before the token-bearing event that follows
+        `after_events` of them (role-only chunks and end markers do not count)."""
+        if tokens <= 0 or self._done:
+            return True
+        if self._events == self.fault.after_events:
+            self._done = True
+            if self.fault.kind == "cut":
+                if request.transport is not None:
+                    request.transport.close()  # the connection drops mid-stream
+                return False
+            if self.fault.kind == "malformed":
+                await write(self._malformed)
+        self._events += 1
+        return True
+
+    def sent(self, tokens: int, due: float | None) -> None:
+        if tokens <= 0:
+            return
+        self.tokens_sent += tokens
+        if due is not None:
+            self.lateness_ms.append(round((self._loop.time() - due) * 1000.0, 3))
+            if self.first_token is None:
+                self.first_token = due
+            self.last_token = due
+
+    def finished(self, reason: str | None) -> None:
+        self.finished_reason = reason
+
+    # ------------------------------------------------------------------------------------------
+    def entry(self, seq: int, wall_offset: float) -> dict[str, Any]:
+        """The request-log line: times on the wall clock, tokens written, the fault drawn."""
+
+        def wall(t: float | None) -> float | None:
+            return None if t is None else t + wall_offset
+
+        return {
+            "seq": seq,
+            "request_id": self.request_id,
+            "arrival": wall(self.arrival),
+            "first_token": wall(self.first_token),
+            "last_token": wall(self.last_token),
+            "prompt_tokens": self.prompt_tokens,
+            "max_tokens": self.max_tokens,
+            "tokens_sent": self.tokens_sent,
+            "lateness_ms": self.lateness_ms,
+            "finished_reason": self.finished_reason,
+            "fault": self.fault.kind,
+            "status": self.fault.status,
+        }
+
+
+def fault_middleware(
+    faults: FaultPlan,
+    generation_paths: Iterable[str],
+    error_response: ErrorResponse,
+    malformed: bytes,
+) -> Middleware:
+    """Middleware drawing a fault for each POST to one of `generation_paths`.
+
+    Injected errors are answered with the stack's own error body (`error_response`); hung
+    requests are held until the client gives up; every other request gets a `StreamFaults` tap.
+    Each request is logged once it is answered.
+    """
+    paths = frozenset(generation_paths)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
+        if request.method != "POST" or request.path not in paths:
+            return await handler(request)
+        arrival = asyncio.get_running_loop().time()
+        faults.arrived()
+        tap = StreamFaults(faults.draw(), arrival, malformed, request.headers.get("X-Request-Id"))
+        try:
+            if tap.fault.kind == "hang":
+                await asyncio.Future()  # until the client gives up and the handler is cancelled
+            if tap.fault.kind == "error":
+                return error_response(tap.fault.status or 500)
+            attach_tap(request, tap)
+            return await handler(request)
+        finally:
+            faults.answered(tap)
+
+    return middleware

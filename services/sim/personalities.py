@@ -1,7 +1,8 @@
 """Which HTTP personality serves a simulated stack: a small registry, chosen by name.
 
-Each entry builds a complete aiohttp application (its own metrics registry, engine and
-routes) from `SimSettings`. Imports are lazy so one stack's code never loads another's.
+Every entry composes the same three parts in the same order: the stack's metrics (the engine's
+observer), the engine (`engine_factory.build_engine`), then the app over both. Each gets its
+own metrics registry, so several simulators can share a process (tests).
 """
 
 from __future__ import annotations
@@ -12,7 +13,12 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from services.sim.config import SimSettings
+from services.sim.engine_factory import build_engine
+from services.sim.exllamav2_sim import EngineGauges, SimulatedEngine, create_exllamav2_sim_app
 from services.sim.faults import FaultPlan
+from services.sim.tgi_app import create_tgi_sim_app, tgi_metrics_for
+from services.sim.vllm_app import create_vllm_app
+from services.sim.vllm_metrics import VllmMetrics
 
 __all__ = ["PERSONALITIES", "build_app"]
 
@@ -22,10 +28,6 @@ AppFactory = Callable[[SimSettings, FaultPlan | None, float | None], web.Applica
 def _vllm(
     settings: SimSettings, faults: FaultPlan | None, started_at: float | None
 ) -> web.Application:
-    from services.sim.server import build_engine
-    from services.sim.vllm_app import create_vllm_app
-    from services.sim.vllm_metrics import VllmMetrics
-
     registry = CollectorRegistry()
     metrics = VllmMetrics(
         registry,
@@ -33,23 +35,26 @@ def _vllm(
         max_model_len=settings.max_model_len,
         started_at=started_at,
     )
-    return create_vllm_app(settings, build_engine(settings, metrics, faults), registry, faults)
+    engine = build_engine(settings, metrics, faults)
+    return create_vllm_app(settings, engine, registry, faults)
 
 
 def _tgi(
     settings: SimSettings, faults: FaultPlan | None, started_at: float | None
 ) -> web.Application:
-    from services.sim.tgi_app import create_tgi_sim_app
-
-    return create_tgi_sim_app(settings, faults=faults)
+    metrics = tgi_metrics_for(settings)  # TGI exports no process series: nothing to restart
+    engine = build_engine(settings, metrics, faults)
+    return create_tgi_sim_app(settings, engine, metrics, faults)
 
 
 def _exllamav2(
     settings: SimSettings, faults: FaultPlan | None, started_at: float | None
 ) -> web.Application:
-    from services.exllamav2.simulated import create_exllamav2_sim_app
-
-    return create_exllamav2_sim_app(settings, faults, started_at)
+    gauges = EngineGauges()  # the server measures the rest from the engine's results
+    engine = build_engine(settings, gauges, faults)
+    return create_exllamav2_sim_app(
+        settings, SimulatedEngine(settings, engine, gauges), faults, started_at
+    )
 
 
 PERSONALITIES: dict[str, AppFactory] = {"vllm": _vllm, "tgi": _tgi, "exllamav2": _exllamav2}

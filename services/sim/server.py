@@ -16,44 +16,13 @@ from collections.abc import Callable
 from aiohttp import web
 
 from services.sim.config import SimSettings
-from services.sim.engine import BatchingEngine, EngineObserver, FixedEngine, SimEngine
-from services.sim.errors import SimConfigError
 from services.sim.faults import FaultPlan, RequestLog
 from services.sim.personalities import build_app
-from services.sim.profiles import load_profile
 
-__all__ = ["READY_PREFIX", "build_engine", "run", "serve"]
+__all__ = ["READY_PREFIX", "run", "serve"]
 
 READY_PREFIX = "quantbench-sim ready "
 _SHUTDOWN_TIMEOUT_S = 2.0
-
-
-def build_engine(
-    settings: SimSettings, observer: EngineObserver | None = None, faults: FaultPlan | None = None
-) -> SimEngine:
-    """The engine `settings.timing` asks for, its times divided by `speed` and its decode
-    times multiplied by the `slowdown` fault; raises `SimConfigError` for an unknown profile or a
-    `max_model_len` its KV cache cannot hold."""
-    speed, slowdown = settings.speed, settings.faults.slowdown
-    if settings.timing == "fixed":
-        return FixedEngine(
-            settings.ttft_ms / speed, settings.itl_ms * slowdown / speed, observer, faults=faults
-        )
-    profile = load_profile(settings.stack, settings.quant, settings.gpu)
-    if settings.max_model_len > profile.kv_cache_tokens:  # vLLM refuses to start, too
-        raise SimConfigError(
-            f"max_model_len {settings.max_model_len} is more than the KV cache of the "
-            f"{settings.stack}-{settings.quant} profile on {settings.gpu} holds "
-            f"({profile.kv_cache_tokens} tokens): lower max_model_len"
-        )
-    scaled = profile.model_copy(
-        update={
-            "decode_step_base_ms": profile.decode_step_base_ms * slowdown / speed,
-            "decode_step_per_seq_ms": profile.decode_step_per_seq_ms * slowdown / speed,
-            "prefill_ms_per_token": profile.prefill_ms_per_token / speed,
-        }
-    )
-    return BatchingEngine(scaled, observer, faults=faults)
 
 
 def _print_ready(url: str) -> None:
@@ -70,13 +39,19 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _until(stop: asyncio.Event, deadline: float | None) -> bool:
-    """Wait for `stop` or the monotonic `deadline` (None: forever); True if stopped."""
-    if deadline is None:
-        await stop.wait()
-        return True
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), max(0.0, deadline - time.monotonic()))
+async def _until(
+    stop: asyncio.Event, deadline: float | None, also: asyncio.Event | None = None
+) -> bool:
+    """Wait for `stop`, the monotonic `deadline` (None: none) or `also`; True if stopped."""
+    waits = [asyncio.ensure_future(stop.wait())]
+    if also is not None:
+        waits.append(asyncio.ensure_future(also.wait()))
+    timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiting in waits:
+            waiting.cancel()
     return stop.is_set()
 
 
@@ -101,8 +76,9 @@ async def serve(
     """Serve until `stop` is set or the task is cancelled; then shut down cleanly.
 
     Once the port is bound, calls `ready(url)`; by default prints the ready line to stdout.
-    The injected faults `refuse_for_s` (port refuses connections at first) and `restart_at_s`
-    (connections dropped, counters reset, a new process start time) are carried out here.
+    The injected faults `refuse_for_s` (port refuses connections at first) and `restart_at_s` /
+    `restart_after_requests` (connections dropped, counters reset, a new process start time)
+    are carried out here.
     Without a `stop` event, SIGTERM and SIGINT stop the server (when in the main thread).
     """
     log = RequestLog(settings.request_log) if settings.request_log else None
@@ -129,8 +105,15 @@ async def serve(
         runner = await _open(settings, faults, sock, None)
         if settings.faults.refuse_for_s == 0:
             announce(f"http://{host}:{port}")
+        if settings.faults.restart_at_s is not None and await _until(
+            stop, None, faults.clock_started
+        ):
+            return
         restart_at = faults.at(settings.faults.restart_at_s)
-        if restart_at is not None and not await _until(stop, restart_at):
+        by_count = settings.faults.restart_after_requests is not None
+        if (restart_at is not None or by_count) and not await _until(
+            stop, restart_at, faults.restart_due if by_count else None
+        ):
             await runner.cleanup()  # every connection drops, as when a process dies
             runner = None
             sock = _bind(settings.host, port)

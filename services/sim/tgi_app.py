@@ -1,7 +1,8 @@
 """The simulated TGI 3.3 router: native and OpenAI-compatible routes, axum SSE and `/metrics`.
 
 Every request is admitted in `_admit` (TGI's `--max-concurrent-requests` semaphore) and every
-streamed event leaves through `_send_event`: one place each where faults can be injected.
+streamed event leaves through `_send_event` (services/stream_tap.py): one place each where the
+simulator's fault layer can act and count.
 """
 
 from __future__ import annotations
@@ -19,19 +20,17 @@ from pydantic import BaseModel, ValidationError
 
 from services.sim import tgi_protocol as wire
 from services.sim.config import SimSettings
-from services.sim.engine import BatchingEngine, SimEngine, SimSequence
-from services.sim.fault_layer import fault_middleware, stream_faults
-from services.sim.faults import FaultPlan
-from services.sim.server import build_engine
+from services.sim.engine import BatchingEngine, SimEngine
+from services.sim.faults import FaultPlan, fault_middleware
 from services.sim.tgi_metrics import TgiMetrics
 from services.sim.tgi_protocol import GenerateParameters, RequestTimings, TgiError
 from services.sim.tokens import chat_prompt_tokens, count_tokens, words
+from services.stream_tap import StreamTap, tap_of, write_event
 
-__all__ = ["KEEP_ALIVE_INTERVAL_S", "TGI_VERSION", "create_tgi_sim_app"]
+__all__ = ["KEEP_ALIVE_INTERVAL_S", "TGI_VERSION", "create_tgi_sim_app", "tgi_metrics_for"]
 
 TGI_VERSION = "3.3.6-dev0"
 KEEP_ALIVE_INTERVAL_S = 15.0  # axum KeepAlive::new(): `:\n\n` after 15 s without an event
-_OPENAI_DEFAULT_MAX_TOKENS = 100  # `max_tokens.or(Some(100))`: chat (lib.rs), completions
 # axum's `Sse` sets the first two; generate_stream_internal adds the x-* headers.
 _SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 _SSE_HEADERS |= {"x-compute-type": "gpu+optimized", "X-Accel-Buffering": "no"}
@@ -69,6 +68,7 @@ class _Job:
     arrival: float
     stream: bool
     full_text: bool = False  # return_full_text, resolved
+    tap: StreamTap | None = None  # see services/stream_tap.py
 
 
 @dataclass
@@ -79,6 +79,7 @@ class _Step:
     token: _Json
     top_tokens: list[_Json]
     input_length: int
+    due: float  # when the engine produced the token
     text: str | None = None  # generated text (prompt included when asked): last step only
     seed: int | None = None
     timings: RequestTimings | None = None
@@ -123,8 +124,10 @@ class _TgiHandlers:
         self, settings: SimSettings, engine: SimEngine, metrics: TgiMetrics, keep_alive_s: float
     ) -> None:
         self._settings, self._engine, self._metrics = settings, engine, metrics
-        total = settings.max_model_len  # --max-total-tokens; 3.x defaults max_input_tokens to -1
-        self._limits = wire.Limits(max_input_tokens=total - 1, max_total_tokens=total)
+        self._limits = wire.Limits(
+            max_input_tokens=settings.input_token_limit,  # --max-input-tokens
+            max_total_tokens=settings.max_model_len,  # --max-total-tokens
+        )
         self.keep_alive_s = keep_alive_s
         self._model = settings.served_model_name
         self._in_flight = 0
@@ -171,12 +174,13 @@ class _TgiHandlers:
 
         return release
 
-    async def _send_event(self, stream: _EventStream, data: bytes) -> None:
-        """The single point every streamed event (and `[DONE]`) is written through."""
-        faults = stream_faults(stream.request)
-        if faults is not None and not await faults.before_event(stream.request, stream.write):
-            raise ConnectionResetError("injected fault: the connection was cut")
-        await stream.write(data)
+    async def _send_event(
+        self, stream: _EventStream, data: bytes, step: _Step | None = None
+    ) -> None:
+        """The single point every streamed event (and `[DONE]`) is written through; `step`: the
+        generated token this event carries, if any."""
+        due = None if step is None else step.due
+        await write_event(stream.request, stream.write, data, tokens=int(step is not None), due=due)
 
     async def _generate(self, job: _Job) -> AsyncGenerator[_Step, None]:
         """generate_stream_internal + Infer::generate_stream: count, admit, validate, queue."""
@@ -199,44 +203,79 @@ class _TgiHandlers:
             except TgiError as err:
                 raise self._fail(err) from None
             self._metrics.request_validated(valid.input_length, valid.max_new_tokens)
-            queued = self._engine.now()
-            seq = self._engine.submit(valid.input_length, valid.max_new_tokens, job.arrival)
-            try:
-                async for step in self._steps(job, seq, queued, valid.top_n_tokens, valid.seed):
-                    yield step
-            finally:
-                self._engine.abort(seq)  # a no-op once finished; else counted as dropped
+            if job.tap is not None:
+                job.tap.admitted(valid.input_length, valid.max_total_new_tokens)
+            async for step in self._steps(job, valid):
+                yield step
         finally:
             release()
 
-    async def _steps(
-        self, job: _Job, seq: SimSequence, queued: float, top_n: int, seed: int | None
-    ) -> AsyncGenerator[_Step, None]:
+    async def _steps(self, job: _Job, valid: wire.Valid) -> AsyncGenerator[_Step, None]:
+        """Generate in segments of at most 1024 tokens, as `Infer::generate_stream` does: a
+        segment that ends by length before `max_total_new_tokens` is re-validated with its text
+        appended to the input and queued again; if that validation fails, it ends there."""
         stream_id = self._settings.seed * 1_000_003 + self._requests
         self._requests += 1
         text, alternatives = words(stream_id), words(stream_id + 500_009)
         pieces: list[str] = []
-        async for _ in seq:
-            pieces.append(next(text))
-            tok = wire.make_token(pieces[-1])
-            alts = [
-                wire.make_token(next(alternatives), round(tok["logprob"] - k, 4))
-                for k in range(1, top_n)
-            ]
-            step = _Step(len(pieces), tok, [tok, *alts] if top_n else [], seq.prompt_tokens)
-            if len(pieces) == seq.max_tokens:
-                end = max(self._engine.now(), seq.last_token or 0.0)  # timers wake early
-                start = max(seq.admitted if seq.admitted is not None else queued, queued)
-                timings = (end - job.arrival, queued - job.arrival, start - queued, end - start)
-                step.timings = RequestTimings(*timings, generated_tokens=len(pieces))
-                self._metrics.request_succeeded(step.timings)
-                step.text = (job.inputs if job.full_text else "") + "".join(pieces)
-                step.seed = seed
-            yield step
-        if seq.finished_reason != "length":  # aborted by the server (shutdown)
-            raise self._fail(TgiError.incomplete(job.stream))
+        input_length, segment = valid.input_length, valid.max_new_tokens
+        started: float | None = None
+        queued = self._engine.now()
+        while True:
+            seq = self._engine.submit(input_length, segment, job.arrival if not pieces else None)
+            try:
+                async for event in seq:
+                    pieces.append(next(text))
+                    tok = wire.make_token(pieces[-1])
+                    alts = [
+                        wire.make_token(next(alternatives), round(tok["logprob"] - k, 4))
+                        for k in range(1, valid.top_n_tokens)
+                    ]
+                    top = [tok, *alts] if valid.top_n_tokens else []
+                    step = _Step(len(pieces), tok, top, valid.input_length, event.due)
+                    if started is None:
+                        started = max(seq.admitted if seq.admitted is not None else queued, queued)
+                    if seq.generated == seq.max_tokens:
+                        more = self._continue(job, valid, input_length + seq.generated, pieces)
+                        if more is None:
+                            step.timings = self._end(job, queued, started, event.due, len(pieces))
+                            step.text = (job.inputs if job.full_text else "") + "".join(pieces)
+                            step.seed = valid.seed
+                            yield step
+                            return
+                        input_length, segment = more
+                    yield step
+            finally:
+                self._engine.cancel(seq)  # a no-op once finished; else counted as dropped
+                if job.tap is not None:
+                    job.tap.finished(seq.finished_reason)
+            if seq.finished_reason != "length":  # aborted by the engine, or shutting down
+                raise self._fail(TgiError.incomplete(job.stream))
 
-    async def _collect(self, job: _Job) -> list[_Step]:
+    def _continue(
+        self, job: _Job, valid: wire.Valid, input_length: int, pieces: list[str]
+    ) -> tuple[int, int] | None:
+        """The next segment's (input length, max_new_tokens), or None: the request ends."""
+        if len(pieces) >= valid.max_total_new_tokens:
+            return None
+        try:
+            again = wire.validate(job.params, job.inputs, input_length, self._limits)
+        except TgiError:
+            return None  # "Failed to continue request": ends with what it has (no failure)
+        self._metrics.request_validated(again.input_length, again.max_new_tokens)
+        return again.input_length, again.max_new_tokens
+
+    def _end(
+        self, job: _Job, queued: float, started: float, due: float, generated: int
+    ) -> RequestTimings:
+        end = max(self._engine.now(), due)  # timers wake a little early
+        timings = (end - job.arrival, queued - job.arrival, started - queued, end - started)
+        result = RequestTimings(*timings, generated_tokens=generated)
+        self._metrics.request_succeeded(result)
+        return result
+
+    async def _collect(self, request: web.Request, job: _Job) -> list[_Step]:
+        job.tap = tap_of(request)
         async with contextlib.aclosing(self._generate(job)) as steps:
             return [step async for step in steps]
 
@@ -251,13 +290,14 @@ class _TgiHandlers:
         """The SSE answer of every streaming route: HTTP 200 first, errors as events."""
         headers = _SSE_HEADERS | {"x-compute-characters": str(len(job.inputs))}
         stream = _EventStream(request, web.StreamResponse(headers=headers), self.keep_alive_s)
+        job.tap = tap_of(request)
         try:
             await stream.open()
             try:
                 async with contextlib.aclosing(self._generate(job)) as steps:
                     async for step in steps:
-                        for data in render(step):
-                            await self._send_event(stream, data)
+                        for k, data in enumerate(render(step)):
+                            await self._send_event(stream, data, None if k else step)
             except TgiError as err:
                 await self._send_event(stream, render_error(err))
             if trailer:
@@ -293,7 +333,7 @@ class _TgiHandlers:
 
             return await self._stream(request, job, render, _native_error)
         try:
-            steps = await self._collect(job)
+            steps = await self._collect(request, job)
         except TgiError as err:
             return _error(err)
         last = steps[-1]
@@ -339,7 +379,7 @@ class _TgiHandlers:
             frequency_penalty=req.frequency_penalty,
             top_p=req.top_p,
             do_sample=not greedy,
-            max_new_tokens=_OPENAI_DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens,
+            max_new_tokens=req.max_tokens,  # None: up to the context (lib.rs, server.rs)
             stop=req.stop or [],
             details=True,
             decoder_input_details=not req.stream,
@@ -358,7 +398,7 @@ class _TgiHandlers:
         if job.stream:
             return await self._stream(request, job, render, render_error, wire.DONE)
         try:
-            steps = await self._collect(job)
+            steps = await self._collect(request, job)
         except TgiError as err:
             return _error(err)
         last = steps[-1]
@@ -379,7 +419,7 @@ class _TgiHandlers:
         penalty = None if req.presence_penalty is None else req.presence_penalty + 2.0
         params = self._openai_params(req, repetition_penalty=penalty, top_n_tokens=req.top_logprobs)
         job = _Job(_chat_template(pairs), chat_prompt_tokens(pairs), params, arrival, req.stream)
-        include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        include_usage = req.stream_options.include_usage
 
         def render(step: _Step) -> list[bytes]:
             logprobs = (step.token, step.top_tokens) if req.logprobs else None
@@ -446,25 +486,28 @@ def _injected_error(status: int) -> web.Response:
     return web.Response(text=body, status=status, content_type="application/json")
 
 
+def tgi_metrics_for(settings: SimSettings) -> TgiMetrics:
+    """The metrics page of a TGI router with these limits (its token histograms' buckets)."""
+    return TgiMetrics(
+        max_input_tokens=settings.input_token_limit, max_total_tokens=settings.max_model_len
+    )
+
+
 def create_tgi_sim_app(
     settings: SimSettings,
-    *,
-    engine: SimEngine | None = None,
-    metrics: TgiMetrics | None = None,
+    engine: SimEngine,
+    metrics: TgiMetrics,
     faults: FaultPlan | None = None,
+    *,
     keep_alive_s: float = KEEP_ALIVE_INTERVAL_S,
 ) -> web.Application:
     """An aiohttp application answering like TGI 3.3's router (STACKS.md section 2).
 
-    Limits follow the 3.x launcher defaults for `--max-total-tokens = max_model_len`
-    (`max_input_tokens` one less). Pass `engine` and `metrics` together (the engine must report
-    to those metrics); the engine is closed when the application shuts down. `faults` reaches
-    the engine (stall, slowdown) and every generation route (`fault_layer`).
+    `--max-input-tokens`/`--max-total-tokens`/`--max-concurrent-requests` come from
+    `settings` (compose's values by default). The engine must report to `metrics`; it is
+    closed when the application shuts down. `faults` reaches every generation route.
     """
-    total = settings.max_model_len
-    metrics = metrics or TgiMetrics(max_input_tokens=total - 1, max_total_tokens=total)
-    engine = engine or build_engine(settings, metrics, faults)
-    budget = total * settings.max_concurrent_requests  # fixed timing has no KV model
+    budget = settings.max_model_len * settings.max_concurrent_requests  # fixed timing: no KV
     if isinstance(engine, BatchingEngine):
         budget = engine.profile.kv_cache_tokens
     metrics.set_max_batch_total_tokens(budget)

@@ -212,7 +212,7 @@ class TgiMetrics:
 
     def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
         self._batch_tokens.pop(seq, None)
-        if reason == "abort":
+        if seq.cancelled:
             # backend.rs/queue.rs: the client's channel is closed when the next token is sent.
             self.request_failed("dropped")
 

@@ -112,7 +112,8 @@ class CompatGenerateRequest(GenerateRequest):
 
 
 class StreamOptions(_Serde):
-    include_usage: bool
+    # lib.rs `StreamOptions`: `#[serde(default)] include_usage`, so `{}` is accepted.
+    include_usage: bool = False
 
 
 class _Part(_Serde):
@@ -143,7 +144,8 @@ class ChatRequest(_Serde):
     seed: int | None = Field(default=None, ge=0)
     temperature: float | None = None
     top_p: float | None = None
-    stream_options: StreamOptions | None = None
+    # `#[serde(default)] stream_options: StreamOptions`: omitted is the default; null is refused.
+    stream_options: StreamOptions = Field(default_factory=StreamOptions)
 
 
 class CompletionRequest(_Serde):
@@ -178,13 +180,15 @@ class Valid:
     """A request that passed validation: what the queue gets."""
 
     input_length: int
-    max_new_tokens: int
+    max_new_tokens: int  # this segment (at most DEFAULT_GENERATION_LENGTH)
+    max_total_new_tokens: int  # the whole request, segments together
     top_n_tokens: int
     seed: int | None  # reported in details only when sampling, as the Python shard does
 
 
-# Omitted max_new_tokens: max_total_tokens - input, re-queued every DEFAULT_GENERATION_LENGTH
-# tokens until EOS (validation.rs). The simulator never emits EOS, so it stops at this length.
+# validation.rs: a request generates in segments of at most this many tokens; infer/mod.rs
+# re-validates and re-queues it (its text appended to the input) until `max_total_new_tokens`
+# (the given max_new_tokens, else max_total_tokens - input) or a failed re-validation.
 DEFAULT_GENERATION_LENGTH = 1024
 
 
@@ -230,9 +234,10 @@ def validate(p: GenerateParameters, inputs: str, input_tokens: int, limits: Limi
         )
     length = min(input_tokens, p.truncate) if p.truncate else input_tokens
     if p.max_new_tokens is None:
-        max_new = min(max(limits.max_total_tokens - length, 0), DEFAULT_GENERATION_LENGTH)
+        total_new = max(limits.max_total_tokens - length, 0)
     else:
-        max_new = p.max_new_tokens
+        total_new = p.max_new_tokens
+    max_new = min(total_new, DEFAULT_GENERATION_LENGTH)  # the total check is on this segment
     if length + max_new > limits.max_total_tokens:
         raise fail(
             f"`inputs` tokens + `max_new_tokens` must be <= {limits.max_total_tokens}. "
@@ -243,7 +248,9 @@ def validate(p: GenerateParameters, inputs: str, input_tokens: int, limits: Limi
             f"`inputs` must have less than {limits.max_input_tokens} tokens. Given: {length}"
         )
     seed = p.seed if p.seed is not None else random.getrandbits(64)
-    return Valid(max(length, 1), max(max_new, 1), top_n, seed if sampling else None)
+    return Valid(
+        max(length, 1), max(max_new, 1), max(total_new, 1), top_n, seed if sampling else None
+    )
 
 
 def error_body(message: str, error_type: str) -> _Json:

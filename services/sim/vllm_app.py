@@ -1,26 +1,35 @@
 """The simulated vLLM HTTP server: OpenAI-compatible routes, SSE streaming and `/metrics`.
 
 Handlers only translate between the wire format (`vllm_protocol`) and the engine; each SSE
-event is written as soon as its token is due.
+event is written, through the stream tap (services/stream_tap.py), as soon as its token is due.
+The shared OpenAI HTTP layer (services/openai_http.py) parses requests, applies vLLM 0.33's
+length rules and answers errors.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from http import HTTPStatus
-from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ValidationError
 
+from services.openai_http import (
+    MALFORMED_EVENT,
+    SSE_CONTENT_TYPE,
+    HttpError,
+    LengthLimits,
+    error_middleware,
+    fit_max_tokens,
+    injected_error,
+    json_response,
+    parse_body,
+)
+from services.openai_wire import VLLM_033, Json
 from services.sim.config import SimSettings
 from services.sim.engine import SimEngine, SimSequence
-from services.sim.fault_layer import StreamFaults, fault_middleware, stream_faults
-from services.sim.faults import Delivery, FaultPlan
+from services.sim.faults import FaultPlan, fault_middleware
 from services.sim.tokens import chat_token_ids, token_ids, words
 from services.sim.vllm_protocol import (
     DONE,
@@ -31,158 +40,94 @@ from services.sim.vllm_protocol import (
     chat_chunk,
     chat_pairs,
     chat_response,
+    chat_usage,
     completion_chunk,
     completion_response,
     error_body,
+    fingerprint,
     models_body,
     response_head,
     sse,
     usage,
     usage_chunk,
 )
+from services.stream_tap import tap_of, write_event
 
-__all__ = ["VLLM_VERSION", "create_vllm_app"]
+__all__ = ["GENERATION_PATHS", "VLLM_VERSION", "create_vllm_app"]
 
 VLLM_VERSION = "0.33.0"
-_SSE_CONTENT_TYPE = "text/event-stream; charset=utf-8"  # what Starlette sends for vLLM
-_COMPLETIONS_DEFAULT_MAX_TOKENS = 16
-MALFORMED_EVENT = b'data: {"id":"cmpl-\n\n'  # injected: an event that is not valid JSON
-_M = TypeVar("_M", bound=BaseModel)
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, message: str, err_type: str, param: str | None = None):
-        super().__init__(message)
-        self.status, self.message, self.err_type, self.param = status, message, err_type, param
-
-
-def _bad_request(message: str) -> _HttpError:
-    return _HttpError(400, message, "Bad Request")
-
-
-def _json(obj: Any, status: int = 200) -> web.Response:
-    body = json.dumps(obj, separators=(",", ":")).encode()
-    return web.Response(body=body, status=status, content_type="application/json")
-
-
-@web.middleware
-async def _error_middleware(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except _HttpError as exc:
-        return _json(error_body(exc.message, exc.err_type, exc.status, exc.param), exc.status)
-
-
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{where}: {err['msg']}" if where else err["msg"])
-    return "; ".join(parts)
+GENERATION_PATHS = ("/v1/completions", "/v1/chat/completions")
+_COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # CompletionRequest.max_tokens (completion/protocol.py)
+_Send = Callable[..., Awaitable[None]]  # (data, tokens=0, due=None)
 
 
 class _VllmHandlers:
-    def __init__(
-        self,
-        settings: SimSettings,
-        engine: SimEngine,
-        registry: CollectorRegistry,
-        faults: FaultPlan | None,
-    ):
+    def __init__(self, settings: SimSettings, engine: SimEngine, registry: CollectorRegistry):
         self._settings = settings
         self._engine = engine
-        self._faults = faults
         self._registry = registry
         self._model = settings.served_model_name
         self._created = int(time.time())
         self._requests = 0
-
-    async def _parse(self, request: web.Request, model: type[_M]) -> _M:
-        try:
-            body = json.loads(await request.read())
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-            raise _bad_request(f"Invalid JSON body: {exc}") from exc
-        try:
-            return model.model_validate(body)
-        except ValidationError as exc:
-            raise _bad_request(_describe(exc)) from exc
+        config = settings.model_dump_json(include={"stack", "quant", "gpu", "max_model_len"})
+        self.fingerprint = fingerprint(VLLM_VERSION, config)
 
     def _check_model(self, name: str | None) -> None:
         if name is not None and name != self._model:
-            raise _HttpError(404, f"The model `{name}` does not exist.", "NotFoundError", "model")
-
-    def _check_length(self, prompt_tokens: int, max_tokens: int | None) -> int:
-        limit = self._settings.max_model_len
-        if prompt_tokens == 0:
-            raise _bad_request("The decoder prompt cannot be empty")
-        if prompt_tokens >= limit:
-            raise _bad_request(
-                f"This model's maximum context length is {limit} tokens. However, your request "
-                f"has {prompt_tokens} input tokens. Please reduce the length of the input."
-            )
-        if max_tokens is None:
-            return limit - prompt_tokens
-        if prompt_tokens + max_tokens > limit:
-            raise _bad_request(
-                f"This model's maximum context length is {limit} tokens. However, you requested "
-                f"{prompt_tokens + max_tokens} tokens ({prompt_tokens} in the messages, "
-                f"{max_tokens} in the completion). Please reduce the length of the messages or "
-                "completion."
-            )
-        return max_tokens
+            raise HttpError(404, f"The model `{name}` does not exist.", "NotFoundError", "model")
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
         arrival = self._engine.now()
-        req = await self._parse(request, CompletionRequest)
+        req = await parse_body(request, CompletionRequest)
         self._check_model(req.model)
-        prompt = req.prompt_tokens()
-        requested = req.max_tokens or _COMPLETIONS_DEFAULT_MAX_TOKENS
-        max_tokens = self._check_length(prompt, requested)
-        return await self._generate(request, req, arrival, prompt, max_tokens)
+        requested = req.max_tokens or _COMPLETIONS_DEFAULT_MAX_TOKENS  # null: the default
+        limits = LengthLimits(req.prompt_tokens(), requested, req.min_tokens)
+        return await self._generate(request, req, arrival, limits)
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         arrival = self._engine.now()
-        req = await self._parse(request, ChatCompletionRequest)
+        req = await parse_body(request, ChatCompletionRequest)
         self._check_model(req.model)
-        prompt = req.prompt_tokens()
+        param = "max_tokens" if req.max_completion_tokens is None else "max_completion_tokens"
         requested = req.max_completion_tokens or req.max_tokens
-        max_tokens = self._check_length(prompt, requested)
-        return await self._generate(request, req, arrival, prompt, max_tokens)
+        limits = LengthLimits(req.prompt_tokens(), requested, req.min_tokens, param)
+        return await self._generate(request, req, arrival, limits)
 
     async def _generate(
         self,
         request: web.Request,
         req: CompletionRequest | ChatCompletionRequest,
         arrival: float,
-        prompt_tokens: int,
-        max_tokens: int,
+        limits: LengthLimits,
     ) -> web.StreamResponse:
+        max_tokens = fit_max_tokens(limits, self._settings.max_model_len)
         text = words(self._settings.seed * 1_000_003 + self._requests)
         self._requests += 1
-        faults = stream_faults(request)
-        delivery = faults.delivery if faults else Delivery()
-        seq = self._engine.submit(prompt_tokens, max_tokens, arrival)
+        tap = tap_of(request)
+        if tap is not None:
+            tap.admitted(limits.prompt_tokens, max_tokens)
+        seq = self._engine.submit(limits.prompt_tokens, max_tokens, arrival)
         try:
             if req.stream:
-                return await self._stream(request, req, seq, text, faults, delivery)
-            async for event in seq:
-                delivery.sent(self._engine.now(), event.due)
-            if seq.finished_reason != "length":
-                raise _HttpError(500, "The request was aborted.", "InternalServerError")
+                return await self._stream(request, req, seq, text)
+            async for _ in seq:
+                pass
+            if seq.finished_reason == "error":
+                raise HttpError(500, "Internal server error", "InternalServerError")
             content = "".join(next(text) for _ in range(seq.generated))
-            use = usage(prompt_tokens, seq.generated)
+            assert seq.finished_reason is not None
+            use = usage(seq.prompt_tokens, seq.generated)
+            request_id = request.headers.get("X-Request-Id")
             if isinstance(req, ChatCompletionRequest):
-                head = response_head("chatcmpl", "chat.completion", self._model)
-                return _json(chat_response(head, content, seq.finished_reason, use))
-            head = response_head("cmpl", "text_completion", self._model)
-            return _json(completion_response(head, content, seq.finished_reason, use))
+                head = response_head("chatcmpl", "chat.completion", self._model, request_id)
+                return json_response(chat_response(head, content, seq.finished_reason, use))
+            head = response_head("cmpl", "text_completion", self._model, request_id)
+            return json_response(completion_response(head, content, seq.finished_reason, use))
         finally:
-            # Client gone (write failed or handler cancelled): vLLM counts it as an abort.
-            self._engine.abort(seq)
-            if faults and self._faults:
-                self._faults.record(faults.arrival, faults.fault, seq, delivery, faults.request_id)
-                faults.logged = True
+            # Client gone (write failed or handler cancelled): vLLM aborts it, without stats.
+            self._engine.cancel(seq)
+            if tap is not None:
+                tap.finished(seq.finished_reason)
 
     async def _stream(
         self,
@@ -190,50 +135,83 @@ class _VllmHandlers:
         req: CompletionRequest | ChatCompletionRequest,
         seq: SimSequence,
         text: Iterator[str],
-        faults: StreamFaults | None,
-        delivery: Delivery,
     ) -> web.StreamResponse:
+        """vLLM's stream generators (`completion/serving.py`, `chat_completion/serving.py`):
+        the chat role chunk with the first output, a chunk per token, the finish reason on the
+        last one (also "abort" when the engine aborted), the usage chunk, then `[DONE]`; an
+        engine failure ("error") becomes an error event."""
         chat = isinstance(req, ChatCompletionRequest)
+        request_id = request.headers.get("X-Request-Id")
         if chat:
-            head = response_head("chatcmpl", "chat.completion.chunk", self._model)
+            head = response_head("chatcmpl", "chat.completion.chunk", self._model, request_id)
         else:
-            head = response_head("cmpl", "text_completion", self._model)
+            head = response_head("cmpl", "text_completion", self._model, request_id)
         content = ContentEvents(head, chat)
-        resp = web.StreamResponse(headers={"Content-Type": _SSE_CONTENT_TYPE})
+        resp = web.StreamResponse(headers={"Content-Type": SSE_CONTENT_TYPE})
+        tap_of(request)
+        # With include_usage the usage chunk carries the fingerprint, else the last chunk does.
+        last_stamp = None if req.include_usage else self.fingerprint
+
+        async def send(data: bytes, tokens: int = 0, due: float | None = None) -> None:
+            await write_event(request, resp.write, data, tokens=tokens, due=due)
+
+        def use_at(n: int) -> Json | None:
+            if not req.continuous_usage:
+                return None
+            return (chat_usage if chat else usage)(seq.prompt_tokens, n)
+
         try:
             await resp.prepare(request)
             n = 0
             async for event in seq:
-                if faults and not await faults.before_event(request, resp.write):
-                    return resp  # injected: the connection dropped mid-stream
                 n += 1
-                delivery.sent(self._engine.now(), event.due)
                 finish = "length" if n == seq.max_tokens else None
-                use = usage(seq.prompt_tokens, n) if req.continuous_usage else None
-                if chat and n == 1:  # vLLM's role-only first chunk, with the first output
-                    role = {"role": "assistant", "content": ""}
-                    await resp.write(sse(chat_chunk(head, role, None, use=use)))
-                if finish is None and use is None:
-                    await resp.write(content(next(text)))
-                elif chat:
-                    await resp.write(
-                        sse(chat_chunk(head, {"content": next(text)}, finish, use=use))
-                    )
+                if chat and n == 1:
+                    await send(self._role_chunk(head, use_at(0)))
+                if finish is None and not req.continuous_usage:
+                    await send(content(next(text)), 1, event.due)
+                    continue
+                stamp = last_stamp if finish else None
+                if chat:
+                    data = chat_chunk(head, {"content": next(text)}, finish, use=use_at(n),
+                                      fingerprint=stamp, style=VLLM_033)  # fmt: skip
                 else:
-                    await resp.write(sse(completion_chunk(head, next(text), finish, use=use)))
-            if seq.finished_reason != "length":  # aborted by the server (shutdown)
-                error = error_body("The request was aborted.", "InternalServerError", 500)
-                await resp.write(sse(error))
+                    data = completion_chunk(head, next(text), finish, use=use_at(n),
+                                            fingerprint=stamp, style=VLLM_033)  # fmt: skip
+                await send(sse(data), 1, event.due)
+            if seq.finished_reason == "abort" and not seq.cancelled:
+                await self._abort_chunk(send, head, chat, n, use_at(n), last_stamp)
+            if seq.finished_reason == "error":  # _raise_if_error -> GenerationError
+                await send(sse(error_body("Internal server error", "InternalServerError", 500)))
             elif req.include_usage:
-                await resp.write(sse(usage_chunk(head, usage(seq.prompt_tokens, n))))
-            await resp.write(DONE)
+                use = usage(seq.prompt_tokens, n)
+                await send(sse(usage_chunk(head, use, self.fingerprint)))
+            await send(DONE)
             await resp.write_eof()
         except ConnectionResetError:
-            pass  # the client disconnected; `_generate` aborts the sequence
+            pass  # the client disconnected (or an injected cut); `_generate` cancels the sequence
         return resp
 
+    def _role_chunk(self, head: Json, use: Json | None) -> bytes:
+        role = {"role": "assistant", "content": ""}
+        return sse(chat_chunk(head, role, None, use=use, style=VLLM_033, role=True))
+
+    async def _abort_chunk(
+        self, send: _Send, head: Json, chat: bool, n: int, use: Json | None, stamp: str | None
+    ) -> None:
+        """The engine aborted: one more chunk, empty, with finish_reason "abort" (the output
+        processor's final abort output, `v1/engine/output_processor.py::abort_requests`)."""
+        if chat:
+            if n == 0:
+                await send(self._role_chunk(head, use))
+            delta: Json = {"content": ""} if n else {}  # chat_completion/stream_processor.py
+            chunk = chat_chunk(head, delta, "abort", use=use, fingerprint=stamp, style=VLLM_033)
+        else:
+            chunk = completion_chunk(head, "", "abort", use=use, fingerprint=stamp, style=VLLM_033)
+        await send(sse(chunk))
+
     async def tokenize(self, request: web.Request) -> web.StreamResponse:
-        req = await self._parse(request, TokenizeRequest)
+        req = await parse_body(request, TokenizeRequest)
         self._check_model(req.model)
         if req.messages is not None:
             ids = chat_token_ids(chat_pairs(req.messages))
@@ -241,25 +219,20 @@ class _VllmHandlers:
             ids = token_ids(req.prompt or "")
         body = {"count": len(ids), "max_model_len": self._settings.max_model_len, "tokens": ids}
         body["token_strs"] = [f"<{i}>" for i in ids] if req.return_token_strs else None
-        return _json(body)
+        return json_response(body)
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        return _json(models_body(self._model, self._settings.max_model_len, self._created))
+        return json_response(models_body(self._model, self._settings.max_model_len, self._created))
 
     async def health(self, request: web.Request) -> web.StreamResponse:
         return web.Response(status=200)
 
     async def version(self, request: web.Request) -> web.StreamResponse:
-        return _json({"version": VLLM_VERSION})
+        return json_response({"version": VLLM_VERSION})
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         body = generate_latest(self._registry)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-def _injected_error(status: int) -> web.Response:
-    phrase = HTTPStatus(status).phrase
-    return _json(error_body("Injected fault (simulated)", phrase, status), status)
 
 
 def create_vllm_app(
@@ -270,13 +243,14 @@ def create_vllm_app(
 ) -> web.Application:
     """An aiohttp application answering like `vllm serve` 0.33 (STACKS.md section 1).
 
-    The engine is closed (live requests aborted) when the application shuts down.
+    The engine is closed (live requests failed) when the application shuts down.
     """
-    handlers = _VllmHandlers(settings, engine, metrics_registry, faults)
-    middlewares: list[Middleware] = [_error_middleware]
+    handlers = _VllmHandlers(settings, engine, metrics_registry)
+    middlewares: list[Middleware] = [error_middleware]
     if faults is not None:
-        paths = ("/v1/completions", "/v1/chat/completions")
-        middlewares.append(fault_middleware(faults, paths, _injected_error, MALFORMED_EVENT))
+        middlewares.append(
+            fault_middleware(faults, GENERATION_PATHS, injected_error, MALFORMED_EVENT)
+        )
     app = web.Application(middlewares=middlewares, client_max_size=64 * 1024**2)
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)

@@ -119,7 +119,7 @@ class VllmMetrics:
         pass
 
     def on_admitted(self, seq: SimSequence, queue_time_s: float) -> None:
-        self._h["queue"].observe(queue_time_s)
+        pass  # vLLM observes the queue time with the other phases, when the request finishes
 
     def on_first_token(self, seq: SimSequence, ttft_s: float) -> None:
         self._h["ttft"].observe(ttft_s)
@@ -131,24 +131,29 @@ class VllmMetrics:
         self._c["generation"].inc()
 
     def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
-        """Every finished request counts; aborted ones get e2e and token counts only."""
+        """Every request the engine finished, aborts and errors included, with every phase
+        histogram (`v1/metrics/stats.py::update_from_finished_request`, observed by
+        `loggers.py`); TPOT is 0 for a single token. A client disconnect is not counted at
+        all: `output_processor.py::abort_requests` records no finish statistics."""
+        if seq.cancelled:
+            return
         self._success[reason].inc()
-        end = seq.last_token if reason != "abort" and seq.last_token is not None else seq.finished
-        if end is not None:
-            self._h["e2e"].observe(end - seq.arrival)
+        end = seq.finished if seq.finished is not None else seq.arrival
+        # A phase the request never reached lasts until it ended (vLLM would subtract a 0.0
+        # timestamp there; the simulator does not copy that artefact).
+        admitted = seq.admitted if seq.admitted is not None else end
+        first = seq.first_token if seq.first_token is not None else end
+        last = seq.last_token if seq.last_token is not None else first
+        decode_s = last - first
+        self._h["e2e"].observe(end - seq.arrival)
+        self._h["queue"].observe(admitted - seq.arrival)
+        self._h["prefill"].observe(first - admitted)
+        self._h["decode"].observe(decode_s)
+        self._h["inference"].observe(last - admitted)
+        self._h["tpot"].observe(decode_s / (seq.generated - 1) if seq.generated > 1 else 0.0)
         self._h["req_prompt"].observe(seq.prompt_tokens)
         self._h["req_gen"].observe(seq.generated)
         self._h["req_max"].observe(seq.max_tokens)
-        if reason == "abort" or None in (seq.admitted, seq.first_token, seq.last_token):
-            return
-        assert seq.admitted is not None and seq.first_token is not None
-        assert seq.last_token is not None
-        decode_s = seq.last_token - seq.first_token
-        self._h["prefill"].observe(seq.first_token - seq.admitted)
-        self._h["decode"].observe(decode_s)
-        self._h["inference"].observe(seq.last_token - seq.admitted)
-        if seq.generated > 1:
-            self._h["tpot"].observe(decode_s / (seq.generated - 1))
 
     def on_preempted(self, seq: SimSequence) -> None:
         self._c["preemptions"].inc()

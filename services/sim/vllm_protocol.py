@@ -5,16 +5,18 @@ Key order, and which keys are absent rather than null, follow vLLM 0.33 (STACKS.
 
 from __future__ import annotations
 
-import json
 import uuid
+import zlib
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.openai_wire import (
     DONE,
+    VLLM_033,
     Json,
     chat_chunk,
     completion_chunk,
+    dumps,
     error_body,
     response_head,
     sse,
@@ -32,15 +34,29 @@ __all__ = [
     "chat_chunk",
     "chat_pairs",
     "chat_response",
+    "chat_usage",
     "completion_chunk",
     "completion_response",
     "error_body",
+    "fingerprint",
     "models_body",
     "response_head",
     "sse",
     "usage",
     "usage_chunk",
 ]
+
+
+def fingerprint(version: str, config_text: str) -> str:
+    """`vllm-<version>-<hash8>` as `serve/utils/fingerprint.py` builds it in its default mode
+    (no parallelism); the hash here is of the simulated config, not of a real `VllmConfig`."""
+    return f"vllm-{version}-{zlib.crc32(config_text.encode()):08x}"
+
+
+def chat_usage(prompt_tokens: int, completion_tokens: int) -> Json:
+    """Per-chunk usage on chat streams: `completion_tokens_details` is passed explicitly (as
+    None) by `chat_completion/serving.py`, so it appears as null."""
+    return {**usage(prompt_tokens, completion_tokens), "completion_tokens_details": None}
 
 
 class ContentEvents:
@@ -54,13 +70,13 @@ class ContentEvents:
 
     def __init__(self, head: Json, chat: bool) -> None:
         if chat:
-            template = sse(chat_chunk(head, {"content": self._MARK}, None))
+            template = sse(chat_chunk(head, {"content": self._MARK}, None, style=VLLM_033))
         else:
-            template = sse(completion_chunk(head, self._MARK, None))
-        self._before, self._after = template.split(json.dumps(self._MARK).encode())
+            template = sse(completion_chunk(head, self._MARK, None, style=VLLM_033))
+        self._before, self._after = template.split(dumps(self._MARK))
 
     def __call__(self, text: str) -> bytes:
-        return self._before + json.dumps(text).encode() + self._after
+        return self._before + dumps(text) + self._after
 
 
 class _Lenient(BaseModel):

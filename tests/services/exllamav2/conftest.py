@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from services.exllamav2 import AppConfig, EngineError, JobRequest, JobResult, JobStats, create_app
-from tests.procs import start_sim, stop_sim
 
 MODEL = "fake/llama-exl2"
 
@@ -125,6 +123,9 @@ class FakeEngine:
     def kv_cache_usage(self) -> float:
         return self.num_running_jobs() / 10
 
+    def info(self) -> dict[str, Any]:
+        return {"max_seq_len": self.max_seq_len, "cache_size_tokens": 640}
+
 
 Client = TestClient[Any, Any]
 ClientFn = Callable[[Client, CollectorRegistry, FakeEngine], Awaitable[Any]]
@@ -146,14 +147,3 @@ def run_app(
             return await fn(client, registry, fake)
 
     return asyncio.run(main())
-
-
-@pytest.fixture(scope="session")
-def exl2_sim_url() -> Iterator[str]:
-    """One real `python -m services.sim --stack exllamav2` process (fixed timing: 5 ms / 1 ms)."""
-    proc, url = start_sim(
-        "--stack", "exllamav2", "--quant", "exl2", "--timing", "fixed",
-        "--ttft-ms", "5", "--itl-ms", "1", "--port", "0",
-    )  # fmt: skip
-    yield url
-    stop_sim(proc)

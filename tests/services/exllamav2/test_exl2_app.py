@@ -204,12 +204,21 @@ def test_health_is_503_until_loaded_and_generation_refused_meanwhile() -> None:
 
 def test_info_routes() -> None:
     async def fn(client: Client, *_: Any) -> dict[str, Any]:
-        out = {p: await (await client.get(p)).json() for p in ("/v1/models", "/version")}
+        paths = ("/v1/models", "/version", "/info")
+        out = {p: await (await client.get(p)).json() for p in paths}
         tok = await client.post("/v1/token/encode", json={"text": "one two three"})
         out["encode"] = await tok.json()
         return out
 
     out = run_app(fn)
+    assert out["/info"] == {
+        "model": MODEL,
+        "version": "0.1.0",
+        "engine": "fake 1.0",
+        "loaded": True,
+        "max_seq_len": 64,
+        "cache_size_tokens": 640,  # what quantbench's probe records in run.json
+    }
     [card] = out["/v1/models"]["data"]
     assert (card["id"], card["object"], card["max_model_len"]) == (MODEL, "model", 64)
     assert out["/version"] == {"version": "0.1.0", "engine": "fake 1.0"}
@@ -248,3 +257,19 @@ def test_shutdown_fails_live_streams_cleanly() -> None:
 
     tail = run_app(fn, FakeEngine(itl_s=0.01))
     assert tail.endswith(b"data: [DONE]\n\n") and b'"error"' in tail
+
+
+def test_max_tokens_over_the_room_left_is_lowered_to_fit_like_vllm() -> None:
+    async def fn(client: Client, *_: Any) -> tuple[Any, tuple[int, Any]]:
+        body = {"prompt": "w " * 10, "max_tokens": 60, "ignore_eos": True}
+        fitted = await (await client.post("/v1/completions", json=body)).json()
+        pinned = await client.post("/v1/completions", json=body | {"min_tokens": 60})
+        return fitted, (pinned.status, await pinned.json())
+
+    fitted, (status, error) = run_app(fn)
+    assert fitted["usage"] == {"prompt_tokens": 11, "total_tokens": 64, "completion_tokens": 53}
+    assert status == 400
+    assert (
+        error["error"]["message"]
+        == "min_tokens must be less than or equal to max_tokens=53, got 60."
+    )

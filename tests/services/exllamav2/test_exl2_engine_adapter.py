@@ -12,6 +12,7 @@ import pytest
 
 from services.exllamav2 import EngineError, Exl2Config, Exl2ConfigError, Exl2Engine, JobStats
 from services.exllamav2.exl2_engine import Exl2Job, convert_result, model_max_seq_len
+from services.exllamav2.model_files import compile_chat_template
 
 
 class _Ids:
@@ -139,15 +140,8 @@ def test_cancel_after_eos_is_a_no_op_and_close_fails_live_jobs(tmp_path: Path) -
 
 
 def test_chat_template_renders_like_transformers(tmp_path: Path) -> None:
-    pytest.importorskip("jinja2")
-    from services.exllamav2.exl2_engine import _chat_template
-
     class Tokenizer:
         bos_token, eos_token = "<s>", "</s>"
-        tokenizer_config_dict = {
-            "chat_template": "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}"
-            "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
-        }
 
         def __init__(self) -> None:
             self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -158,8 +152,51 @@ def test_chat_template_renders_like_transformers(tmp_path: Path) -> None:
 
     tokenizer = Tokenizer()
     engine = Exl2Engine(Exl2Config(model_dir=_model_dir(tmp_path)))
-    engine._tokenizer, engine._template = tokenizer, _chat_template(tokenizer)
+    engine._tokenizer = tokenizer
+    engine._template = compile_chat_template(
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content }}"
+        "{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"
+    )
     ids = engine.encode_chat([("user", "hi")])
     [(text, kwargs)] = tokenizer.calls
     assert text == "<s>[user]hi[assistant]" and len(ids) == len(text)
     assert kwargs == {"add_bos": False, "encode_special_tokens": True}
+    engine._add_bos = False  # a Qwen-like tokenizer: completion prompts get no BOS either
+    engine.encode("plain")
+    assert tokenizer.calls[-1] == ("plain", {"add_bos": False})
+
+
+def test_a_stop_token_finish_emits_the_held_text_but_not_the_stop_token() -> None:
+    """dynamic.py `emit(eos_reason="stop_token")`: text still held back (here a partial match
+    of the stop string "\n\n") goes under `held`, with the stop token's piece at its end."""
+    result = convert_result(
+        {
+            "stage": "streaming", "eos": True, "eos_reason": "stop_token",
+            "eos_triggering_token_id": 2, "eos_triggering_token_str": "</s>",
+            "held": {"text": " end\n</s>", "token_ids": _Ids([5, 6, 2])},
+            "new_tokens": 9, "prompt_tokens": 3, "cached_tokens": 0,
+            "time_enqueued": 0.0, "time_prefill": 0.1, "time_generate": 0.2,
+        }
+    )  # fmt: skip
+    assert (result.text, result.token_count) == (" end\n", 2)
+    assert result.end is not None and result.end.eos_reason == "stop_token"
+    nothing_held = convert_result(
+        {
+            "stage": "streaming", "eos": True, "eos_reason": "stop_token",
+            "eos_triggering_token_str": "</s>", "new_tokens": 1, "prompt_tokens": 3,
+            "time_enqueued": 0.0, "time_prefill": 0.1, "time_generate": 0.0,
+        }
+    )  # fmt: skip
+    assert (nothing_held.text, nothing_held.token_count) == ("", 0)
+
+
+def test_info_before_loading_has_no_cache_size_yet(tmp_path: Path) -> None:
+    engine = Exl2Engine(Exl2Config(model_dir=_model_dir(tmp_path, max_position_embeddings=4096)))
+    info = engine.info()
+    assert (info["max_seq_len"], info["cache_size_tokens"], info["cache_size_source"]) == (
+        4096,
+        None,
+        "auto",
+    )
+    fixed = Exl2Engine(Exl2Config(model_dir=tmp_path, cache_size=65536)).info()
+    assert fixed["cache_size_source"] == "flag"

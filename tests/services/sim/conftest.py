@@ -103,3 +103,14 @@ def sim_url() -> Iterator[str]:
     proc, url = start_sim("--port", "0", "--timing", "fixed", "--ttft-ms", "50", "--itl-ms", "2")
     yield url
     stop_sim(proc)
+
+
+@pytest.fixture(scope="session")
+def exl2_sim_url() -> Iterator[str]:
+    """One real `python -m services.sim --stack exllamav2` process (fixed timing: 5 ms / 1 ms)."""
+    proc, url = start_sim(
+        "--stack", "exllamav2", "--quant", "exl2", "--timing", "fixed",
+        "--ttft-ms", "5", "--itl-ms", "1", "--port", "0",
+    )  # fmt: skip
+    yield url
+    stop_sim(proc)

@@ -23,7 +23,8 @@ from loadtest.records import Outcome, RequestRecord
 from loadtest.transport import HttpxTransport
 from loadtest.workload import GenRequest
 from services.sim import FixedEngine, SimSequence
-from services.sim.faults import ErrorFault, FaultConfig, FaultPlan
+from services.sim.config import ErrorFault, FaultConfig
+from services.sim.faults import FaultPlan
 from tests.procs import start_sim, stop_sim
 
 FIXED = ("--timing", "fixed", "--ttft-ms", "5", "--itl-ms", "2", "--port", "0")

@@ -11,8 +11,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.sim import SimSettings
-from services.sim.tgi_app import create_tgi_sim_app
+from services.sim import SimSettings, build_engine
+from services.sim.tgi_app import create_tgi_sim_app, tgi_metrics_for
 
 MODEL = "sim/llama-3.1-8b-instruct-awq"
 FINGERPRINT = "3.3.6-dev0-native"
@@ -34,7 +34,9 @@ def run_tgi(
         sim = SimSettings.model_validate(
             {"stack": "tgi", "timing": "fixed", "ttft_ms": 2.0, "itl_ms": 1.0} | settings
         )
-        app = create_tgi_sim_app(sim, keep_alive_s=keep_alive_s)
+        metrics = tgi_metrics_for(sim)
+        engine = build_engine(sim, metrics)
+        app = create_tgi_sim_app(sim, engine, metrics, keep_alive_s=keep_alive_s)
         async with TestClient(TestServer(app)) as client:
             return await fn(client)
 
@@ -110,10 +112,11 @@ def test_compat_route_switches_on_stream_and_returns_an_array() -> None:
 
 
 def test_validation_errors_are_422_or_stream_events() -> None:
-    too_long = {"inputs": "Hello world", "parameters": {"max_new_tokens": 5000}}
+    # validation.rs checks input + this segment's tokens (at most 1024) against the total
+    too_long = {"inputs": "Hello world", "parameters": {"max_new_tokens": 1023}}
     message = (
-        "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. "
-        "Given: 2 `inputs` tokens and 5000 `max_new_tokens`"
+        "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 1024. "
+        "Given: 2 `inputs` tokens and 1023 `max_new_tokens`"
     )
 
     async def fn(client: Client) -> list[tuple[int, str, bytes]]:
@@ -135,7 +138,7 @@ def test_validation_errors_are_422_or_stream_events() -> None:
         out.append((resp.status, resp.content_type, await resp.read()))
         return out
 
-    results = run_tgi(fn)
+    results = run_tgi(fn, max_model_len=1024)
     assert results[0] == (
         422,
         "application/json",
@@ -163,8 +166,10 @@ def test_omitted_max_new_tokens_fills_the_context() -> None:
 
     out = run_tgi(fn, max_model_len=32, itl_ms=0.0)
     assert out["details"]["generated_tokens"] == 30, "max_total_tokens - input tokens"
-    out = run_tgi(fn, itl_ms=0.0)
-    assert out["details"]["generated_tokens"] == 1024, "TGI's DEFAULT_GENERATION_LENGTH cap"
+    out = run_tgi(fn, itl_ms=0.0, ttft_ms=0.0)
+    # Segments of 1024, each re-validated with its text appended to the input (infer/mod.rs):
+    # after 3 x 1024 the input (2 + 3072) is over --max-input-tokens 3072, so it ends there.
+    assert out["details"]["generated_tokens"] == 3072
 
 
 def test_top_tokens_appear_only_when_requested() -> None:
@@ -219,16 +224,16 @@ def test_chat_stream_bytes() -> None:
 def test_chat_errors_and_non_streaming_body() -> None:
     async def fn(client: Client) -> tuple[int, bytes, Any, Any]:
         messages = [{"role": "user", "content": "Hi"}]
-        bad = {"model": "tgi", "messages": messages, "max_tokens": 5000, "stream": True}
+        bad = {"model": "tgi", "messages": messages, "max_tokens": 1020, "stream": True}
         resp = await client.post("/v1/chat/completions", json=bad)
         ok = await client.post("/v1/chat/completions", json={"messages": messages, "max_tokens": 3})
         return resp.status, await resp.read(), await ok.json(), ok.headers
 
-    status, raw, body, headers = run_tgi(fn)
+    status, raw, body, headers = run_tgi(fn, max_model_len=1024)
     assert status == 200
     assert events(raw) == [
         b'data:{"error":{"message":"Input validation error: `inputs` tokens + `max_new_tokens` '
-        b'must be <= 4096. Given: 8 `inputs` tokens and 5000 `max_new_tokens`",'
+        b'must be <= 1024. Given: 8 `inputs` tokens and 1020 `max_new_tokens`",'
         b'"http_status_code":422}}\n\n',
         b"data:[DONE]\n\n",
     ]
@@ -310,7 +315,7 @@ def test_info_routes() -> None:
             "max_concurrent_requests": 7,
             "max_best_of": 2,
             "max_stop_sequences": 4,
-            "max_input_tokens": 4095,
+            "max_input_tokens": 3072,  # compose's --max-input-tokens
             "max_total_tokens": 4096,
             "validation_workers": 2,
             "max_client_batch_size": 4,

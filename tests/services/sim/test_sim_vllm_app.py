@@ -14,6 +14,8 @@ from prometheus_client import CollectorRegistry
 from services.sim.tokens import words
 
 MODEL = "sim/llama-3.1-8b-instruct-awq"
+# vllm-<version>-<hash8> (serve/utils/fingerprint.py); the simulator hashes its own settings.
+FINGERPRINT = "vllm-0.33.0-bd6321a6"
 Client = TestClient[Any, Any]
 
 
@@ -42,14 +44,18 @@ def test_completions_stream_bytes(with_client: Any) -> None:
     assert cid.startswith("cmpl-") and len(cid) == 5 + 32
     head = f'{{"id":"{cid}","object":"text_completion","created":{created},"model":"{MODEL}"'
     w = list(itertools.islice(words(0), 3))
+    # vLLM 0.33 completion/serving.py builds each chunk passing prompt_token_ids, token_ids,
+    # weight_versions and kv_transfer_params explicitly, and dumps it with exclude_unset=True,
+    # so they appear as nulls; the usage chunk (exclude_none=True) carries system_fingerprint.
+    nulls = '"prompt_token_ids":null,"token_ids":null,"weight_versions":null'
     expected = [
         *(
             f'data: {head},"choices":[{{"index":0,"text":"{w[k]}","logprobs":null,'
-            f'"finish_reason":{fin},"stop_reason":null}}]}}\n\n'
+            f'"finish_reason":{fin},"stop_reason":null,{nulls}}}],"kv_transfer_params":null}}\n\n'
             for k, fin in enumerate(["null", "null", '"length"'])
         ),
         f'data: {head},"choices":[],"usage":{{"prompt_tokens":2,"total_tokens":5,'
-        '"completion_tokens":3}}\n\n',
+        f'"completion_tokens":3}},"system_fingerprint":"{FINGERPRINT}"}}\n\n',
         "data: [DONE]\n\n",
     ]
     assert [e.decode() for e in events] == expected
@@ -74,16 +80,20 @@ def test_chat_stream_bytes(with_client: Any) -> None:
     head = f'{{"id":"{cid}","object":"chat.completion.chunk","created":{created},"model":"{MODEL}"'
     w = list(itertools.islice(words(0), 2))
     choice = '"choices":[{"index":0,"delta":'
+    # chat_completion/serving.py: the role chunk passes prompt_token_ids and prompt_text, the
+    # content chunks token_ids (and the last one stop_reason and weight_versions), each chunk
+    # kv_transfer_params; all are dumped with exclude_unset=True, so as nulls.
     expected = [
         f'data: {head},{choice}{{"role":"assistant","content":""}},"logprobs":null,'
-        '"finish_reason":null}]}\n\n',
+        '"finish_reason":null}],"prompt_token_ids":null,"prompt_text":null}\n\n',
         f'data: {head},{choice}{{"content":"{w[0]}"}},"logprobs":null,'
-        '"finish_reason":null}]}\n\n',
+        '"finish_reason":null,"token_ids":null}],"kv_transfer_params":null}\n\n',
         f'data: {head},{choice}{{"content":"{w[1]}"}},"logprobs":null,"finish_reason":"length",'
-        '"stop_reason":null}]}\n\n',
+        '"stop_reason":null,"token_ids":null,"weight_versions":null}],'
+        '"kv_transfer_params":null}\n\n',
         # prompt: 2 template tokens x 1 message + 1 word + 3 for the assistant header = 8
         f'data: {head},"choices":[],"usage":{{"prompt_tokens":8,"total_tokens":10,'
-        '"completion_tokens":2}}\n\n',
+        f'"completion_tokens":2}},"system_fingerprint":"{FINGERPRINT}"}}\n\n',
         "data: [DONE]\n\n",
     ]
     assert [e.decode() for e in events] == expected
@@ -151,9 +161,20 @@ def test_errors(with_client: Any) -> None:
             "code",
         ]
         assert body["error"]["code"] == status
-        assert body["error"]["type"] == ("NotFoundError" if status == 404 else "Bad Request")
+    types = [body["error"]["type"] for _, body in results]
+    # pydantic validation: "Bad Request"; vLLM's own checks (VLLMValidationError): BadRequestError
+    assert types == ["Bad Request", "NotFoundError", "BadRequestError", "BadRequestError",
+                     "Bad Request", "Bad Request", "Bad Request"]  # fmt: skip
     assert "stream=True" in results[0][1]["error"]["message"]
     assert results[1][1]["error"]["message"] == "The model `nope` does not exist."
+    assert results[2][1]["error"]["param"] == "input_tokens"
+    assert results[2][1]["error"]["message"].startswith(
+        "This model's maximum context length is 32 tokens. However, your prompt contains 40 "
+        "input tokens"
+    )
+    assert results[3][1]["error"]["message"] == (
+        "max_tokens=40 cannot be greater than max_model_len=32. Please request fewer output tokens."
+    )
 
 
 def test_info_routes(with_client: Any) -> None:
@@ -182,19 +203,26 @@ def test_info_routes(with_client: Any) -> None:
     assert out["chat"]["count"] == 8 and len(out["chat"]["token_strs"]) == 8
 
 
-def test_client_disconnect_counts_an_abort(with_client: Any) -> None:
-    async def fn(client: Client, registry: CollectorRegistry) -> float | None:
+def test_client_disconnect_is_not_counted(with_client: Any) -> None:
+    """vLLM 0.33 `output_processor.py::abort_requests` records no finish statistics for a
+    request the client abandoned: no request_success, no phase histograms."""
+
+    async def fn(client: Client, registry: CollectorRegistry) -> dict[str, float | None]:
         body = {"prompt": "x", "max_tokens": 1000, "stream": True}
         resp = await client.post("/v1/completions", json=body)
         await resp.content.readline()  # first event arrived
         resp.close()  # drop the connection mid-stream
-        labels = {"model_name": MODEL, "engine": "0", "finished_reason": "abort"}
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline:
-            aborted = registry.get_sample_value("vllm:request_success_total", labels)
-            if aborted:
-                return aborted
+        running = {"model_name": MODEL, "engine": "0"}
+        while registry.get_sample_value("vllm:num_requests_running", running) != 0:
+            assert time.monotonic() < deadline, "the request was never released"
             await asyncio.sleep(0.005)
-        return None
+        done = await client.post("/v1/completions", json={"prompt": "x", "max_tokens": 2})
+        assert done.status == 200
+        get = registry.get_sample_value
+        return {
+            reason: get("vllm:request_success_total", running | {"finished_reason": reason})
+            for reason in ("abort", "length")
+        } | {"e2e": get("vllm:e2e_request_latency_seconds_count", running)}
 
-    assert with_client(fn) == 1.0
+    assert with_client(fn) == {"abort": 0.0, "length": 1.0, "e2e": 1.0}

@@ -1,29 +1,31 @@
 """A simulated ExLlamaV2 engine over the simulator's timing models, and the simulator's app.
 
-`python -m services.sim --stack exllamav2` serves the real server's HTTP layer (`app.py`) over
-this engine, so wire format and metrics are the GPU server's own; every timing is simulated.
+`python -m services.sim --stack exllamav2` serves the real server's HTTP layer
+(services/exllamav2/app.py) over this engine, so wire format and metrics are the GPU server's
+own; every timing is simulated. The simulator depends on the server here, never the reverse.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from services.exllamav2.app import create_app
+from services.exllamav2.app import GENERATION_PATHS, create_app
 from services.exllamav2.config import AppConfig
 from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats
+from services.openai_http import MALFORMED_EVENT, injected_error
 from services.sim.config import SimSettings
 from services.sim.engine import NullObserver, SimEngine, SimSequence
-from services.sim.faults import FaultPlan
-from services.sim.server import build_engine
+from services.sim.faults import FaultPlan, fault_middleware
 from services.sim.tokens import chat_token_ids, token_ids, words
 
-__all__ = ["SimulatedEngine", "SimulatedJob", "create_exllamav2_sim_app"]
+__all__ = ["EngineGauges", "SimulatedEngine", "SimulatedJob", "create_exllamav2_sim_app"]
 
 
-class _Gauges(NullObserver):
+class EngineGauges(NullObserver):
     """Keeps the simulator's latest running/waiting/KV figures for the scrape-time gauges."""
 
     def __init__(self) -> None:
@@ -38,9 +40,11 @@ class _Gauges(NullObserver):
 class SimulatedJob:
     """One simulated sequence seen through exllamav2's result stages.
 
-    The simulator always generates exactly `max_new_tokens` (as with a banned EOS), so the last
+    The simulator generates exactly `max_new_tokens` (as with a banned EOS), so the last
     result is a `max_new_tokens` eos carrying the final token, as exllamav2 emits it. The
-    `started`/`prefill` results are reported when the first token is due.
+    `started`/`prefill` results are reported when the first token is due. A sequence the
+    engine ended early (an injected abort, or closing) fails the job with `EngineError`, as a
+    generator failure would.
     """
 
     def __init__(self, sim: SimEngine, seq: SimSequence, text: Iterator[str]) -> None:
@@ -66,7 +70,7 @@ class SimulatedJob:
             last = event.due
             text = "".join(next(self._text) for _ in range(event.n_tokens))
             if n < seq.max_tokens:
-                yield JobResult("streaming", text, event.n_tokens)
+                yield JobResult("streaming", text, event.n_tokens, due=event.due)
                 continue
             admitted = seq.arrival if seq.admitted is None else seq.admitted
             end = JobStats(
@@ -78,14 +82,17 @@ class SimulatedJob:
                 time_prefill_s=first - admitted,
                 time_generate_s=last - first,
             )
-            yield JobResult("streaming", text, event.n_tokens, end=end)
+            yield JobResult("streaming", text, event.n_tokens, end=end, due=event.due)
             return
-        if not self._cancelled:
-            raise EngineError("the simulated engine closed")
+        if self._cancelled:
+            return
+        if seq.finished_reason == "abort":
+            raise EngineError("the engine aborted the job (simulated fault)")
+        raise EngineError("the simulated engine closed")
 
     async def cancel(self) -> None:
         self._cancelled = True
-        self._sim.abort(self._seq)  # a finished sequence is left alone
+        self._sim.cancel(self._seq)  # a finished sequence is left alone
 
 
 class SimulatedEngine:
@@ -95,10 +102,11 @@ class SimulatedEngine:
     vLLM simulator), stop strings are ignored and the output length is always `max_new_tokens`.
     """
 
-    def __init__(self, settings: SimSettings, faults: FaultPlan | None = None) -> None:
+    def __init__(self, settings: SimSettings, sim: SimEngine, gauges: EngineGauges) -> None:
+        """`sim` must report to `gauges` (see `services.sim.personalities`)."""
         self._settings = settings
-        self._gauges = _Gauges()
-        self._sim = build_engine(settings, self._gauges, faults)
+        self._gauges = gauges
+        self._sim = sim
         self._jobs = 0
 
     @property
@@ -149,14 +157,23 @@ class SimulatedEngine:
     def kv_cache_usage(self) -> float:
         return self._gauges.kv_usage
 
+    def info(self) -> dict[str, Any]:
+        return {"max_seq_len": self.max_seq_len, "simulated": True}
+
 
 def create_exllamav2_sim_app(
-    settings: SimSettings, faults: FaultPlan | None = None, started_at: float | None = None
+    settings: SimSettings,
+    engine: SimulatedEngine,
+    faults: FaultPlan | None = None,
+    started_at: float | None = None,
 ) -> web.Application:
-    """The simulated ExLlamaV2 server (`stack: exllamav2` in `services.sim.personalities`);
-    `faults` reach its engine (stall, slowdown) and its generation routes (`fault_layer`);
-    `started_at` is the process start time after a simulated restart."""
-    engine = SimulatedEngine(settings, faults)
+    """The simulated ExLlamaV2 server: the real HTTP layer over `engine`, with the fault layer
+    on its generation routes; `started_at` is the process start after a simulated restart."""
+    middlewares = []
+    if faults is not None:
+        middlewares.append(
+            fault_middleware(faults, GENERATION_PATHS, injected_error, MALFORMED_EVENT)
+        )
     return create_app(
-        engine, AppConfig(), CollectorRegistry(), faults=faults, started_at=started_at
+        engine, AppConfig(), CollectorRegistry(), middlewares=middlewares, started_at=started_at
     )

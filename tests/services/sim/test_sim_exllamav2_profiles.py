@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.exllamav2.simulated import create_exllamav2_sim_app
-from services.sim import SimSettings, available_profiles, load_profile
+from services.sim import SimSettings, available_profiles, build_app, load_profile
 
 
 def _step_ms(stack: str, quant: str, gpu: str, batch: int) -> float:
@@ -37,7 +36,7 @@ def test_exl2_is_fast_at_batch_1_and_scales_worse_than_marlin(gpu: str) -> None:
 def test_profile_timing_serves_a_request() -> None:
     async def main() -> Any:
         settings = SimSettings(stack="exllamav2", quant="gptq", gpu="l4")
-        async with TestClient(TestServer(create_exllamav2_sim_app(settings))) as client:
+        async with TestClient(TestServer(build_app(settings))) as client:
             resp = await client.post("/v1/completions", json={"prompt": "hi", "max_tokens": 3})
             return await resp.json()
 
