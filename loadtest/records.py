@@ -40,6 +40,9 @@ class Outcome(StrEnum):
     TRUNCATED_STREAM = "truncated_stream"
     MALFORMED_EVENT = "malformed_event"
     SERVER_ERROR_EVENT = "server_error_event"
+    #: a complete stream whose server ended the generation early: finish_reason "abort" or
+    #: "error" (vLLM), or fewer tokens than a pinned output length
+    ABORTED = "aborted"
     CANCELLED = "cancelled"
     NOT_SENT = "not_sent"
 

@@ -62,7 +62,8 @@ class RequestContext:
 @dataclass(frozen=True)
 class EventMeaning:
     """What one decoded event carries. `tokens`: generated tokens in it (0: none, e.g. the
-    role-only chat delta); `done`: it ends the stream; counts are the server's own."""
+    role-only chat delta); `done`: it ends the stream; counts are the server's own;
+    `finish_reason`: why the server says generation ended, on the event that says it."""
 
     tokens: int = 0
     done: bool = False
@@ -70,6 +71,7 @@ class EventMeaning:
     cumulative_tokens: int | None = None
     prompt_tokens: int | None = None
     error: str | None = None
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -81,6 +83,7 @@ class _Stream:
     cumulative: int = 0
     usage_tokens: int | None = None
     prompt_tokens: int | None = None
+    ended_early: str | None = None  # a finish reason that means the server cut generation
 
 
 class StreamingClient(ABC):
@@ -88,6 +91,9 @@ class StreamingClient(ABC):
 
     #: the `data:` payload that ends a stream, if the API has one (OpenAI: `[DONE]`)
     done_marker: str | None = None
+    #: finish reasons by which the server says it ended the generation early: the stream
+    #: completes normally, but the request is `aborted`, not `ok`
+    early_finish_reasons: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -121,6 +127,10 @@ class StreamingClient(ABC):
     @abstractmethod
     def interpret(self, event: dict[str, Any]) -> EventMeaning: ...
 
+    def pinned_tokens(self, request: GenRequest) -> int | None:
+        """The output length this client asked the server to generate exactly, if any."""
+        return None
+
     def execute(self, request: GenRequest, ctx: RequestContext) -> RequestRecord:
         record = ctx.record(Outcome.OK, prompt_tokens=request.prompt_tokens)
         stream = _Stream()
@@ -153,6 +163,7 @@ class StreamingClient(ABC):
                 record.error = _clip(response.read().decode("utf-8", errors="replace"))
             else:
                 self._consume(response, record, stream, ttft_deadline, total_deadline)
+                self._check_complete(record, stream, self.pinned_tokens(request))
         except TransportError as exc:
             if exc.kind == "timeout":
                 record.outcome = _timeout(stream)
@@ -162,6 +173,22 @@ class StreamingClient(ABC):
         finally:
             response.close()
         return self._finish(record, stream)
+
+    @staticmethod
+    def _check_complete(record: RequestRecord, stream: _Stream, pinned: int | None) -> None:
+        """A stream that ended properly can still be a generation the server cut short."""
+        if record.outcome is not Outcome.OK:
+            return
+        if stream.ended_early is not None:
+            record.outcome = Outcome.ABORTED
+            record.error = (
+                f"the server ended the generation early (finish_reason {stream.ended_early!r})"
+            )
+            return
+        got = stream.usage_tokens if stream.usage_tokens is not None else sum(stream.event_tokens)
+        if pinned is not None and got < pinned:
+            record.outcome = Outcome.ABORTED
+            record.error = f"the server generated {got} of the {pinned} pinned output tokens"
 
     def _finish(self, record: RequestRecord, stream: _Stream) -> RequestRecord:
         record.first_token_ns = stream.first_token_ns
@@ -216,6 +243,8 @@ class StreamingClient(ABC):
                 record.outcome = Outcome.SERVER_ERROR_EVENT
                 record.error = _clip(meaning.error)
                 return
+            if meaning.finish_reason in self.early_finish_reasons:
+                stream.ended_early = meaning.finish_reason  # read on to the end marker
             _take(meaning, now, stream)
             if meaning.done:
                 record.end_ns = now

@@ -3,6 +3,10 @@
 Framing quirks are the shared loop's; here: the role-only first chat delta carries no token,
 usage may come in a `choices: []` chunk, on the last chunk (TGI) or on every chunk (vLLM's
 `continuous_usage_stats`, which gives each event's exact token count), and `[DONE]` ends it.
+A request whose server ended generation early is `aborted`: vLLM 0.33 ends an engine-aborted
+request with a normal chunk whose `finish_reason` is "abort" and then usage and `[DONE]`
+(`entrypoints/openai/*/serving.py` raise only on "error"), and a stream with fewer tokens
+than the length this client pinned (`min_tokens` = `max_tokens`) did not do what was asked.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ _PINNING_STACKS = ("vllm", "exllamav2")
 
 class OpenAIClient(StreamingClient):
     done_marker = "[DONE]"
+    early_finish_reasons = frozenset({"abort", "error"})
 
     @property
     def path(self) -> str:
@@ -38,7 +43,7 @@ class OpenAIClient(StreamingClient):
             body["messages"] = [{"role": "user", "content": request.prompt}]
         else:
             body["prompt"] = request.prompt
-        if self._endpoint.stack in _PINNING_STACKS:
+        if self.pinned_tokens(request) is not None:
             # Pin the output length so every target generates the same number of tokens.
             body["ignore_eos"] = True
             body["min_tokens"] = request.max_tokens
@@ -46,15 +51,20 @@ class OpenAIClient(StreamingClient):
             stream_options["continuous_usage_stats"] = True  # exact tokens per event
         return body
 
+    def pinned_tokens(self, request: GenRequest) -> int | None:
+        return request.max_tokens if self._endpoint.stack in _PINNING_STACKS else None
+
     def interpret(self, event: dict[str, Any]) -> EventMeaning:
         if "error" in event:
             return EventMeaning(error=str(event["error"]))
-        text = ""
+        text, finish = "", None
         for choice in event.get("choices") or ():
             delta = choice.get("delta")
             piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
             if isinstance(piece, str):
                 text += piece
+            if isinstance(choice.get("finish_reason"), str):
+                finish = choice["finish_reason"]
         usage = event.get("usage")
         completion = prompt = None
         if isinstance(usage, dict):
@@ -65,6 +75,7 @@ class OpenAIClient(StreamingClient):
             output_tokens=completion,
             cumulative_tokens=completion if text else None,
             prompt_tokens=prompt,
+            finish_reason=finish,
         )
 
 

@@ -277,3 +277,43 @@ def test_ttft_deadline_applies_before_the_first_token() -> None:
     )
     record = client.execute(REQUEST, RequestContext("t", 0, "concurrency", 1, 0))
     assert record.outcome is Outcome.TIMEOUT_TTFT and record.first_token_ns is None
+
+
+def _cut_short(finish: str) -> list[tuple[int, bytes]]:
+    """vLLM 0.33's engine abort: a normal empty chunk with the finish reason, usage, [DONE]."""
+    return [
+        (20 * MS, chat_chunk(None, role=True)),
+        (50 * MS, chat_chunk("Hello")),
+        (60 * MS, chat_chunk(" big")),
+        (70 * MS, chat_chunk("", finish=finish)),
+        (71 * MS, usage_chunk(7, 2)),
+        (72 * MS, b"data: [DONE]\n"),
+    ]
+
+
+@pytest.mark.parametrize("finish", ["abort", "error"])
+def test_a_stream_the_engine_aborted_is_not_ok(finish: str) -> None:
+    client, _, ctx = make(_cut_short(finish))
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is Outcome.ABORTED
+    assert f"finish_reason {finish!r}" in (record.error or "")
+    assert record.end_ns is not None, "the stream itself ended properly"
+    assert record.e2e_ms is None, "failures count in the all-requests figures only"
+    assert record.ttft_ms is not None and record.output_tokens == 2
+
+
+def test_fewer_tokens_than_the_pinned_length_is_not_ok() -> None:
+    lines = [line for line in vllm_chat_stream() if b" world" not in line[1]]  # 3 of 4 tokens
+    lines = [(at, usage_chunk(7, 3) if b'"usage"' in line else line) for at, line in lines]
+    client, _, ctx = make(lines)
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is Outcome.ABORTED
+    assert record.error == "the server generated 3 of the 4 pinned output tokens"
+
+
+def test_an_unpinned_stack_may_stop_early() -> None:
+    """TGI cannot pin the output length: a shorter answer is its normal end (stop)."""
+    lines = [line for line in vllm_chat_stream() if b" world" not in line[1]]
+    client, _, ctx = make(lines, stack="tgi")
+    record = client.execute(REQUEST, ctx)
+    assert record.outcome is Outcome.OK

@@ -217,3 +217,41 @@ def test_request_faults_reach_every_personality(sim: Any, stack: str, quant: str
     stalled = generate(sim(*base, "--stall-at", "0", "--stall-for", "0.6"), stack=stack)
     assert stalled.outcome is Outcome.OK and stalled.ttft_ms is not None
     assert stalled.ttft_ms >= 400
+
+
+def test_an_engine_abort_ends_the_vllm_stream_as_vllm_does(sim: Any, tmp_path: Path) -> None:
+    """vLLM 0.33: a normal last chunk with finish_reason "abort", then usage and [DONE]; the
+    client must not count it as ok; the server counts it under finished_reason="abort"."""
+    log = tmp_path / "sim.jsonl"
+    url = sim("--abort-rate", "1", "--fault-after-events", "3", "--request-log", str(log))
+    record = generate(url)
+    assert record.outcome is Outcome.ABORTED and record.output_tokens == 3
+    body = {
+        "prompt": "x",
+        "max_tokens": 8,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    events = [e for e in httpx.post(f"{url}/v1/completions", json=body).text.split("\n\n") if e]
+    last = json.loads(events[-3].removeprefix("data: "))
+    assert last["choices"][0] | {"text": last["choices"][0]["text"]} == {
+        "index": 0, "text": "", "logprobs": None, "finish_reason": "abort", "stop_reason": None,
+        "prompt_token_ids": None, "token_ids": None, "weight_versions": None,
+    }  # fmt: skip
+    assert json.loads(events[-2].removeprefix("data: "))["usage"]["completion_tokens"] == 3
+    assert events[-1] == "data: [DONE]"
+    samples = _samples(url)
+    aborted = 'vllm:request_success_total{"engine": "0", "finished_reason": "abort", '
+    assert [v for k, v in samples.items() if k.startswith(aborted)] == [2.0]
+    assert samples['vllm:request_decode_time_seconds_count{"engine": "0", "model_name": '
+                   '"sim/llama-3.1-8b-instruct-awq"}'] == 2, "phase histograms at finish"  # fmt: skip
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(e["finished_reason"], e["tokens_sent"]) for e in entries] == [("abort", 3)] * 2
+
+
+@pytest.mark.parametrize(("stack", "quant"), [("tgi", "awq"), ("exllamav2", "exl2")])
+def test_an_engine_abort_is_an_error_event_on_other_stacks(
+    sim: Any, stack: str, quant: str
+) -> None:
+    record = generate(sim("--stack", stack, "--quant", quant, "--abort-rate", "1"), stack=stack)
+    assert record.outcome is Outcome.SERVER_ERROR_EVENT
