@@ -71,7 +71,9 @@ STAGE_COLUMNS = [
 """`window_*`: the scrape-aligned window the figures cover (see `semantics.aligned_window`);
 counts are increases over it, `_per_s` divide by `window_s`; histogram `_mean_ms` is
 increase(_sum)/increase(_count), `_pNN_ms` are bucket-interpolated; gauges are the mean and
-max over the scrapes after the window's first one."""
+max over the scrapes after the window's first one. `tpot_*` is a per-request TPOT (vLLM, our
+ExLlamaV2 server) comparable with the client's; `inference_per_token_*` is TGI's inference time
+(prefill included) per generated token, which is not."""
 
 
 def new_row(

@@ -41,7 +41,10 @@ class Measure:
 HISTOGRAM_MEASURES = (
     "ttft_s",
     "itl_s",
-    "tpot_s",
+    "tpot_s",  # per request: (last token - first token) / (tokens - 1), the client's TPOT
+    # per request: time from batch start (prefill included) / generated tokens: TGI's
+    # `tgi_request_mean_time_per_token_duration`, NOT a TPOT (router/src/server.rs)
+    "inference_per_token_s",
     "e2e_s",
     "queue_time_s",
     "prefill_time_s",
@@ -124,13 +127,16 @@ def _vllm_like(prefix: str, *, old_names: bool) -> dict[str, SeriesSpec]:
     }
 
 
-# TGI (STACKS 2.4): no TTFT, ITL, prefill or KV-usage series and no process series. Token
-# totals come from the `_sum` of the per-request token histograms (input length at validation,
-# generated tokens at success), which grow like counters. Its counters have no `_total`:
-# Prometheus stores them as exposed, while prometheus_client's parser (the direct path) names
-# every counter sample `x_total`, so both spellings are candidates.
+# TGI (STACKS 2.4): no TTFT, ITL, prefill or KV-usage series and no process series. Its "mean
+# time per token" divides the inference time, which starts with the batch and so includes the
+# prefill, by all n generated tokens (router/src/server.rs, generate_stream_internal): for short
+# outputs it is far above a TPOT, so it is its own measure, never put beside the client's TPOT.
+# Token totals come from the `_sum` of the per-request token histograms (input length at
+# validation, generated tokens at success), which grow like counters. Its counters have no
+# `_total`: Prometheus stores them as exposed, while prometheus_client's parser (the direct
+# path) names every counter sample `x_total`, so both spellings are candidates.
 _TGI = {
-    "tpot_s": SeriesSpec(("tgi_request_mean_time_per_token_duration",)),
+    "inference_per_token_s": SeriesSpec(("tgi_request_mean_time_per_token_duration",)),
     "e2e_s": SeriesSpec(("tgi_request_duration",)),
     "queue_time_s": SeriesSpec(("tgi_request_queue_duration",)),
     "inference_time_s": SeriesSpec(("tgi_request_inference_duration",)),
