@@ -23,8 +23,9 @@ _KEY = "quantbench.stream_tap"
 class StreamTap(Protocol):
     """One request's observer; every method is cheap and never raises for a normal request."""
 
-    def admitted(self, prompt_tokens: int, max_tokens: int) -> None:
-        """The request passed validation and went to the engine."""
+    def admitted(self, prompt_tokens: int, max_tokens: int, arrival: float | None) -> None:
+        """The request passed validation and went to the engine; `arrival`: when the server
+        took it in (the running loop's clock), if it times its TTFT from there."""
 
     async def before_event(self, request: web.Request, write: Write, tokens: int) -> bool:
         """Called before each event (carrying `tokens` generated tokens); False means the

@@ -170,8 +170,8 @@ class _Server:
             top_k=req.top_k,
         )
         tap = tap_of(request)
-        if tap is not None:
-            tap.admitted(len(ids), max_tokens)
+        if tap is not None:  # its arrival is on the metrics' clock, not the loop's
+            tap.admitted(len(ids), max_tokens, None)
         return Admitted(chat, req, job, arrival)
 
     async def send(

@@ -181,8 +181,10 @@ class StreamFaults:
         self._loop = asyncio.get_running_loop()
 
     # the StreamTap protocol ---------------------------------------------------------------
-    def admitted(self, prompt_tokens: int, max_tokens: int) -> None:
+    def admitted(self, prompt_tokens: int, max_tokens: int, arrival: float | None) -> None:
         self.prompt_tokens, self.max_tokens = prompt_tokens, max_tokens
+        if arrival is not None:  # the server's own arrival stamp: its due times count from it
+            self.arrival = arrival
 
     async def before_event(self, request: web.Request, write: Write, tokens: int) -> bool:
         """A cut or a malformed event comes just before the token-bearing event that follows

@@ -204,7 +204,7 @@ class _TgiHandlers:
                 raise self._fail(err) from None
             self._metrics.request_validated(valid.input_length, valid.max_new_tokens)
             if job.tap is not None:
-                job.tap.admitted(valid.input_length, valid.max_total_new_tokens)
+                job.tap.admitted(valid.input_length, valid.max_total_new_tokens, job.arrival)
             async for step in self._steps(job, valid):
                 yield step
         finally:

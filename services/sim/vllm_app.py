@@ -105,7 +105,7 @@ class _VllmHandlers:
         self._requests += 1
         tap = tap_of(request)
         if tap is not None:
-            tap.admitted(limits.prompt_tokens, max_tokens)
+            tap.admitted(limits.prompt_tokens, max_tokens, arrival)
         seq = self._engine.submit(limits.prompt_tokens, max_tokens, arrival)
         try:
             if req.stream:

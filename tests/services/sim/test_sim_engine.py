@@ -90,16 +90,23 @@ def test_fixed_engine_due_times_are_exact(fake_clock: Any) -> None:
     )
 
 
-def test_fixed_engine_on_the_real_loop_delivers_on_time() -> None:
-    async def main() -> list[float]:
+def test_fixed_engine_on_the_real_loop_delivers_in_order_never_early() -> None:
+    """On the real loop (`call_at`, no scripted clock) every token arrives, in order, at its
+    exact simulated due time and never before it less the timer slack. How late is left to
+    `make bench`: real timer lateness on a shared 2-core machine is no unit-test figure."""
+
+    async def main() -> tuple[list[float], list[float], float]:
         loop = asyncio.get_running_loop()
         seq = FixedEngine(20.0, 5.0).submit(prompt_tokens=3, max_tokens=5)
-        return [loop.time() - event.due async for event in seq]
+        got = [(loop.time(), event.due) async for event in seq]
+        return [now for now, _ in got], [due for _, due in got], seq.arrival
 
-    lateness = asyncio.run(main())
-    assert len(lateness) == 5
-    # timers are centred on the due time (half of asyncio's 1 ms granularity early at most)
-    assert all(-0.001 <= late < 0.005 for late in lateness), lateness
+    seen, dues, arrival = asyncio.run(main())
+    assert dues == pytest.approx([arrival + 0.020 + k * 0.005 for k in range(5)], abs=1e-9)
+    assert seen == sorted(seen)
+    assert all(
+        now >= due - FixedEngine.timer_slack_s - 1e-6 for now, due in zip(seen, dues, strict=True)
+    )
 
 
 def test_batching_single_sequence_prefill_then_decode_steps(fake_clock: Any) -> None:

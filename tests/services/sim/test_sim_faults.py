@@ -127,20 +127,39 @@ def test_slow_start_refuses_connections_then_serves(sim: Any) -> None:
     assert record.outcome is Outcome.OK
 
 
-def test_stall_shows_as_one_long_gap(sim: Any) -> None:
-    url = sim("--stall-at", "0.8", "--stall-for", "0.4")
-    record = generate(url, max_tokens=400)  # 0.8 s of tokens: the stall hits mid-stream
-    assert record.outcome is Outcome.OK
-    assert max(record.itl_ms) >= 350
-    assert sorted(record.itl_ms)[len(record.itl_ms) // 2] < 10
+def _logged(log: Path, count: int) -> list[dict[str, Any]]:
+    """The simulator's own account of its first `count` requests (written once answered)."""
+    deadline = time.monotonic() + 10
+    while len(lines := log.read_text().splitlines() if log.exists() else []) < count:
+        assert time.monotonic() < deadline, "the simulator never logged its requests"
+        time.sleep(0.01)
+    return [json.loads(line) for line in lines]
 
 
-def test_slowdown_and_speed_scale_decode_time(sim: Any) -> None:
-    slow = generate(sim("--slowdown", "3"), max_tokens=30)
-    fast = generate(sim("--speed", "4", "--itl-ms", "8"), max_tokens=30)
-    assert slow.tpot_ms is not None and fast.tpot_ms is not None
-    assert slow.tpot_ms == pytest.approx(6.0, abs=1.5)
-    assert fast.tpot_ms == pytest.approx(2.0, abs=1.0)
+def test_stall_shows_as_one_long_gap(sim: Any, tmp_path: Path) -> None:
+    """Timed from the first request (`--times-from first_request`), the stall hits the
+    middle of the stream whenever the test gets to send it; the simulated due times in the
+    log show it exactly: 399 gaps of 2 ms plus the 0.4 s stall."""
+    log = tmp_path / "sim.jsonl"
+    url = sim("--times-from", "first_request", "--stall-at", "0.2", "--stall-for", "0.4",
+              "--request-log", str(log))  # fmt: skip
+    record = generate(url, max_tokens=400)
+    assert record.outcome is Outcome.OK and record.output_tokens == 400
+    [entry] = _logged(log, 1)
+    assert entry["last_token"] - entry["first_token"] == pytest.approx(399 * 0.002 + 0.4, abs=1e-6)
+    assert max(record.itl_ms) > 100 * sorted(record.itl_ms)[len(record.itl_ms) // 2] / 10
+
+
+def test_slowdown_and_speed_scale_decode_time(sim: Any, tmp_path: Path) -> None:
+    slow_log, fast_log = tmp_path / "slow.jsonl", tmp_path / "fast.jsonl"
+    slow = generate(sim("--slowdown", "3", "--request-log", str(slow_log)), max_tokens=30)
+    fast = generate(
+        sim("--speed", "4", "--itl-ms", "8", "--request-log", str(fast_log)), max_tokens=30
+    )
+    assert slow.outcome is Outcome.OK and fast.outcome is Outcome.OK
+    for log, itl_s in ((slow_log, 0.006), (fast_log, 0.002)):  # 2 ms x 3; 8 ms / 4
+        [entry] = _logged(log, 1)
+        assert (entry["last_token"] - entry["first_token"]) / 29 == pytest.approx(itl_s, abs=1e-7)
 
 
 def _samples(url: str) -> dict[str, float]:
@@ -167,10 +186,14 @@ def _successes(samples: dict[str, float]) -> float:
     ("stack", "quant"), [("vllm", "awq"), ("tgi", "awq"), ("exllamav2", "exl2")]
 )
 def test_restart_resets_counters_and_moves_process_start(sim: Any, stack: str, quant: str) -> None:
-    url = sim("--stack", stack, "--quant", quant, "--restart-at", "1.5", "--restart-down", "0.3")
+    """`--restart-after-requests 2`: restarts once two requests were answered, however long
+    the test took to send them (no dependence on when it started)."""
+    url = sim("--stack", stack, "--quant", quant, "--restart-after-requests", "2",
+              "--restart-down", "0.3")  # fmt: skip
     assert generate(url, stack=stack).outcome is Outcome.OK
     before = _samples(url)
     assert _successes(before) == 1
+    assert generate(url, stack=stack).outcome is Outcome.OK  # the second: the restart follows
     start = "process_start_time_seconds{}"
     assert (start in before) is (stack != "tgi"), "TGI exports no process series"
     deadline = time.monotonic() + 15
@@ -214,9 +237,10 @@ def test_request_faults_reach_every_personality(sim: Any, stack: str, quant: str
     assert malformed.outcome is Outcome.MALFORMED_EVENT
     hung = generate(sim(*base, "--hang-rate", "1"), stack=stack, timeout_s=0.5)
     assert hung.outcome is Outcome.TIMEOUT_TTFT
-    stalled = generate(sim(*base, "--stall-at", "0", "--stall-for", "0.6"), stack=stack)
+    stalled_at_first = ("--times-from", "first_request", "--stall-at", "0", "--stall-for", "0.6")
+    stalled = generate(sim(*base, *stalled_at_first), stack=stack)
     assert stalled.outcome is Outcome.OK and stalled.ttft_ms is not None
-    assert stalled.ttft_ms >= 400
+    assert stalled.ttft_ms >= 590, "the first token is due after the stall, never before"
 
 
 def test_an_engine_abort_ends_the_vllm_stream_as_vllm_does(sim: Any, tmp_path: Path) -> None:
