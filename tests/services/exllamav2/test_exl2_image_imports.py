@@ -199,3 +199,16 @@ def test_server_imports_and_serves_with_only_its_image_requirements() -> None:
     assert out["stream"] == [200, 3], "two token chunks (the last with its finish), [DONE]"
     assert out["loaded"] == [], "yaml, torch, exllamav2 or the simulator got imported"
     assert not [b for b in out["blocked"] if b.startswith(("services", "yaml"))], out["blocked"]
+
+
+def test_the_image_copies_that_module_set_and_can_build_the_extension() -> None:
+    """The Dockerfile copies exactly what the test above imports from, and installs what
+    exllamav2's JIT build needs at first import: a C++ compiler and ninja (nvcc comes with
+    the CUDA devel base image), for the architectures in TORCH_CUDA_ARCH_LIST."""
+    dockerfile = (REPO_ROOT / "services" / "exllamav2" / "Dockerfile").read_text()
+    copies = re.findall(r"^COPY (\S+) (\S+)$", dockerfile, flags=re.MULTILINE)
+    sources = {src for src, _ in copies}
+    assert sources == {"services/exllamav2/requirements.txt", "services/*.py", "services/exllamav2"}
+    assert re.search(r"^FROM nvidia/cuda:\S+-devel-", dockerfile, flags=re.MULTILINE)
+    assert "build-essential" in dockerfile and "ninja-build" in dockerfile
+    assert re.search(r'^ARG TORCH_CUDA_ARCH_LIST="[0-9.;+PTX]+"$', dockerfile, flags=re.MULTILINE)
