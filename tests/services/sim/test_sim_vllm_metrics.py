@@ -107,3 +107,23 @@ def test_preemptions_are_counted(fake_clock: Any) -> None:
     after = _scrape(generate_latest(registry).decode())
     assert _value(after["vllm:num_preemptions"], "vllm:num_preemptions_total") == 1
     assert _value(after["vllm:generation_tokens"], "vllm:generation_tokens_total") == 90
+
+
+def test_every_finished_request_gets_all_phases_and_one_token_a_tpot_of_0(
+    with_client: Any,
+) -> None:
+    """v1/metrics/stats.py `update_from_finished_request`: queue, prefill, decode, inference
+    and TPOT are observed when a request finishes, for every one of them; TPOT is
+    decode / (tokens - 1), or 0 for a single token."""
+
+    async def fn(client: Any, _: Any) -> str:
+        await (await client.post("/v1/completions", json={"prompt": "a", "max_tokens": 1})).read()
+        return await (await client.get("/metrics")).text()
+
+    samples = _scrape(with_client(fn))
+    for name in ("queue_time", "prefill_time", "decode_time", "inference_time"):
+        family = f"vllm:request_{name}_seconds"
+        assert _value(samples[family], family + "_count") == 1, name
+    tpot = "vllm:request_time_per_output_token_seconds"
+    assert _value(samples[tpot], tpot + "_count") == 1
+    assert _value(samples[tpot], tpot + "_sum") == 0.0
