@@ -244,7 +244,8 @@ def dockerfile_needs(text: str, name: str) -> ImageNeeds | None:
         return None
     cuda = bases[-1]
     branches, brands = _NVIDIA_BASE_COMPAT.get(cuda, ((), _ALL_BRANDS))
-    arch = _ARCH_ENV.search(text)
+    code = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    arch = _ARCH_ENV.search(code)
     return ImageNeeds(
         _compat_requirement(cuda, branches, brands),
         _arch_list(arch.group(1)) if arch else None,

@@ -27,12 +27,13 @@ __all__ = [
 StackName = Literal["vllm", "tgi", "exllamav2"]
 TimingMode = Literal["profile", "fixed"]
 
-# What docker-compose.yml deploys (`MAX_MODEL_LEN`, `MAX_INPUT_TOKENS`,
-# `TGI_MAX_CONCURRENT_REQUESTS` in .env.example), so a simulator refuses what the real
-# deployment would refuse; tests/services/sim/test_sim_limits.py reads both files to check.
+# What docker-compose.yml deploys (`MAX_MODEL_LEN`, `MAX_INPUT_TOKENS`, `MAX_NUM_SEQS`,
+# `TGI_MAX_CONCURRENT_REQUESTS` in .env.example), so a simulator refuses and batches what the
+# real deployment would; tests/services/sim/test_sim_limits.py reads both files to check.
 COMPOSE_MAX_MODEL_LEN = 4096
-COMPOSE_MAX_INPUT_TOKENS = 3072
-COMPOSE_TGI_MAX_CONCURRENT_REQUESTS = 512
+COMPOSE_MAX_INPUT_TOKENS = 4095
+COMPOSE_MAX_NUM_SEQS = 256
+COMPOSE_TGI_MAX_CONCURRENT_REQUESTS = 1024
 
 
 class ErrorFault(BaseModel):
@@ -137,6 +138,12 @@ class SimSettings(BaseModel):
         ge=1,
         description=f"TGI only: longest prompt (default: {COMPOSE_MAX_INPUT_TOKENS}, at most "
         "max-model-len - 1)",
+    )
+    max_num_seqs: int = Field(
+        COMPOSE_MAX_NUM_SEQS,
+        ge=1,
+        description="most sequences in one batch (vLLM --max-num-seqs, TGI and ExLlamaV2 "
+        "--max-batch-size); caps the profile's own value",
     )
     max_concurrent_requests: int = Field(
         COMPOSE_TGI_MAX_CONCURRENT_REQUESTS,

@@ -35,6 +35,7 @@ def build_engine(
             "decode_step_base_ms": profile.decode_step_base_ms * slowdown / speed,
             "decode_step_per_seq_ms": profile.decode_step_per_seq_ms * slowdown / speed,
             "prefill_ms_per_token": profile.prefill_ms_per_token / speed,
+            "max_num_seqs": min(profile.max_num_seqs, settings.max_num_seqs),
         }
     )
     return BatchingEngine(scaled, observer, faults=faults)

@@ -80,7 +80,11 @@ def test_the_pinned_images() -> None:
 
 
 def test_a_dockerfile_says_its_cuda_and_architectures() -> None:
-    text = 'FROM nvidia/cuda:12.4.1-devel-ubuntu22.04\nENV TORCH_CUDA_ARCH_LIST="8.0;8.6+PTX"\n'
+    text = (
+        "FROM nvidia/cuda:12.4.1-devel-ubuntu22.04\n"
+        "# e.g. TORCH_CUDA_ARCH_LIST=7.5 for older cards (a comment, not the setting)\n"
+        'ENV TORCH_CUDA_ARCH_LIST="8.0;8.6+PTX"\n'
+    )
     needs = dockerfile_needs(text, "Dockerfile")
     assert needs is not None and needs.cuda == "12.4" and needs.arch_list == ("8.0", "8.6+PTX")
     assert dockerfile_needs("FROM python:3.11-slim\n", "Dockerfile") is None

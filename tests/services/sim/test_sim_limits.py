@@ -13,8 +13,11 @@ from services.sim import SimSettings, load_profile
 from services.sim.config import (
     COMPOSE_MAX_INPUT_TOKENS,
     COMPOSE_MAX_MODEL_LEN,
+    COMPOSE_MAX_NUM_SEQS,
     COMPOSE_TGI_MAX_CONCURRENT_REQUESTS,
 )
+from services.sim.engine import BatchingEngine
+from services.sim.engine_factory import build_engine
 from tests.procs import REPO_ROOT
 from tests.services.sim.test_sim_tgi_app import Client, events, run_tgi
 
@@ -39,6 +42,7 @@ def _env_example(variable: str) -> int:
     [
         ("MAX_MODEL_LEN", COMPOSE_MAX_MODEL_LEN),
         ("MAX_INPUT_TOKENS", COMPOSE_MAX_INPUT_TOKENS),
+        ("MAX_NUM_SEQS", COMPOSE_MAX_NUM_SEQS),
         ("TGI_MAX_CONCURRENT_REQUESTS", COMPOSE_TGI_MAX_CONCURRENT_REQUESTS),
     ],
 )
@@ -133,3 +137,16 @@ def test_vllm_batching_defaults_per_gpu(quant: str) -> None:
     batched = {gpu: load_profile("vllm", quant, gpu).max_num_batched_tokens for gpu in
                ("h100", "a100", "l4")}  # fmt: skip
     assert batched == {"h100": 8192, "a100": 2048, "l4": 2048}
+
+
+def test_the_batch_is_capped_at_compose_max_num_seqs() -> None:
+    """Compose passes --max-num-seqs / --max-batch-size to every stack; the profile's own
+    (upstream default) batch size applies only below it."""
+    for stack, quant in (("vllm", "awq"), ("tgi", "awq"), ("exllamav2", "exl2")):
+        profile = load_profile(stack, quant, "h100")
+        engine = build_engine(SimSettings(stack=stack, quant=quant, gpu="h100"))
+        assert isinstance(engine, BatchingEngine)
+        assert engine.profile.max_num_seqs == min(profile.max_num_seqs, COMPOSE_MAX_NUM_SEQS)
+        small = build_engine(SimSettings(stack=stack, quant=quant, gpu="h100", max_num_seqs=3))
+        assert isinstance(small, BatchingEngine)
+        assert small.profile.max_num_seqs == 3
