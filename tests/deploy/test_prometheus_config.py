@@ -1,5 +1,5 @@
-"""services/prometheus/prometheus.yml: valid for `promtool`, and every scrape target is a service
-of docker-compose.yml on the port its stack serves metrics on."""
+"""services/prometheus/prometheus.yml: valid for `promtool` (with its rule files), and every scrape
+target is a service of docker-compose.yml on the port its stack serves metrics on."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ from tests.deploy.helpers import run_compose, write_secret_files
 from tests.procs import REPO_ROOT
 
 CONFIG = REPO_ROOT / "services/prometheus/prometheus.yml"
-METRICS_PORT = {"vllm": 8000, "tgi": 80, "exllamav2": 8000, "sim": 8000, "locust": 9646}
+METRICS_PORT = {
+    "vllm": 8000,
+    "tgi": 80,
+    "exllamav2": 8000,
+    "sim": 8000,
+    "locust": 9646,
+    "dcgm": 9400,
+}
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +67,9 @@ def test_targets_are_compose_services_on_their_metrics_port(
                 assert host in services, f"job {name} scrapes {host}, not a compose service"
                 assert int(port) == METRICS_PORT[name], f"job {name}: {target}"
                 scraped.add(host)
-                if name != "locust":
+                if name == "dcgm":  # its series belong to the service on each GPU, not to it
+                    assert "service" not in group["labels"] and group["labels"]["exporter"] == host
+                elif name != "locust":
                     assert group["labels"]["service"] == host
         for dns in job.get("dns_sd_configs", []):
             for host in dns["names"]:
@@ -71,3 +80,4 @@ def test_targets_are_compose_services_on_their_metrics_port(
     }
     assert stacks <= scraped, f"not scraped: {sorted(stacks - scraped)}"
     assert "locust-worker" in scraped
+    assert "dcgm-exporter" in scraped
