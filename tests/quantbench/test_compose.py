@@ -202,7 +202,7 @@ def test_env_file_and_project_name_are_passed(fake: dict[str, Any], tmp_path: Pa
         fake["docker"], "compose", "-f", str(COMPOSE_FILE), "--project-directory", str(tmp_path),
         "--env-file", str(REPO_ROOT / ".env.example"), "-p", "qb-nightly", "--profile", "tgi", "ps",
     ]  # fmt: skip
-    assert compose.services()[:2] == ["exllamav2", "exllamav2-fetch"]
+    assert compose.services()[:3] == ["dcgm-exporter", "exllamav2", "exllamav2-fetch"]
 
 
 @pytest.mark.parametrize(
@@ -424,7 +424,7 @@ def test_unknown_service_lists_the_known_ones(fake: dict[str, Any]) -> None:
         project(fake).up("vllm-awk", timeout_s=60, target="awq")
     message = str(caught.value)
     assert message.startswith("target awq: compose service 'vllm-awk' is not in ")
-    assert "(have: exllamav2, exllamav2-fetch, grafana," in message
+    assert "(have: dcgm-exporter, exllamav2, exllamav2-fetch, grafana," in message
     assert len(calls(fake)) == 1, "nothing is started for an unknown service"
 
 
