@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.analysis.server.live import free_port, wait_for
 from tests.deploy.helpers import run_compose, write_secret_files
 from tests.procs import REPO_ROOT
 
@@ -273,12 +274,6 @@ class _Pages(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _free_port() -> int:
-    server, port = _serve(_Health)
-    server.server_close()
-    return port
-
-
 @pytest.fixture(scope="module")
 def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     prometheus = shutil.which("prometheus")
@@ -298,12 +293,12 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 {"targets": [f"127.0.0.1:{port}"], "labels": {"service": "vllm-awq"}},
                 {"targets": [f"localhost:{port}"], "labels": {"service": "vllm-gptq"}}]},
             {"job_name": "tgi", "static_configs": [  # given GPU 0 too, but down
-                {"targets": [f"127.0.0.1:{_free_port()}"], "labels": {"service": "tgi-awq"}}]},
+                {"targets": ["127.0.0.1:1"], "labels": {"service": "tgi-awq"}}]},
             dcgm_job,
         ],
     }  # fmt: skip
     (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-    web = _free_port()
+    web = free_port()
     owners = "vllm-awq=0 vllm-gptq=GPU-a7d41f02-3c6e-48b9-9e5a-0b8f1c2d3e45 tgi-awq=0"
     log = (root / "prometheus.log").open("wb")
     proc = subprocess.Popen(
@@ -313,14 +308,25 @@ def live_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
              "QB_GPU_OWNERS_FILE": str(root / "generated" / "gpu-owners.yml")},
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    base = f"http://127.0.0.1:{web}"
     try:
-        yield f"http://127.0.0.1:{web}"
+        wait_for(lambda: _ready(base, proc, root), "Prometheus ready", deadline_s=60)
+        yield base
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
         server.shutdown()
         server.server_close()
+
+
+def _ready(base: str, proc: subprocess.Popen[bytes], root: Path) -> bool:
+    if proc.poll() is not None:
+        raise AssertionError(f"Prometheus exited: {(root / 'prometheus.log').read_text()[-2000:]}")
+    try:
+        return httpx.get(f"{base}/-/ready", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _query(base: str, expr: str) -> list[dict[str, Any]]:
