@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -37,6 +36,7 @@ from analysis.rundir import (
 )
 from analysis.server_view import server_view
 from analysis.summary import FailureCost, TargetInfo, summarize
+from loadtest.run_meta import RunMeta, TargetMeta
 
 __all__ = ["AnalysisResult", "analyze_run"]
 
@@ -53,19 +53,14 @@ class AnalysisResult:
     headline: list[str] = field(default_factory=list)
 
 
-def _targets(meta: dict[str, Any]) -> dict[str, TargetInfo]:
-    return {
-        t["name"]: TargetInfo(
-            t["name"], t.get("stack", "other"), t.get("quant", ""), bool(t.get("simulated"))
-        )
-        for t in meta.get("targets", [])
-    }
+def _targets(meta: RunMeta) -> dict[str, TargetInfo]:
+    return {t.name: TargetInfo(t.name, t.stack, t.quant, t.simulated) for t in meta.targets}
 
 
-def _where(target: dict[str, Any]) -> str:
-    if not target.get("simulated"):
-        return str(target.get("url", "?"))
-    sim = target.get("sim") or {}
+def _where(target: TargetMeta) -> str:
+    if not target.simulated:
+        return str(target.url or "?")
+    sim = target.sim or {}
     faults = sim.get("faults") or {}
     text = f"*simulated* ({sim.get('stack', '?')} {sim.get('quant', '?')} on {sim.get('gpu', '?')}"
     if faults.get("slowdown", 1.0) != 1.0:
@@ -73,38 +68,37 @@ def _where(target: dict[str, Any]) -> str:
     return text + ")"
 
 
-def _meta_lines(meta: dict[str, Any], records: int, slo: SloConfig) -> list[tuple[str, str]]:
-    config = meta.get("config", {})
-    load = config.get("load") or {}
+def _meta_lines(meta: RunMeta, records: int, slo: SloConfig) -> list[tuple[str, str]]:
+    load = meta.config.get("load") or {}
     lines = [
-        ("run", str(meta.get("run_id", "?"))),
-        ("started", str(meta.get("started_at", "?"))),
-        ("ended", str(meta.get("ended_at", "?"))),
-        ("quantbench", str(meta.get("versions", {}).get("quantbench", "?"))),
-        ("host", str(meta.get("host", {}).get("hostname", "?"))),
+        ("run", meta.run_id or "?"),
+        ("started", str(meta.started_at or "?")),
+        ("ended", str(meta.ended_at or "?")),
+        ("quantbench", meta.versions.get("quantbench", "?")),
+        ("host", str(meta.host.get("hostname", "?"))),
         ("records", str(records)),
         ("SLO", slo.model_dump_json(exclude_none=True)),
     ]
+    if meta.resumed_at:
+        lines.append(("resumed", ", ".join(meta.resumed_at)))
     if load:
         lines.append(("load", f"{load.get('mode', '?')} stages {load.get('stages', '?')}"))
-    for target in meta.get("targets", []):
-        server = target.get("server_info") or {}
-        lines.append((f"target {target['name']}", f"{_where(target)}; server {server}"))
+    for target in meta.targets:
+        lines.append((f"target {target.name}", f"{_where(target)}; server {target.server_info}"))
     return lines
 
 
-def _config(meta: dict[str, Any]) -> tuple[SloConfig, AnalysisConfig, FailureCost]:
-    config = meta.get("config", {})
+def _config(meta: RunMeta) -> tuple[SloConfig, AnalysisConfig, FailureCost]:
+    config = meta.config
     try:
         slo = SloConfig.model_validate(config.get("slo") or {})
         limits = AnalysisConfig.model_validate(config.get("analysis") or {})
+        timeouts = meta.timeouts()
     except ValidationError as exc:
-        raise RunDirError(f"run.json: config.slo or config.analysis unreadable ({exc})") from exc
-    timeouts = config.get("timeouts") or {}
-    cost = FailureCost(
-        ttft_ms=1000.0 * float(timeouts.get("ttft", 60.0)),
-        e2e_ms=1000.0 * float(timeouts.get("total", 300.0)),
-    )
+        raise RunDirError(
+            f"run.json: config.slo, config.analysis or config.timeouts unreadable ({exc})"
+        ) from exc
+    cost = FailureCost(ttft_ms=1000.0 * timeouts.ttft, e2e_ms=1000.0 * timeouts.total)
     return slo, limits, cost
 
 
@@ -161,7 +155,7 @@ def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> Analysi
     asked = plan_inputs or _saved_plan_inputs(run_dir)
     asked = asked.resolved(slo) if asked is not None else None
     plan = make_plan(summary, asked or PlanInputs(slo=slo, source="config"))
-    name = str(meta.get("name", run_dir.name))
+    name = meta.name or run_dir.name
     simulated = bool(summary["simulated"].any()) if len(summary) else False
     tag = " (simulated)" if simulated else ""
     plan_md = None

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
@@ -24,6 +23,7 @@ from analysis.server import (
 )
 from analysis.server.samples import SERVER_METRICS_FILE
 from loadtest.records import StageRecord
+from loadtest.run_meta import RunMeta
 
 __all__ = ["SERVER_STAGES_FILE", "ServerView", "server_view"]
 
@@ -52,18 +52,18 @@ class ServerView:
 
 
 def _figures(
-    run_dir: Path, meta: dict[str, Any], stages: list[StageRecord]
+    run_dir: Path, meta: RunMeta, stages: list[StageRecord]
 ) -> tuple[pd.DataFrame, str | None]:
-    targets = [t for t in meta.get("targets", []) if t.get("stack") in STACK_MAPPINGS]
-    stacks = {t["name"]: t["stack"] for t in targets}
+    targets = [t for t in meta.targets if t.stack in STACK_MAPPINGS]
+    stacks = {t.name: t.stack for t in targets}
     mine = [s for s in stages if s.target in stacks]
-    prometheus = (meta.get("config", {}).get("prometheus") or {}).get("url")
+    prometheus = meta.prometheus_url()
     note = None
     if prometheus and mine:
         queried = {
-            t["name"]: PromTarget(t["stack"], selector_for_url(t["metrics_url"]))
+            t.name: PromTarget(t.stack, selector_for_url(t.metrics_url))
             for t in targets
-            if t.get("metrics_url")
+            if t.metrics_url
         }
         try:
             return stage_metrics_from_prometheus(PrometheusClient(prometheus), mine, queried), None
@@ -75,7 +75,7 @@ def _figures(
 
 
 def server_view(
-    run_dir: Path, meta: dict[str, Any], stages: list[StageRecord], requests: pd.DataFrame
+    run_dir: Path, meta: RunMeta, stages: list[StageRecord], requests: pd.DataFrame
 ) -> ServerView:
     figures, note = _figures(run_dir, meta, stages)
     if figures.empty:
