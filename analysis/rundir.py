@@ -18,9 +18,11 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from loadtest.generator_stats import GENERATOR_FILE
 from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord, StageRecord
+from loadtest.run_meta import RUN_FILE, RunMeta, RunMetaError
 
 __all__ = [
     "PARQUET_FILE",
@@ -40,7 +42,6 @@ __all__ = [
     "write_text_atomic",
 ]
 
-RUN_FILE = "run.json"
 PARQUET_FILE = "requests.parquet"
 PLAN_JSON = "plan.json"
 PLAN_MD = "plan.md"
@@ -83,17 +84,12 @@ def record_schema() -> pa.Schema:
     )
 
 
-def load_run_meta(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / RUN_FILE
+def load_run_meta(run_dir: Path) -> RunMeta:
+    """run.json through its schema (`loadtest.run_meta`); any problem is a RunDirError."""
     try:
-        meta: dict[str, Any] = json.loads(path.read_text())
-    except (FileNotFoundError, NotADirectoryError) as exc:
-        raise RunDirError(f"{path}: not found; is {run_dir} a quantbench run directory?") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise RunDirError(f"{path}: expected a JSON object")
-    return meta
+        return RunMeta.read(run_dir)
+    except RunMetaError as exc:
+        raise RunDirError(str(exc)) from exc
 
 
 def parquet_is_current(run_dir: Path) -> bool:
@@ -178,13 +174,18 @@ def load_stages(run_dir: Path) -> list[StageRecord]:
     if not path.exists():
         return []
     stages = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
         try:
             stages.append(StageRecord.model_validate_json(line))
-        except ValueError as exc:
-            raise RunDirError(f"{path}:{number}: not a stage record ({exc})") from exc
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise RunDirError(
+                f"{path}:{number}: not a stage record ({where + ': ' if where else ''}"
+                f"{first['msg']})"
+            ) from exc
     return stages
 
 
