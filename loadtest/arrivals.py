@@ -7,11 +7,15 @@ sending (coordinated omission, MEASUREMENT.md).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from loadtest.config import ArrivalProcess
 
-__all__ = ["arrival_times"]
+__all__ = ["arrival_times", "hash_seed", "iter_arrivals"]
+
+_MAX_BLOCK = 1 << 16
 
 
 def arrival_times(
@@ -22,30 +26,46 @@ def arrival_times(
     seed: int | str,
     burstiness: float = 1.0,
 ) -> list[float]:
-    """Arrival instants in [start_s, end_s) for a mean rate of `rate_per_s`.
+    """Arrival instants in [start_s, end_s) for a mean rate of `rate_per_s`, as a list
+    (see `iter_arrivals`)."""
+    return list(iter_arrivals(rate_per_s, start_s, end_s, process, seed, burstiness))
+
+
+def iter_arrivals(
+    rate_per_s: float,
+    start_s: float,
+    end_s: float,
+    process: ArrivalProcess,
+    seed: int | str,
+    burstiness: float = 1.0,
+) -> Iterator[float]:
+    """Arrival instants in [start_s, end_s) for a mean rate of `rate_per_s`, drawn lazily
+    (memory does not grow with the rate).
 
     `constant`: evenly spaced; `poisson`: exponential gaps; `gamma`: gamma gaps with shape
     `burstiness` (1 is Poisson, below 1 burstier, above 1 more regular), mean 1/rate.
     """
     if rate_per_s <= 0 or end_s <= start_s:
-        return []
+        return
     span = end_s - start_s
     if process == "constant":
         gap = 1.0 / rate_per_s
-        return [start_s + i * gap for i in range(int(np.ceil(span * rate_per_s - 1e-9)))]
+        for i in range(int(np.ceil(span * rate_per_s - 1e-9))):
+            yield start_s + i * gap
+        return
     rng = np.random.default_rng(abs(hash_seed(seed)))
     expected = span * rate_per_s
     count = int(expected + 6 * np.sqrt(expected) / min(burstiness, 1.0) + 16)
+    count = min(count, _MAX_BLOCK)  # the same draws as one block below this size
     shape = 1.0 if process == "poisson" else burstiness
-    times: list[float] = []
     t = start_s
     while True:
         gaps = rng.gamma(shape, 1.0 / (rate_per_s * shape), size=count)
         for gap in gaps:
             t += float(gap)
             if t >= end_s:
-                return times
-            times.append(t)
+                return
+            yield t
 
 
 def hash_seed(seed: int | str) -> int:

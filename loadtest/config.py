@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from loadtest.limits import overload_problem
+
 __all__ = [
     "ArrivalProcess",
     "Duration",
@@ -31,6 +33,8 @@ _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 def parse_duration(value: object) -> object:
     """`30s`, `5m`, `500ms`, `1h` or a plain number of seconds; anything else is left to fail."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a duration; write e.g. 30s, 5m or 500ms")
     if isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
@@ -39,11 +43,21 @@ def parse_duration(value: object) -> object:
     return value
 
 
+def _not_bool(value: object) -> object:
+    """YAML's `true` is not a number of users or requests/s (pydantic would read it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+StageLoad = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # `.inf` and `.nan` in YAML are floats; no duration, rate or length may be one.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class LengthDist(_Strict):
@@ -99,17 +113,20 @@ class LoadConfig(_Strict):
     `rate`: open loop, requests/s on a seeded `arrival` schedule, latency timed from the
     schedule; more than `max_in_flight` outstanding requests are counted `not_sent`.
     `batch`: N requests released together, again when all have ended (offline throughput).
+    A stage beyond what the generator processes can time accurately is refused (see
+    `loadtest.limits`) unless `allow_overload`.
     """
 
     mode: LoadMode = "concurrency"
-    stages: list[Annotated[float, Field(gt=0)]] = Field(default=[1, 4, 16], min_length=1)
-    stage_duration: Duration = 30.0
+    stages: list[StageLoad] = Field(default=[1, 4, 16], min_length=1)
+    stage_duration: PositiveDuration = 30.0
     warmup: Duration = 5.0
     drain_timeout: Duration = 30.0
     arrival: ArrivalProcess = "poisson"
     burstiness: float = Field(default=1.0, gt=0)
     max_in_flight: int = Field(default=1000, ge=1)
     processes: int = Field(default=1, ge=1)  # Locust generator processes (one core each)
+    allow_overload: bool = False  # run stages beyond the generator's accuracy figures anyway
 
     @model_validator(mode="after")
     def _whole_users(self) -> LoadConfig:
@@ -121,13 +138,16 @@ class LoadConfig(_Strict):
 class TimeoutConfig(_Strict):
     """Per request: `connect`, `ttft` (to the first token), `total`; `ready`: how long a
     target may take to complete its first (probe) generation; `compose_up`: how long
-    `docker compose up --wait` may take (image pull, model download and load)."""
+    `docker compose up --wait` may take (image pull, model download and load); `down`: a
+    target that gives nothing but connection failures this long is down, and its remaining
+    stages are skipped."""
 
     connect: Duration = 10.0
     ttft: Duration = 60.0
     total: Duration = 300.0
     ready: Duration = 120.0
     compose_up: Duration = 1800.0  # a compose service may download and load a model first
+    down: PositiveDuration = 15.0
 
 
 class EndpointSpec(_Strict):
@@ -150,3 +170,10 @@ class LocustSettings(_Strict):
     run_dir: Path = Path("runs/locust")
     first_stage: int = Field(default=0, ge=0)  # > 0 when a killed run is resumed
     tokens_per_word: float | None = Field(default=None, gt=0)  # from the target's /tokenize
+
+    @model_validator(mode="after")
+    def _within_limits(self) -> LocustSettings:
+        problem = overload_problem(self.load, self.workload)
+        if problem is not None:
+            raise ValueError(problem)
+        return self

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analysis.config import AnalysisConfig, SloConfig
 from loadtest.config import EndpointSpec, LoadConfig, TimeoutConfig, WorkloadConfig
+from loadtest.limits import overload_problem
 from loadtest.prompts import DatasetError, load_dataset
 from loadtest.workload import prompt_source
 from quantbench.errors import ConfigError
@@ -100,6 +101,13 @@ class BenchConfig(BaseModel):
             seen.add(target.name)
         return self
 
+    @model_validator(mode="after")
+    def _within_generator_limits(self) -> BenchConfig:
+        problem = overload_problem(self.load, self.workload)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
+
 
 def _loc(loc: tuple[int | str, ...]) -> str:
     text = ""
@@ -108,7 +116,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
             text += f"[{part}]"
         elif "[" not in part:  # skip pydantic's validator tags, e.g. "function-after[...]"
             text += f".{part}" if text else part
-    return text or "(top level)"
+    return text
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:
@@ -120,15 +128,23 @@ def format_validation_error(source: str, error: ValidationError) -> str:
         message = "unknown key (check its spelling and indentation)"
     elif first["type"] == "missing":
         message = "required but missing"
+    elif first["type"] == "value_error":
+        message = message.removeprefix("Value error, ")  # pydantic's prefix says nothing
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    return f"{source}: {_loc(tuple(first['loc']))}: {message}{more}"
+    where = _loc(tuple(first["loc"]))  # empty for a check across sections: it names its fields
+    return f"{source}: {where + ': ' if where else ''}{message}{more}"
 
 
 def load_config(path: Path) -> BenchConfig:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from exc
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -60,16 +60,41 @@ def test_good_config_resolves_durations_and_stacks(tmp_path: Path) -> None:
         ),
         (
             ("    sim: {stack: vllm, quant: awq}\n", ""),
-            r"targets\[0\]: Value error, give exactly one of `url`",
+            r"targets\[0\]: give exactly one of `url`",
         ),
         (("name: b", "name: a"), r"target name 'a' is used twice"),
         (
             ("stage_duration: 1m", "stage_duration: soon"),
-            r"load.stage_duration: Value error, 'soon' is not a duration",
+            r"load.stage_duration: 'soon' is not a duration",
         ),
         (
             ("slo: {ttft_ms: 500", "slo: {ttft_ms: -1"),
             r"slo.ttft_ms: Input should be greater than 0",
+        ),
+        (
+            ("stage_duration: 1m", "stage_duration: 0s"),
+            r"load.stage_duration: Input should be greater than 0",
+        ),
+        (
+            ("stage_duration: 1m", "stage_duration: .inf"),
+            r"load.stage_duration: Input should be a finite number",
+        ),
+        (("stages: [1, 2]", "stages: [true]"), r"load.stages\[0\]: true is not a number"),
+        (("stages: [1, 2]", "stages: [.nan]"), r"load.stages\[0\]: Input should be a finite"),
+        (
+            ("stages: [1, 2]", "stages: [1e9]"),
+            r"bench.yaml: load: 1 generator process\(es\) with up to 1,000,000,000 requests in "
+            r"flight each need about .* GiB, more than half of this host's available memory",
+        ),
+        (
+            ("stages: [1, 2]", "stages: [1, 2], processes: 100000"),
+            r"bench.yaml: load: 100,000 generator process\(es\) .*: lower load.processes",
+        ),
+        (
+            ("stages: [1, 2]", "stages: [300]"),
+            r"bench.yaml: load.stages: 300 concurrent requests is 300 streams per generator "
+            r"process, more than one times accurately \(256\); set load.processes to at least 2 "
+            r".*, or set load.allow_overload: true to run it anyway",
         ),
     ],
 )
@@ -82,6 +107,21 @@ def test_bad_config_is_one_line_naming_file_and_field(
         load_config(path)
     message = str(info.value)
     assert "\n" not in message and message.startswith(str(path))
+
+
+def test_overload_runs_when_the_user_says_so_but_memory_still_bounds_it(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, GOOD.replace("[1, 2]", "[300], allow_overload: true")))
+    assert config.load.stages == [300] and config.load.allow_overload
+    with pytest.raises(ConfigError, match="more than half of this host's available memory"):
+        load_config(write(tmp_path, GOOD.replace("[1, 2]", "[1e9], allow_overload: true")))
+
+
+def test_a_config_that_is_not_utf8_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "bench.yaml"
+    path.write_bytes(GOOD.replace("name: t", "name: caf\xe9").encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: not UTF-8 text (byte 0xe9 at offset 10); save it as UTF-8"
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
