@@ -1,0 +1,157 @@
+"""The state of one Locust process's run, kept on its `Environment` (`RunState.of(env)`).
+
+Users, the shape and the listeners of the locustfile read and change the run through this
+object instead of module globals: its settings and plan, the time anchor (stage 0's start on
+both clocks, shared by the master with its workers), the record writers, and which stage
+windows have been written. Everything here runs inside Locust's gevent world.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import gevent.event
+
+from loadtest.clients.base import RequestContext
+from loadtest.config import LocustSettings
+from loadtest.generator_stats import ClientExporter
+from loadtest.prompts import DatasetItem, PromptSource, load_dataset
+from loadtest.records import (
+    REQUESTS_FILE,
+    SCHEDULED_FILE,
+    STAGES_FILE,
+    RecordWriter,
+    StageRecord,
+)
+from loadtest.secrets import Redactor
+from loadtest.shapes import LoadPlan, StagePlan
+from loadtest.workload import RequestFactory, prompt_source
+
+if TYPE_CHECKING:  # importing locust monkey-patches the process; tests use this without it
+    from locust.env import Environment
+
+__all__ = ["Anchor", "RunState"]
+
+_ATTRIBUTE = "quantbench_run"
+
+
+@dataclass
+class Anchor:
+    """When stage 0 began: `perf_s` on this process's monotonic clock, `wall_s` on the wall
+    clock (the master's, sent to workers), and how many dispatchers share the schedule."""
+
+    perf_s: float = 0.0
+    wall_s: float = 0.0
+    dispatchers: int = 1
+    ready: gevent.event.Event = field(default_factory=gevent.event.Event)
+
+    def set(self, perf_s: float, wall_s: float, dispatchers: int) -> None:
+        self.perf_s, self.wall_s, self.dispatchers = perf_s, wall_s, max(dispatchers, 1)
+        self.ready.set()
+
+    def run_time_s(self, perf_s: float | None = None) -> float:
+        return (time.perf_counter() if perf_s is None else perf_s) - self.perf_s
+
+
+class RunState:
+    """One run, as one Locust process (local, master or worker) sees it."""
+
+    def __init__(self, settings: LocustSettings) -> None:
+        self.settings = settings
+        self.plan = LoadPlan(settings.load, settings.first_stage)
+        workload = settings.workload
+        self.prompts: PromptSource = prompt_source(workload, settings.tokens_per_word)
+        self.dataset: list[DatasetItem] | None = (
+            load_dataset(workload.dataset) if workload.dataset else None
+        )
+        self.redact = Redactor(settings.endpoint.api_key_env)
+        self.anchor = Anchor()
+        self.exporter = ClientExporter()
+        self.requests: RecordWriter | None = None
+        self.journal: RecordWriter | None = None
+        self.stages: RecordWriter | None = None
+        self.stages_written = 0
+        self.workers_lost = 0
+        self.stopping = False  # set when Locust is told to quit: send nothing new
+        self._user_ids = itertools.count()
+
+    @classmethod
+    def of(cls, environment: Environment) -> RunState:
+        state = cls.find(environment)
+        if state is None:
+            raise RuntimeError("the quantbench locustfile has not initialised this environment")
+        return state
+
+    @classmethod
+    def find(cls, environment: Environment) -> RunState | None:
+        state = getattr(environment, _ATTRIBUTE, None)
+        return state if isinstance(state, RunState) else None
+
+    def attach(self, environment: Environment) -> None:
+        setattr(environment, _ATTRIBUTE, self)
+
+    def open_records(self) -> None:
+        """Processes that send requests append records and the send journal."""
+        run_dir = self.settings.run_dir
+        self.requests = RecordWriter(run_dir / REQUESTS_FILE)
+        self.journal = RecordWriter(run_dir / SCHEDULED_FILE)
+
+    def open_stages(self) -> None:
+        """The process that owns the shape (local or master) writes the stage windows."""
+        self.stages = RecordWriter(self.settings.run_dir / STAGES_FILE)
+
+    def next_user_id(self) -> int:
+        return next(self._user_ids)
+
+    def factory(self, stream_id: int | str) -> RequestFactory:
+        return RequestFactory(self.settings.workload, stream_id, self.prompts, self.dataset)
+
+    def context(self, stage: StagePlan, scheduled_ns: int, user: int, seq: int) -> RequestContext:
+        return RequestContext(
+            target=self.settings.endpoint.name,
+            stage=stage.index,
+            mode=self.plan.mode,
+            load=stage.load,
+            scheduled_ns=scheduled_ns,
+            warmup=self.anchor.run_time_s(scheduled_ns / 1e9) < stage.measure_start_s,
+            user=user,
+            seq=seq,
+            request_id=uuid.uuid4().hex,
+        )
+
+    def restart_stages(self) -> None:
+        self.stages_written = 0
+
+    def write_stages(self, until_s: float, completed: bool) -> None:
+        """Append the window of every stage that ended before `until_s` and is not yet
+        written; with `completed=False` (the test stopped), also the one cut short."""
+        if self.stages is None:
+            return
+        for stage in self.plan.stages[self.stages_written :]:
+            if stage.end_s > until_s and completed:
+                return
+            end_s = min(stage.end_s, until_s)
+            if end_s <= stage.start_s:
+                return
+            self.stages.write(self._stage_record(stage, end_s, stage.end_s <= until_s))
+            self.stages_written += 1
+
+    def _stage_record(self, stage: StagePlan, end_s: float, completed: bool) -> StageRecord:
+        anchor = self.anchor
+        return StageRecord(
+            target=self.settings.endpoint.name,
+            stage=stage.index,
+            mode=self.plan.mode,
+            load=stage.load,
+            warmup_s=stage.measure_start_s - stage.start_s,
+            start_wall_s=anchor.wall_s + stage.start_s,
+            end_wall_s=anchor.wall_s + end_s,
+            start_ns=int((anchor.perf_s + stage.start_s) * 1e9),
+            end_ns=int((anchor.perf_s + end_s) * 1e9),
+            completed=completed,
+            workers_lost=self.workers_lost,
+        )
