@@ -5,28 +5,33 @@ Works with plain Locust:
     locust -f loadtest/locustfile.py --headless --host http://127.0.0.1:8000 \\
         --qb-stages 1,4,16 --qb-stage-duration 20s --qb-run-dir runs/manual
 
-`quantbench run` passes `--qb-settings FILE` (a `LocustSettings` JSON) instead. Records go
-to `<run dir>/requests.jsonl` (one write per request) and stage windows to `stages.jsonl`.
-Closed loop (`concurrency`) runs one `LLMUser` per user; open loop (`rate`) and `batch`
-stages run one `DispatchUser` per generator process, which sends on the seeded schedule.
-With `--processes N` (or master/workers) the master announces the run's time anchor and
-each worker's dispatcher takes every N-th arrival of the one global schedule.
+and leaves a run directory that `quantbench report` and `plan` read (it writes run.json when
+the directory has none). `quantbench run` passes `--qb-settings FILE` (a `LocustSettings`
+JSON) instead. Records go to `<run dir>/requests.jsonl` (one write per request) and stage
+windows to `stages.jsonl`. Closed loop (`concurrency`) runs one `LLMUser` per user; open
+loop (`rate`) and `batch` stages run one `DispatchUser` per generator process, which
+executes the pure plan of `loadtest.dispatch`. With `--processes N` (or master/workers) the
+master announces the run's time anchor and each worker's dispatcher takes every N-th
+arrival of the one global schedule. The run's state is a `RunState` on the environment.
+
+`locust --help` cannot list the `--qb-*` flags (Locust prints its help before it reads a
+locustfile: locustio/locust#2917); `python loadtest/locustfile.py --help` lists them.
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
-import itertools
 import logging
+import os
 import sys
 import time
-import uuid
+from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import gevent
-import gevent.event
-import httpx
 from gevent import GreenletExit
 from gevent.pool import Pool
 from locust import LoadTestShape, User, events, task
@@ -34,58 +39,33 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # plain `locust -f` from a clone
 
-from loadtest.arrivals import arrival_times
 from loadtest.clients import CLIENTS
 from loadtest.clients.base import RequestContext, StreamingClient
 from loadtest.config import LocustSettings, parse_duration
-from loadtest.generator_stats import ClientExporter, CpuSampler
+from loadtest.discovery import DiscoveryError, served_model
+from loadtest.dispatch import AwaitRound, Launch, connect_backoff_s, dispatch_plan
+from loadtest.generator_stats import CpuSampler
+from loadtest.lifeline import die_with_parent
+from loadtest.locust_run import RunState
 from loadtest.locust_transport import LocustTransport
-from loadtest.prompts import DatasetItem, PromptSource, load_dataset
-from loadtest.records import (
-    REQUESTS_FILE,
-    SCHEDULED_FILE,
-    STAGES_FILE,
-    Outcome,
-    RecordWriter,
-    RequestRecord,
-    ScheduledRecord,
-    StageRecord,
-)
-from loadtest.shapes import LoadPlan, StagePlan
-from loadtest.workload import GenRequest, RequestFactory, prompt_source
+from loadtest.records import Outcome, RequestRecord, ScheduledRecord
+from loadtest.run_meta import RUN_FILE, RunMeta, RunMetaError, TargetMeta
+from loadtest.workload import GenRequest
 
 log = logging.getLogger("quantbench")
 _ANCHOR_MESSAGE = "quantbench_anchor"
 _STOP_MARGIN_S = 5.0  # the dispatcher drains itself; Locust waits this much longer
 _ANCHOR_WAIT_S = 10.0
+_SUPERVISE_S = 0.25
+_LOADED_BY = os.getpid()  # Locust imports this file before it forks --processes workers
 
 
-class _Run:
-    """State shared by the users, the shape and the listeners of one Locust process."""
-
-    settings: LocustSettings = LocustSettings()
-    plan: LoadPlan = LoadPlan(settings.load)
-    requests: RecordWriter | None = None
-    journal: RecordWriter | None = None
-    stages: RecordWriter | None = None
-    exporter: ClientExporter = ClientExporter()
-    anchor_s: float = 0.0  # perf_counter() at the start of stage 0
-    anchor_wall_s: float = 0.0
-    dispatchers: int = 1
-    stages_written: int = 0
-    workers_lost: int = 0
-    anchor_ready = gevent.event.Event()
-    prompts: PromptSource | None = None
-    dataset: list[DatasetItem] | None = None
-    last_tick: tuple[int, float, list[type[User]]] | None = None
-    user_ids = itertools.count()
-
-
-@events.init_command_line_parser.add_listener
-def _add_arguments(parser: Any) -> None:
+def add_arguments(parser: Any) -> None:
+    """The `--qb-*` flags, and loopback as the default bind address of a master."""
     group = parser.add_argument_group("quantbench")
     group.add_argument("--qb-settings", help="LocustSettings JSON written by `quantbench run`")
     group.add_argument("--qb-run-dir", help="run directory for requests.jsonl and stages.jsonl")
@@ -102,11 +82,27 @@ def _add_arguments(parser: Any) -> None:
     group.add_argument("--qb-prompt-tokens", type=int)
     group.add_argument("--qb-output-tokens", type=int)
     group.add_argument(
+        "--qb-api-key-env",
+        help="environment variable holding the target's API key (sent as a Bearer token)",
+    )
+    group.add_argument(
+        "--qb-allow-overload",
+        action="store_true",
+        default=None,
+        help="run stages beyond what one generator process times accurately",
+    )
+    group.add_argument(
         "--qb-exporter-port",
         type=int,
         default=0,
         help="serve client-side Prometheus metrics on this port (+ the worker index)",
     )
+    # Locust's master listens on every interface by default; a multi-host run asks for it
+    # with --master-bind-host.
+    parser.set_defaults(master_bind_host="127.0.0.1")
+
+
+events.init_command_line_parser.add_listener(add_arguments)
 
 
 def settings_from_options(options: Any) -> LocustSettings:
@@ -121,13 +117,14 @@ def settings_from_options(options: Any) -> LocustSettings:
     if options.qb_run_dir:
         data["run_dir"] = options.qb_run_dir
     if options.qb_stages:
-        load["stages"] = [float(value) for value in options.qb_stages.split(",")]
+        load["stages"] = [value.strip() for value in options.qb_stages.split(",")]
     for flag, key in (("qb_stage_duration", "stage_duration"), ("qb_warmup", "warmup")):
         if getattr(options, flag):
             load[key] = parse_duration(getattr(options, flag))
     for flag, section, key in (
         ("qb_mode", load, "mode"),
         ("qb_arrival", load, "arrival"),
+        ("qb_allow_overload", load, "allow_overload"),
         ("qb_endpoint", workload, "endpoint"),
         ("qb_prompt_tokens", workload, "prompt_tokens"),
         ("qb_output_tokens", workload, "output_tokens"),
@@ -135,16 +132,95 @@ def settings_from_options(options: Any) -> LocustSettings:
         ("qb_model", endpoint, "model"),
         ("qb_stack", endpoint, "stack"),
         ("qb_target", endpoint, "name"),
+        ("qb_api_key_env", endpoint, "api_key_env"),
     ):
         if getattr(options, flag):
             section[key] = getattr(options, flag)
     return LocustSettings.model_validate(data)
 
 
-def _first_model(host: str) -> str:
-    response = httpx.get(f"{host.rstrip('/')}/v1/models", timeout=10.0)
-    response.raise_for_status()
-    return str(response.json()["data"][0]["id"])
+def _fail(message: str) -> NoReturn:
+    """A mistake in the flags or the target: one line, exit code 2, no traceback."""
+    log.error("quantbench: %s", message)
+    raise SystemExit(2)
+
+
+def _settings(environment: Environment, options: Any) -> LocustSettings:
+    try:
+        settings = settings_from_options(options)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        _fail(f"--qb-*: {where + ': ' if where else ''}{first['msg']}")
+    except (OSError, ValueError) as exc:
+        _fail(f"--qb-*: {exc}")
+    endpoint = settings.endpoint
+    if endpoint.model is None and endpoint.api == "openai" and environment.host:
+        try:
+            model = served_model(environment.host, endpoint.api_key_env)
+        except DiscoveryError as exc:
+            _fail(f"no --qb-model given and {exc}")
+        settings = settings.model_copy(
+            update={"endpoint": endpoint.model_copy(update={"model": model})}
+        )
+    return settings
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for package in ("quantbench", "locust"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _record_end(run_dir: Path) -> None:
+    """By hand: the end of the run in run.json (not one `quantbench run` keeps)."""
+    try:
+        meta = RunMeta.read(run_dir)
+    except RunMetaError:
+        return
+    if meta.source == "locust":
+        meta.ended_at = _now_iso()
+        meta.write(run_dir)
+
+
+def _record_run(settings: LocustSettings, host: str | None) -> None:
+    """By hand: leave a run.json that `quantbench report` and `plan` read. One written by
+    `quantbench run` is left alone; another by-hand target is added to a by-hand one."""
+    run_dir, endpoint = settings.run_dir, settings.endpoint
+    target = TargetMeta(
+        name=endpoint.name, stack=endpoint.stack, api=endpoint.api, url=host, model=endpoint.model
+    )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if (run_dir / RUN_FILE).exists():
+        try:
+            meta = RunMeta.read(run_dir)
+        except RunMetaError as exc:
+            _fail(str(exc))
+        if meta.source != "locust" or meta.target(endpoint.name) is not None:
+            return
+        meta.targets.append(target)
+        meta.selected_targets.append(endpoint.name)
+    else:
+        meta = RunMeta(
+            run_id=run_dir.name,
+            name=run_dir.name,
+            source="locust",
+            versions=_versions(),
+            started_at=_now_iso(),
+            seeds={"workload": settings.workload.seed},
+            config=settings.model_dump(mode="json", include={"workload", "load", "timeouts"}),
+            selected_targets=[endpoint.name],
+            targets=[target],
+        )
+    meta.write(run_dir)
 
 
 @events.init.add_listener
@@ -152,16 +228,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:
         return
-    settings = settings_from_options(options)
-    if settings.endpoint.model is None and settings.endpoint.api == "openai" and environment.host:
-        try:
-            model = _first_model(environment.host)
-        except (httpx.HTTPError, KeyError, IndexError, ValueError) as exc:
-            log.error("could not read the model name from %s/v1/models: %s", environment.host, exc)
-            raise SystemExit(2) from exc
-        settings = settings.model_copy(
-            update={"endpoint": settings.endpoint.model_copy(update={"model": model})}
-        )
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        # First, before anything yields: the master may already be announcing the anchor.
+        runner.register_message(_ANCHOR_MESSAGE, _on_anchor)
+        if getattr(options, "processes", None):  # forked by this Locust: die with it
+            die_with_parent(_LOADED_BY)
+    settings = _settings(environment, options)
     if not options.stop_timeout:
         # Let requests scheduled inside the last stage finish (the drain) instead of being
         # killed and counted `cancelled`; an explicit --stop-timeout wins.
@@ -170,27 +243,23 @@ def _on_init(environment: Environment, **_: Any) -> None:
         user_class.connection_timeout = settings.timeouts.connect
         user_class.network_timeout = settings.timeouts.total
     DispatchUser.concurrency = settings.load.max_in_flight
-    _Run.settings = settings
-    _Run.plan = LoadPlan(settings.load, settings.first_stage)
-    _Run.prompts = prompt_source(settings.workload, settings.tokens_per_word)
-    workload = settings.workload
-    _Run.dataset = load_dataset(workload.dataset) if workload.dataset else None
+    state = RunState(settings)
+    state.attach(environment)
     # Everything allocated so far (Locust, gevent, imports) lives for the whole run: freezing
     # it keeps the garbage collector's full passes, and their pauses, short.
     gc.collect()
     gc.freeze()
-    if not isinstance(environment.runner, MasterRunner):
-        _Run.requests = RecordWriter(settings.run_dir / REQUESTS_FILE)
-        _Run.journal = RecordWriter(settings.run_dir / SCHEDULED_FILE)
-        _start_process_side(environment, settings, options.qb_exporter_port)
-    if not isinstance(environment.runner, WorkerRunner):
-        _Run.stages = RecordWriter(settings.run_dir / STAGES_FILE)
-    if isinstance(environment.runner, WorkerRunner):
-        environment.runner.register_message(_ANCHOR_MESSAGE, _on_anchor)
+    if not isinstance(runner, MasterRunner):
+        state.open_records()
+        _start_process_side(environment, state, options.qb_exporter_port)
+    if not isinstance(runner, WorkerRunner):
+        if not options.qb_settings:
+            _record_run(settings, environment.host)
+        state.open_stages()
 
 
-def _start_process_side(environment: Environment, settings: LocustSettings, port: int) -> None:
-    sampler = CpuSampler(settings.run_dir)
+def _start_process_side(environment: Environment, state: RunState, port: int) -> None:
+    sampler = CpuSampler(state.settings.run_dir)
 
     def sample_forever() -> None:
         while True:
@@ -200,231 +269,237 @@ def _start_process_side(environment: Environment, settings: LocustSettings, port
     gevent.spawn(sample_forever)
     if port:
         index = max(getattr(environment.runner, "worker_index", 0), 0)
-        _Run.exporter.serve(port + index)
+        state.exporter.serve(port + index)
 
 
 def _on_anchor(environment: Environment, msg: Any, **_: Any) -> None:
-    """Workers: the master's stage-0 start (wall clock) and how many dispatchers share it."""
-    if _Run.anchor_ready.is_set():
+    """Workers: the master's stage-0 start (wall clock) and how many dispatchers share it.
+    (Before this process has its state, the message is dropped: the master repeats it.)"""
+    state = RunState.find(environment)
+    if state is None or state.anchor.ready.is_set():
         return
-    _Run.anchor_wall_s = msg.data["wall_s"]
-    _Run.anchor_s = time.perf_counter() - (time.time() - _Run.anchor_wall_s)
-    _Run.dispatchers = max(int(msg.data["dispatchers"]), 1)
-    _Run.anchor_ready.set()
+    wall_s = msg.data["wall_s"]
+    state.anchor.set(time.perf_counter() - (time.time() - wall_s), wall_s, msg.data["dispatchers"])
 
 
-def _await_anchor() -> None:
-    """Users start sending only once this process knows when stage 0 began."""
-    if not _Run.anchor_ready.wait(timeout=_ANCHOR_WAIT_S):
+def _ready_state(environment: Environment) -> RunState:
+    """Users start sending only once this process has its settings (a worker may still be
+    reading the model name when the master spawns) and knows when stage 0 began."""
+    deadline = time.monotonic() + _ANCHOR_WAIT_S
+    while (state := RunState.find(environment)) is None:
+        if time.monotonic() > deadline:
+            log.error("this process found no settings within %.0f s", _ANCHOR_WAIT_S)
+            raise StopUser()
+        gevent.sleep(0.05)
+    if not state.anchor.ready.wait(timeout=max(deadline - time.monotonic(), 0.0)):
         log.error("no time anchor from the master within %.0f s", _ANCHOR_WAIT_S)
         raise StopUser()
+    return state
 
 
-def _write_stages(until_s: float, completed: bool) -> None:
-    """Append the window of every stage that ended before `until_s` and is not yet written."""
-    if _Run.stages is None:
-        return
-    for stage in _Run.plan.stages[_Run.stages_written :]:
-        if stage.end_s > until_s and completed:
-            return
-        end_s = min(stage.end_s, until_s)
-        if end_s <= stage.start_s:
-            return
-        _Run.stages.write(_stage_record(stage, end_s, completed=stage.end_s <= until_s))
-        _Run.stages_written += 1
+@events.test_start.add_listener
+def _on_start(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner):
+        gevent.spawn(_supervise, environment)
 
 
-def _stage_record(stage: StagePlan, end_s: float, completed: bool) -> StageRecord:
-    return StageRecord(
-        target=_Run.settings.endpoint.name,
-        stage=stage.index,
-        mode=_Run.plan.mode,
-        load=stage.load,
-        warmup_s=stage.measure_start_s - stage.start_s,
-        start_wall_s=_Run.anchor_wall_s + stage.start_s,
-        end_wall_s=_Run.anchor_wall_s + end_s,
-        start_ns=int((_Run.anchor_s + stage.start_s) * 1e9),
-        end_ns=int((_Run.anchor_s + end_s) * 1e9),
-        completed=completed,
-        workers_lost=_Run.workers_lost,
-    )
+def _supervise(environment: Environment) -> None:
+    """Local or master, while the shape runs: write each stage's window as it ends; a
+    master also notices lost workers and repeats the anchor (a worker may connect late)."""
+    state = RunState.of(environment)
+    state.anchor.ready.wait()
+    runner = environment.runner
+    while not state.stopping:
+        if isinstance(runner, MasterRunner):
+            missing = len(runner.clients.missing)
+            if missing > state.workers_lost:
+                state.workers_lost = missing
+                log.error("a load-generator worker stopped answering; the stage will be marked")
+            data = {"wall_s": state.anchor.wall_s, "dispatchers": state.anchor.dispatchers}
+            runner.send_message(_ANCHOR_MESSAGE, data)
+        state.write_stages(state.anchor.run_time_s(), completed=True)
+        gevent.sleep(_SUPERVISE_S)
+
+
+@events.test_stopping.add_listener
+def _on_stopping(environment: Environment, **_: Any) -> None:
+    """Any process: the test is ending (its end, or a quit): launch nothing new."""
+    state = RunState.find(environment)
+    if state is not None:
+        state.stopping = True
 
 
 @events.test_stop.add_listener
 def _on_stop(environment: Environment, **_: Any) -> None:
-    _write_stages(time.perf_counter() - _Run.anchor_s, completed=False)
+    state = RunState.find(environment)
+    if state is None or isinstance(environment.runner, WorkerRunner):
+        return
+    if state.anchor.ready.is_set():
+        state.write_stages(state.anchor.run_time_s(), completed=False)
+    options = environment.parsed_options
+    if options is not None and not options.qb_settings:
+        _record_end(state.settings.run_dir)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    """SIGTERM or Ctrl-C (or the normal end): what is still in flight is written `cancelled`
+    at once instead of being waited for (the drain is for the normal end only)."""
+    environment.stop_timeout = 0
 
 
 class StagesShape(LoadTestShape):
     """Steps through the configured stages, lets in-flight requests drain, then stops."""
 
+    _last: tuple[int, float, list[type[User]]] | None = None
+
     def reset_time(self) -> None:
         super().reset_time()
-        _Run.anchor_s = self.start_time
-        _Run.anchor_wall_s = time.time()
-        _Run.stages_written = 0
-        _Run.last_tick = None
-        if isinstance(self.runner, MasterRunner):
-            _Run.dispatchers = max(self.runner.worker_count, 1)
-        else:
-            _Run.anchor_ready.set()
-        self._announce()
-
-    def _announce(self) -> None:
-        """Master: tell the workers the time anchor (again each tick: a worker may register
-        its listener after the first message; users wait for it before sending)."""
-        if isinstance(self.runner, MasterRunner):
-            data = {"wall_s": _Run.anchor_wall_s, "dispatchers": _Run.dispatchers}
-            self.runner.send_message(_ANCHOR_MESSAGE, data)
+        state = RunState.of(self.runner.environment) if self.runner else None
+        if state is None:
+            return
+        runner = self.runner
+        dispatchers = runner.worker_count if isinstance(runner, MasterRunner) else 1
+        state.anchor.set(self.start_time, time.time(), dispatchers)
+        state.restart_stages()
+        self._last = None
 
     def tick(self) -> tuple[int, float, list[type[User]]] | None:
+        state = RunState.of(self.runner.environment) if self.runner else None
+        if state is None:
+            return None
         run_time = self.get_run_time()
-        runner = self.runner
-        if isinstance(runner, MasterRunner) and len(runner.clients.missing) > _Run.workers_lost:
-            _Run.workers_lost = len(runner.clients.missing)
-            log.error("a load-generator worker stopped answering; the stage will be marked")
-        self._announce()
-        _write_stages(run_time, completed=True)
-        shape = _Run.plan.tick(run_time)
+        shape = state.plan.tick(run_time)
         if shape is None:
             # The drain: users stop by themselves once the last stage is over; stopping the
             # test now would kill the requests still in flight (workers quit at once).
-            draining = run_time < _Run.plan.total_s + _Run.settings.load.drain_timeout
-            users_left = runner is not None and runner.user_count > 0
-            return _Run.last_tick if draining and users_left else None
+            draining = run_time < state.plan.total_s + state.settings.load.drain_timeout
+            users_left = self.runner is not None and self.runner.user_count > 0
+            return self._last if draining and users_left else None
         users, rate = shape
-        if _Run.plan.mode == "concurrency":
-            _Run.last_tick = (users, rate, [LLMUser])
+        if state.plan.mode == "concurrency":
+            self._last = (users, rate, [LLMUser])
         else:
-            _Run.last_tick = (_Run.dispatchers, float(_Run.dispatchers), [DispatchUser])
-        return _Run.last_tick
+            dispatchers = state.anchor.dispatchers
+            self._last = (dispatchers, float(dispatchers), [DispatchUser])
+        return self._last
 
 
-def _factory(stream_id: int | str) -> RequestFactory:
-    return RequestFactory(_Run.settings.workload, stream_id, _Run.prompts, _Run.dataset)
-
-
-def _client(user: FastHttpUser) -> StreamingClient:
-    settings = _Run.settings
+def _client(state: RunState, user: FastHttpUser) -> StreamingClient:
+    settings = state.settings
     transport = LocustTransport(user.client, user.host or "")
     return CLIENTS[settings.endpoint.api](
         transport, settings.endpoint, settings.workload, settings.timeouts
     )
 
 
-def _context(stage: StagePlan, scheduled_ns: int, user: int, seq: int) -> RequestContext:
-    return RequestContext(
-        target=_Run.settings.endpoint.name,
-        stage=stage.index,
-        mode=_Run.plan.mode,
-        load=stage.load,
-        scheduled_ns=scheduled_ns,
-        warmup=scheduled_ns / 1e9 - _Run.anchor_s < stage.measure_start_s,
-        user=user,
-        seq=seq,
-        request_id=uuid.uuid4().hex,
-    )
-
-
-def _unsent(ctx: RequestContext, outcome: Outcome, error: str) -> RequestRecord:
-    return ctx.record(outcome, error=error)
-
-
 def _send(
-    environment: Environment, client: StreamingClient, request: GenRequest, ctx: RequestContext
-) -> None:
-    """Run one request and write its record, whatever happens (a kill writes `cancelled`)."""
-    assert _Run.requests is not None and _Run.journal is not None
-    _Run.journal.write(
+    environment: Environment,
+    state: RunState,
+    client: StreamingClient,
+    request: GenRequest,
+    ctx: RequestContext,
+) -> RequestRecord:
+    """Run one request and write its record, whatever happens (a kill writes `cancelled`).
+    The server's error text is stored and shown only with the target's key redacted."""
+    assert state.requests is not None and state.journal is not None
+    state.journal.write(
         ScheduledRecord(target=ctx.target, stage=ctx.stage, request_id=ctx.request_id)
     )
     try:
         record = client.execute(request, ctx)
     except GreenletExit:
-        _Run.requests.write(_unsent(ctx, Outcome.CANCELLED, "run stopped before it ended"))
+        state.requests.write(ctx.record(Outcome.CANCELLED, error="run stopped before it ended"))
         raise
-    _Run.requests.write(record)
-    _Run.exporter.observe(record)
+    record.error = state.redact.optional(record.error)
+    state.requests.write(record)
+    state.exporter.observe(record)
     _fire(environment, client.path, record)
     # Yield before the next request: when many streams end together (closed loop, equal
     # lengths), their bookkeeping must not hold back the tokens other streams are receiving.
     gevent.sleep(0)
+    return record
 
 
 class LLMUser(FastHttpUser):
-    """One closed-loop virtual user: sends the next request as soon as the last one ended."""
+    """One closed-loop virtual user: sends the next request as soon as the last one ended
+    (after a failed connection, with a short back-off: `loadtest.dispatch`)."""
 
     def on_start(self) -> None:
-        _await_anchor()
-        self.user_id = next(_Run.user_ids)
+        self.state = _ready_state(self.environment)
+        self.user_id = self.state.next_user_id()
         self.seq = 0
-        self.factory = _factory(self.user_id)
-        self.llm = _client(self)
+        self.backoff_s = 0.0
+        self.factory = self.state.factory(self.user_id)
+        self.llm = _client(self.state, self)
 
     @task
     def generate(self) -> None:
+        state = self.state
         scheduled_ns = time.perf_counter_ns()
-        stage = _Run.plan.stage_at(scheduled_ns / 1e9 - _Run.anchor_s)
-        if stage is None:
+        stage = state.plan.stage_at(state.anchor.run_time_s(scheduled_ns / 1e9))
+        if stage is None or state.stopping:
             raise StopUser()
         self.seq += 1
-        ctx = _context(stage, scheduled_ns, self.user_id, self.seq)
-        _send(self.environment, self.llm, self.factory.next(), ctx)
+        ctx = state.context(stage, scheduled_ns, self.user_id, self.seq)
+        record = _send(self.environment, state, self.llm, self.factory.next(), ctx)
+        self.backoff_s = connect_backoff_s(self.backoff_s, record.outcome)
+        if self.backoff_s:
+            gevent.sleep(self.backoff_s)
 
 
 class DispatchUser(FastHttpUser):
-    """Open loop and batch: sends on the schedule from greenlets, never waiting for replies."""
+    """Open loop and batch: sends on the plan from greenlets, never waiting for replies."""
 
     def on_start(self) -> None:
-        _await_anchor()
+        self.state = _ready_state(self.environment)
         runner = self.environment.runner
-        self.slot = max(getattr(runner, "worker_index", 0), 0) % _Run.dispatchers
-        self.llm = _client(self)
-        self.pool = Pool(_Run.settings.load.max_in_flight)
+        self.slot = max(getattr(runner, "worker_index", 0), 0) % self.state.anchor.dispatchers
+        self.llm = _client(self.state, self)
+        self.pool = Pool(self.state.settings.load.max_in_flight)
 
-    def _launch(self, stage: StagePlan, index: int, scheduled_s: float) -> None:
-        scheduled_ns = int((_Run.anchor_s + scheduled_s) * 1e9)
-        ctx = _context(stage, scheduled_ns, self.slot, index)
-        seed = f"{stage.index}:{index}"
-        request = _factory(seed).next()
+    def on_stop(self) -> None:
+        self.pool.kill()  # what is still running is written `cancelled`
+
+    def _launch(self, launch: Launch) -> None:
+        state = self.state
+        scheduled_ns = int((state.anchor.perf_s + launch.at_s) * 1e9)
+        ctx = state.context(launch.stage, scheduled_ns, self.slot, launch.index)
+        request = state.factory(f"{launch.stage.index}:{launch.index}").next()
         if self.pool.full():
-            cap = _Run.settings.load.max_in_flight
-            assert _Run.requests is not None
-            _Run.requests.write(_unsent(ctx, Outcome.NOT_SENT, f"{cap} requests in flight"))
+            cap = state.settings.load.max_in_flight
+            assert state.requests is not None
+            state.requests.write(ctx.record(Outcome.NOT_SENT, error=f"{cap} requests in flight"))
             return
-        self.pool.spawn(_send, self.environment, self.llm, request, ctx)
-
-    def _sleep_until(self, run_time_s: float) -> None:
-        gevent.sleep(max(0.0, _Run.anchor_s + run_time_s - time.perf_counter()))
+        self.pool.spawn(_send, self.environment, state, self.llm, request, ctx)
 
     @task
     def dispatch(self) -> None:
-        load = _Run.settings.load
-        for stage in _Run.plan.stages:
-            if _Run.plan.mode == "rate":
-                seed = f"{_Run.settings.workload.seed}:{stage.index}"
-                times = arrival_times(
-                    stage.load, stage.start_s, stage.end_s, load.arrival, seed, load.burstiness
-                )
-                for index, at_s in enumerate(times):
-                    if index % _Run.dispatchers == self.slot:
-                        self._sleep_until(at_s)
-                        self._launch(stage, index, at_s)
-            else:
-                self._sleep_until(stage.start_s)
-                round_index = 0
-                while (at_s := time.perf_counter() - _Run.anchor_s) < stage.end_s:
-                    for i in range(stage.users):
-                        self._launch(stage, round_index * stage.users + i, at_s)
-                    self.pool.join()
-                    round_index += 1
+        state = self.state
+        load = state.settings.load
+        plan = dispatch_plan(
+            state.plan,
+            load,
+            state.settings.workload.seed,
+            state.anchor.run_time_s,
+            self.slot,
+            state.anchor.dispatchers,
+        )
+        for step in plan:
+            if state.stopping:
+                break
+            if isinstance(step, AwaitRound):
+                self.pool.join()
+                continue
+            gevent.sleep(max(0.0, step.at_s - state.anchor.run_time_s()))
+            self._launch(step)
         self.pool.join(timeout=load.drain_timeout)
         self.pool.kill()  # what is still running is written `cancelled`
         raise StopUser()
 
 
 class RequestFailed(Exception):
-    """Shown in Locust's failure table: the outcome and the server's message."""
+    """Shown in Locust's failure table: the outcome and the server's message (redacted)."""
 
 
 def _fire(environment: Environment, path: str, record: RequestRecord) -> None:
@@ -452,4 +527,18 @@ def _fire(environment: Environment, path: str, record: RequestRecord) -> None:
             environment.stats.get(name, "LLM").log(value, 0)  # type: ignore[arg-type]
 
 
-__all__ = ["DispatchUser", "LLMUser", "StagesShape", "settings_from_options"]
+def _help() -> None:
+    """`python loadtest/locustfile.py --help`: the `--qb-*` flags Locust's --help omits."""
+    parser = argparse.ArgumentParser(
+        prog="locust -f loadtest/locustfile.py",
+        description="quantbench's flags for Locust (use them with Locust's own: --headless, "
+        "--host, --processes, ...; `locust --help` lists those).",
+    )
+    add_arguments(parser)
+    parser.print_help()
+
+
+__all__ = ["DispatchUser", "LLMUser", "StagesShape", "add_arguments", "settings_from_options"]
+
+if __name__ == "__main__":
+    _help()

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from loadtest.config import LengthDist, WorkloadConfig
 from loadtest.prompts import DatasetItem, PromptSource
 
-__all__ = ["VOCABULARY", "GenRequest", "RequestFactory", "prompt_source", "sample_length"]
+__all__ = [
+    "VOCABULARY",
+    "GenRequest",
+    "RequestFactory",
+    "longest_request",
+    "prompt_source",
+    "sample_length",
+]
 
 _VOCABULARY = (
     "the of and to in is was for on are with as by at be this from that have or not but "
@@ -92,3 +99,33 @@ class RequestFactory:
         max_tokens = sample_length(self._workload.output_tokens, self._rng)
         prompt = self._prompts.make(prompt_tokens, self._rng)
         return GenRequest(prompt=prompt, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
+
+
+_LONGEST_DRAWS = 1000
+
+
+def _longest(dist: LengthDist, rng: random.Random) -> int:
+    """The distribution's max, or (unbounded) the longest of many seeded draws."""
+    if dist.dist == "fixed":
+        return sample_length(dist, rng)
+    if dist.max is not None:
+        return dist.max
+    return max(sample_length(dist, rng) for _ in range(_LONGEST_DRAWS))
+
+
+def longest_request(
+    workload: WorkloadConfig,
+    prompts: PromptSource | None = None,
+    dataset: list[DatasetItem] | None = None,
+) -> GenRequest:
+    """The workload's longest request (prompt plus output tokens): a readiness probe sends
+    it, so a workload the target cannot serve (a prompt longer than its context, an output
+    over its limit) fails before the sweep, with the server's own message."""
+    rng = random.Random(f"{workload.seed}:longest")
+    prompts = prompts or prompt_source(workload)
+    output = _longest(workload.output_tokens, rng)
+    if dataset:
+        item = max(dataset, key=lambda i: prompts.count(i.prompt) + (i.output_tokens or output))
+        return GenRequest(item.prompt, prompts.count(item.prompt), item.output_tokens or output)
+    prompt_tokens = _longest(workload.prompt_tokens, rng)
+    return GenRequest(prompts.make(prompt_tokens, rng), prompt_tokens, output)
