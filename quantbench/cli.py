@@ -15,19 +15,24 @@ from rich.console import Console
 
 from analysis.pipeline import analyze_run
 from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
-from analysis.rundir import RunDirError
 from quantbench import __version__
 from quantbench.config import load_config
 from quantbench.doctor import add_parser as add_doctor_parser
 from quantbench.doctor import run_doctor
-from quantbench.errors import ConfigError, QuantbenchError
+from quantbench.errors import (
+    EXIT_ERROR,
+    EXIT_OK,
+    ConfigError,
+    QuantbenchError,
+    ThresholdError,
+    one_line,
+    translated,
+)
+from quantbench.interrupts import Stopped, stop_on_signals
 from quantbench.runner import resume_bench, run_bench
 from quantbench.tracecmd import add_trace_parser, run_trace
-from services.sim.errors import SimConfigError
 
 __all__ = ["build_parser", "main"]
-
-EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 _EPILOG = """\
 examples:
@@ -164,7 +169,9 @@ def _plan(args: argparse.Namespace) -> int:
     assert result.plan is not None and result.plan_md is not None
     print(result.plan_md.read_text())
     print(result.plan_md)
-    return EXIT_OK if result.plan.cheapest is not None else EXIT_FAILED
+    if result.plan.cheapest is None:
+        raise ThresholdError(f"no target meets the SLO at any valid stage ({result.plan_md})")
+    return EXIT_OK
 
 
 def _demo_config() -> Path:
@@ -183,7 +190,35 @@ def _run(
     return EXIT_OK
 
 
+def _dispatch(args: argparse.Namespace, console: Console) -> int:
+    if args.command == "run":
+        if args.resume is not None:
+            if args.config is not None:
+                raise ConfigError("run: give a bench.yaml or --resume RUN_DIR, not both")
+            run_dir, result = resume_bench(args.resume, console)
+            console.print(f"report:  {result.report_md}")
+            print(run_dir)
+            return EXIT_OK
+        if args.config is None:
+            raise ConfigError("run: give a bench.yaml, or --resume RUN_DIR")
+        return _run(args.config, args.out, args.target, console)
+    if args.command == "demo":
+        return _run(_demo_config(), args.out, None, console, demo=True)
+    if args.command == "report":
+        result = analyze_run(args.run_dir)
+        print(result.report_html)
+        return EXIT_OK
+    if args.command == "plan":
+        return _plan(args)
+    if args.command == "trace":
+        return run_trace(args, console)
+    if args.command == "doctor":
+        return run_doctor(args, console)
+    raise ConfigError(f"unknown command {args.command!r}")
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every error meant for the user is caught here, once (errors.py)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sim"]:
         from services.sim.__main__ import main as sim_main
@@ -192,31 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
     try:
-        if args.command == "run":
-            if args.resume is not None:
-                run_dir, result = resume_bench(args.resume, console)
-                console.print(f"report:  {result.report_md}")
-                print(run_dir)
-                return EXIT_OK
-            if args.config is None:
-                raise ConfigError("run: give a bench.yaml, or --resume RUN_DIR")
-            return _run(args.config, args.out, args.target, console)
-        if args.command == "demo":
-            return _run(_demo_config(), args.out, None, console, demo=True)
-        if args.command == "report":
-            result = analyze_run(args.run_dir)
-            print(result.report_html)
-            return EXIT_OK
-        if args.command == "plan":
-            return _plan(args)
-        if args.command == "trace":
-            return run_trace(args, console)
-        if args.command == "doctor":
-            return run_doctor(args, console)
-    except (QuantbenchError, RunDirError, SimConfigError) as exc:
-        print(f"quantbench: error: {exc}", file=sys.stderr)
+        with stop_on_signals(), translated():
+            return _dispatch(args, console)
+    except QuantbenchError as exc:
+        print(f"quantbench: error: {one_line(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except (Stopped, KeyboardInterrupt) as exc:
+        name = exc.name if isinstance(exc, Stopped) else "SIGINT"
+        print(f"quantbench: interrupted by {name}; files written so far are kept", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("quantbench: interrupted; records written so far are kept", file=sys.stderr)
-        return EXIT_ERROR
-    return EXIT_ERROR

@@ -22,23 +22,25 @@ def _lines(path: Path) -> list[dict[str, object]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text().splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # the partial last line of a killed writer
+            row = json.loads(line)
+        except ValueError:
+            continue  # the partial last line of a killed writer (or a corrupt one)
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
 def finished_stages(run_dir: Path, stage_counts: dict[str, int]) -> dict[str, int]:
     """Per target, how many leading stages are finished (0 … its number of stages)."""
-    completed = {(str(s["target"]), s["stage"]) for s in _lines(run_dir / STAGES_FILE)
+    completed = {(str(s.get("target")), s.get("stage")) for s in _lines(run_dir / STAGES_FILE)
                  if s.get("completed")}  # fmt: skip
-    recorded = {r["request_id"] for r in _lines(run_dir / REQUESTS_FILE)}
+    recorded = {r.get("request_id") for r in _lines(run_dir / REQUESTS_FILE)}
     missing = defaultdict(set)
     for entry in _lines(run_dir / SCHEDULED_FILE):
-        if entry["request_id"] not in recorded:
-            missing[str(entry["target"])].add(entry["stage"])
+        if entry.get("request_id") not in recorded:
+            missing[str(entry.get("target"))].add(entry.get("stage"))
     finished = {}
     for target, count in stage_counts.items():
         done = 0
@@ -52,22 +54,22 @@ def _split(path: Path, keep: dict[str, int], stage_key: str = "stage") -> int:
     """Keep the lines of finished stages; append the rest to `<name>.discarded.jsonl`."""
     if not path.exists():
         return 0
-    kept: list[str] = []
-    dropped: list[str] = []
-    for line in path.read_text().splitlines():
+    kept: list[bytes] = []
+    dropped: list[bytes] = []
+    for line in path.read_bytes().splitlines():
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
-            dropped.append(line)
+            finished = keep.get(str(row.get("target")), 0)
+            stage = int(row[stage_key])
+        except (ValueError, TypeError, KeyError, AttributeError):
+            dropped.append(line)  # a partial or corrupt line: kept aside, never analysed
             continue
-        target = str(row.get("target"))
-        finished = keep.get(target, 0)
-        (kept if int(row[stage_key]) < finished else dropped).append(line)
+        (kept if stage < finished else dropped).append(line)
     if dropped:
-        with path.with_suffix(".discarded.jsonl").open("a") as sink:
-            sink.write("".join(line + "\n" for line in dropped))
+        with path.with_suffix(".discarded.jsonl").open("ab") as sink:
+            sink.write(b"".join(line + b"\n" for line in dropped))
     tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in kept))
+    tmp.write_bytes(b"".join(line + b"\n" for line in kept))
     tmp.replace(path)
     return len(dropped)
 

@@ -1,20 +1,39 @@
-"""Creating a run directory and keeping its run.json up to date."""
+"""Creating a run directory, keeping its run.json current, and holding it while a run writes.
+
+The lock: `quantbench run` takes an exclusive `flock` on `<run dir>/.lock` for as long as it
+runs, and hands the locked descriptor to its load generator, so the lock stays held while
+any process that writes records is alive. A second run on the same directory (`--resume`
+while the first, or its generator, still runs) is refused instead of mixing two runs.
+"""
 
 from __future__ import annotations
 
-import json
+import fcntl
 import os
 import platform
 import socket
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from analysis.rundir import RUN_FILE
+from loadtest.run_meta import RunMeta
+from quantbench.errors import ConfigError, HarnessError
 
-__all__ = ["create_run_dir", "now_iso", "versions", "write_run_meta"]
+__all__ = [
+    "LOCK_FILE",
+    "create_run_dir",
+    "host_info",
+    "locked",
+    "now_iso",
+    "versions",
+    "write_run_meta",
+]
+
+LOCK_FILE = ".lock"
 
 
 def now_iso() -> str:
@@ -24,16 +43,25 @@ def now_iso() -> str:
 def create_run_dir(out_dir: Path, name: str) -> Path:
     """`<out>/<UTC timestamp>-<name>`, with a numeric suffix if that already exists."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1000):
-        suffix = f"-{attempt}" if attempt else ""
-        path = out_dir / f"{stamp}-{name}{suffix}"
-        try:
-            path.mkdir()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for attempt in range(1000):
+            suffix = f"-{attempt}" if attempt else ""
+            path = out_dir / f"{stamp}-{name}{suffix}"
+            try:
+                path.mkdir()
+            except FileExistsError:
+                continue
+            probe = path / ".writable"
+            probe.write_bytes(b"")
+            probe.unlink()
             return path
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"{out_dir}: cannot find a free run directory name for {name}")
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {out_dir}: cannot create a run directory there "
+            f"({exc.strerror or exc}); choose a writable folder"
+        ) from exc
+    raise ConfigError(f"--out {out_dir}: no free run directory name for {name}")
 
 
 def versions() -> dict[str, str]:
@@ -55,10 +83,33 @@ def host_info() -> dict[str, Any]:
     }
 
 
-def write_run_meta(run_dir: Path, meta: dict[str, Any]) -> None:
+def write_run_meta(run_dir: Path, meta: RunMeta) -> None:
     """Atomically (re)write run.json; it never holds secrets, only env var names."""
-    meta.setdefault("host", host_info())
-    path = run_dir / RUN_FILE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-    tmp.replace(path)
+    if not meta.host:
+        meta.host = host_info()
+    meta.write(run_dir)
+
+
+@contextmanager
+def locked(run_dir: Path) -> Iterator[int]:
+    """Hold the run directory's lock for the block; yields the locked descriptor (pass it
+    to child processes that write into the directory)."""
+    path = run_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot open the run's lock ({exc.strerror})") from exc
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            raise HarnessError(
+                f"{run_dir} is in use by a run that is still going (quantbench pid {holder}, "
+                "or its load generator): wait for it to end, or stop it, then try again"
+            ) from exc
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield fd
+    finally:
+        os.close(fd)

@@ -1,34 +1,57 @@
 """`quantbench run`: bring up each target, drive its stages with Locust, then analyse.
 
-Per target: start a simulator (or use the URL), wait until it really generates, read its
-server info, run the stages, stop it. Records land in the run directory as they are made,
-so an error or Ctrl-C on one target keeps everything recorded before it.
+Per target: start a simulator (or use the URL), wait until it serves the workload's longest
+request, read its server info, run the stages, stop it. Records land in the run directory as
+they are made, and run.json is rewritten as soon as each fact is known, so an error, a
+signal or a `kill -9` keeps everything recorded and `--resume` finds the run as it was.
+
+While it runs, the run directory is locked (`quantbench.rundir.locked`); SIGTERM, SIGHUP and
+Ctrl-C stop it cleanly (Locust closes the stage and writes `cancelled` for what is in
+flight, children are stopped, run.json says so) and exit 2 with the `--resume` hint. A
+target that goes down mid-run has its remaining stages skipped; a target whose every stage
+is invalid makes the run exit 2 naming the failure that dominated, in the server's words.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 from rich.console import Console
 
 from analysis.pipeline import AnalysisResult, analyze_run
-from analysis.rundir import load_run_meta
+from analysis.rundir import load_requests, load_run_meta
 from analysis.server import STACK_MAPPINGS, MetricsRecorder, sample_filter
 from loadtest.config import LocustSettings
+from loadtest.prompts import load_dataset
+from loadtest.run_meta import RunMeta, TargetMeta
 from loadtest.shapes import LoadPlan
+from loadtest.workload import longest_request, prompt_source
 from quantbench import __version__
 from quantbench.compose import ComposeProject
-from quantbench.config import BenchConfig, TargetConfig
-from quantbench.errors import ConfigError, HarnessError, QuantbenchError
-from quantbench.locustproc import LocustProgress, run_locust
-from quantbench.probe import first_model, server_info, tokens_per_word, wait_until_generating
+from quantbench.config import BenchConfig, TargetConfig, format_validation_error
+from quantbench.errors import (
+    ConfigError,
+    HarnessError,
+    InterruptedRun,
+    NoValidStageError,
+    QuantbenchError,
+)
+from quantbench.failures import dominant_failure
+from quantbench.interrupts import Stopped
+from quantbench.locustproc import LocustProgress, TargetDown, run_locust
+from quantbench.probe import (
+    TINY_PROBE,
+    discover_model,
+    server_info,
+    tokens_per_word,
+    wait_until_serving,
+)
 from quantbench.resume import finished_stages, set_aside_unfinished
-from quantbench.rundir import create_run_dir, now_iso, versions, write_run_meta
+from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
 from quantbench.simproc import simulator
 
 __all__ = ["RunOutcome", "resume_bench", "run_bench"]
@@ -47,7 +70,7 @@ def _check_secrets(targets: list[TargetConfig]) -> None:
 
 @contextmanager
 def _endpoint(
-    config: BenchConfig, target: TargetConfig, logs: Path, info: dict[str, Any]
+    config: BenchConfig, target: TargetConfig, logs: Path, info: TargetMeta
 ) -> Iterator[str]:
     """The target's base URL for the block: a simulator, a compose service, or its `url`."""
     if target.sim is not None:
@@ -57,7 +80,7 @@ def _endpoint(
         project = ComposeProject(config.compose_file)
         service, name = target.compose, target.name
         with project.running(service, config.timeouts.compose_up, target=name) as url:
-            info["compose"] = {
+            info.compose = {
                 "service": service,
                 "image": project.image_digest(service, target=name).to_dict(),
                 "resolved": project.resolved_config(service, target=name),
@@ -97,16 +120,16 @@ class _Progress:
             )
 
 
-def _target_info(target: TargetConfig) -> dict[str, Any]:
-    return {
-        "name": target.name,
-        "stack": target.resolved_stack,
-        "quant": target.resolved_quant,
-        "simulated": target.simulated,
-        "api": target.api,
-        "url": target.url,
-        "sim": target.sim.model_dump(mode="json") if target.sim else None,
-    }
+def _target_meta(target: TargetConfig) -> TargetMeta:
+    return TargetMeta(
+        name=target.name,
+        stack=target.resolved_stack,
+        quant=target.resolved_quant,
+        simulated=target.simulated,
+        api=target.api,
+        url=target.url,
+        sim=target.sim.model_dump(mode="json") if target.sim else None,
+    )
 
 
 def _run_target(
@@ -114,31 +137,40 @@ def _run_target(
     target: TargetConfig,
     run_dir: Path,
     console: Console,
-    info: dict[str, Any],
-    first_stage: int = 0,
+    info: TargetMeta,
+    save: Callable[[], None],
+    first_stage: int,
+    lock_fd: int,
 ) -> None:
-    """Measure one target, filling `info` (a run.json entry) as facts become known."""
+    """Measure one target, filling `info` (its run.json entry) and saving as facts arrive."""
+    workload, timeouts = config.workload, config.timeouts
     with _endpoint(config, target, run_dir / "logs", info) as url:
         # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
-        default = "tgi" if target.resolved_stack == "tgi" else first_model(url)
-        model = target.model or default
+        default = "tgi" if target.resolved_stack == "tgi" else None
+        model = target.model or default or discover_model(url, target.endpoint())
         endpoint = target.endpoint(model)
         console.print(f"[bold]{target.name}[/] · {url} · model {model} — waiting for a generation")
-        wait_until_generating(url, endpoint, config.workload.endpoint, config.timeouts.ready)
-        info.update(model=model, server_info=server_info(url), started_at=now_iso())
-        workload = config.workload
+        wait_until_serving(url, endpoint, workload, timeouts, TINY_PROBE)
+        info.model = model
+        info.server_info = server_info(url, target.api_key_env)
+        info.started_at = info.started_at or now_iso()
+        info.stopped = None
         per_word = None
         if workload.tokenizer is None and workload.calibrate and workload.dataset is None:
-            per_word = tokens_per_word(url, target.api)
-        info["prompt_length"] = (
+            per_word = tokens_per_word(url, target.api, target.api_key_env)
+        info.prompt_length = (
             "tokenizer" if workload.tokenizer else "calibrated" if per_word else "approximate"
         )
-        info["tokens_per_word"] = per_word
+        info.tokens_per_word = per_word
+        save()
+        dataset = load_dataset(workload.dataset) if workload.dataset else None
+        longest = longest_request(workload, prompt_source(workload, per_word), dataset)
+        wait_until_serving(url, endpoint, workload, timeouts, longest)
         settings = LocustSettings(
             endpoint=endpoint,
-            workload=config.workload,
+            workload=workload,
             load=config.load,
-            timeouts=config.timeouts,
+            timeouts=timeouts,
             run_dir=run_dir,
             first_stage=first_stage,
             tokens_per_word=per_word,
@@ -146,46 +178,91 @@ def _run_target(
         plan = LoadPlan(config.load, first_stage)
         progress = _Progress(console, target.name, plan, len(config.load.stages))
         metrics_url = target.metrics_url or f"{url}/metrics"
-        info["metrics_url"] = metrics_url
+        info.metrics_url = metrics_url
         stack = target.resolved_stack
         keep = sample_filter(stack) if stack in STACK_MAPPINGS else None
         with MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep):
-            run_locust(settings, url, progress)
-        info["ended_at"] = now_iso()
+            run_locust(settings, url, progress, keep_fds=(lock_fd,))
+        info.ended_at = now_iso()
+
+
+def _resume_hint(run_dir: Path) -> str:
+    return (
+        f"what was recorded is kept in {run_dir} (`quantbench report {run_dir}`, "
+        f"or `quantbench run --resume {run_dir}`)"
+    )
+
+
+def _unanswered(run_dir: Path, result: AnalysisResult, meta: RunMeta, names: list[str]) -> None:
+    """Exit 2 (NoValidStageError) if a target has no valid stage: the run cannot answer for
+    it. The line names the failure that dominated, in the server's own words."""
+    summary = result.summary
+    problems = []
+    requests = None
+    for name in names:
+        rows = summary[summary["target"] == name]
+        if len(rows) and rows["valid"].astype(bool).any():
+            continue
+        if requests is None:
+            requests = load_requests(run_dir)
+        mine = requests[(requests["target"] == name) & ~requests["warmup"].astype(bool)]
+        info = meta.target(name)
+        why = dominant_failure(mine) or (
+            str(rows["invalid_reason"].iloc[0]) if len(rows) else "no stage ran"
+        )
+        stopped = f" ({info.stopped})" if info is not None and info.stopped else ""
+        problems.append(f"target {name}: no valid stage: {why}{stopped}")
+    if problems:
+        raise NoValidStageError("; ".join(problems) + f" (report: {result.report_html})")
 
 
 def _measure(
     config: BenchConfig,
     targets: list[TargetConfig],
     run_dir: Path,
-    meta: dict[str, Any],
+    meta: RunMeta,
     console: Console,
     first_stages: dict[str, int],
+    lock_fd: int,
 ) -> RunOutcome:
     """Run each target from its first unfinished stage, keeping run.json current; analyse."""
     console.print(f"run directory: {run_dir}")
-    entries = {entry["name"]: entry for entry in meta["targets"]}
+
+    def save() -> None:
+        write_run_meta(run_dir, meta)
+
+    count = len(config.load.stages)
     try:
         for target in targets:
+            info = meta.target(target.name)
+            if info is None:
+                info = _target_meta(target)
+                meta.targets.append(info)
+                save()
             first = first_stages.get(target.name, 0)
-            if first >= len(config.load.stages):
-                console.print(f"{target.name}: all stages already finished")
+            if first >= count:
+                console.print(f"{target.name}: all {count} stages already finished")
                 continue
-            info = entries.get(target.name) or _target_info(target)
-            if target.name not in entries:
-                meta["targets"].append(info)
-            _run_target(config, target, run_dir, console, info, first)
-            write_run_meta(run_dir, meta)
+            try:
+                _run_target(config, target, run_dir, console, info, save, first, lock_fd)
+            except TargetDown as exc:
+                info.stopped = str(exc)
+                console.print(f"[red]{exc}[/]")
+            save()
+    except (Stopped, KeyboardInterrupt) as exc:  # Stopped: see quantbench.interrupts
+        meta.interrupted = exc.name if isinstance(exc, Stopped) else "SIGINT"
+        raise InterruptedRun(
+            f"interrupted by {meta.interrupted}; {_resume_hint(run_dir)}"
+        ) from None
     except QuantbenchError as exc:
-        raise HarnessError(
-            f"{exc}; what was recorded is kept in {run_dir} (`quantbench report {run_dir}`, "
-            f"or `quantbench run --resume {run_dir}`)"
-        ) from exc
+        raise HarnessError(f"{exc}; {_resume_hint(run_dir)}") from exc
     finally:
-        meta["ended_at"] = now_iso()
-        write_run_meta(run_dir, meta)
+        meta.ended_at = now_iso()
+        save()
     console.print("analysing…")
-    return run_dir, analyze_run(run_dir)
+    result = analyze_run(run_dir)
+    _unanswered(run_dir, result, meta, [t.name for t in targets])
+    return run_dir, result
 
 
 def run_bench(
@@ -204,20 +281,30 @@ def run_bench(
     targets = [t for t in config.targets if not only or t.name in only]
     _check_secrets(targets)
     run_dir = create_run_dir(out_dir, config.name)
-    meta: dict[str, Any] = {
-        "run_id": run_dir.name,
-        "name": config.name,
-        "quantbench_version": __version__,
-        "versions": versions(),
-        "started_at": now_iso(),
-        "ended_at": None,
-        "seeds": {"workload": config.workload.seed},
-        "config": config.model_dump(mode="json"),
-        "selected_targets": [t.name for t in targets],
-        "targets": [],
-    }
-    write_run_meta(run_dir, meta)
-    return _measure(config, targets, run_dir, meta, console, {})
+    with locked(run_dir) as lock_fd:
+        meta = RunMeta(
+            run_id=run_dir.name,
+            name=config.name,
+            quantbench_version=__version__,
+            versions=versions(),
+            started_at=now_iso(),
+            seeds={"workload": config.workload.seed},
+            config=config.model_dump(mode="json"),
+            selected_targets=[t.name for t in targets],
+            targets=[_target_meta(t) for t in targets],
+        )
+        write_run_meta(run_dir, meta)
+        return _measure(config, targets, run_dir, meta, console, {}, lock_fd)
+
+
+def _resume_line(finished: dict[str, int], count: int, moved: int) -> str:
+    parts = [
+        f"{name}: all {count} stages finished"
+        if done >= count
+        else f"{name} from stage {done + 1} of {count}"
+        for name, done in finished.items()
+    ]
+    return f"resuming: {', '.join(parts)} ({moved} records of unfinished stages set aside)"
 
 
 def resume_bench(run_dir: Path, console: Console | None = None) -> RunOutcome:
@@ -225,19 +312,21 @@ def resume_bench(run_dir: Path, console: Console | None = None) -> RunOutcome:
     console = console or Console()
     meta = load_run_meta(run_dir)
     try:
-        config = BenchConfig.model_validate(meta["config"])
-    except (KeyError, ValidationError) as exc:
-        raise ConfigError(f"{run_dir / 'run.json'}: no usable config to resume from") from exc
-    selected = meta.get("selected_targets") or [t.name for t in config.targets]
+        config = BenchConfig.model_validate(meta.config)
+    except ValidationError as exc:
+        raise ConfigError(
+            format_validation_error(f"{run_dir / 'run.json'}: config (cannot resume)", exc)
+        ) from exc
+    selected = meta.selected_targets or [t.name for t in config.targets]
     targets = [t for t in config.targets if t.name in selected]
     _check_secrets(targets)
-    stage_count = len(config.load.stages)
-    finished = finished_stages(run_dir, {t.name: stage_count for t in targets})
-    moved = set_aside_unfinished(run_dir, finished)
-    console.print(
-        "resuming: "
-        + ", ".join(f"{name} from stage {done + 1}" for name, done in finished.items())
-        + f" ({moved} records of unfinished stages set aside)"
-    )
-    meta.setdefault("resumed_at", []).append(now_iso())
-    return _measure(config, targets, run_dir, meta, console, finished)
+    with locked(run_dir) as lock_fd:
+        count = len(config.load.stages)
+        finished = finished_stages(run_dir, {t.name: count for t in targets})
+        moved = set_aside_unfinished(run_dir, finished)
+        console.print(_resume_line(finished, count, moved))
+        meta.resumed_at.append(now_iso())
+        meta.interrupted = None
+        meta.ended_at = None
+        write_run_meta(run_dir, meta)
+        return _measure(config, targets, run_dir, meta, console, finished, lock_fd)

@@ -7,13 +7,13 @@ choose); its output goes to a log file in the run directory, polled for that lin
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from quantbench.children import Child, spawn
 from quantbench.errors import HarnessError
 from services.sim.config import SimSettings
 
@@ -29,7 +29,7 @@ def sim_arguments(settings: SimSettings) -> list[str]:
     return [sys.executable, "-m", "services.sim", "--settings-json", settings.model_dump_json()]
 
 
-def _wait_ready(process: subprocess.Popen[bytes], log: Path, name: str, timeout_s: float) -> str:
+def _wait_ready(process: Child, log: Path, name: str, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         match = _READY.search(log.read_bytes())
@@ -50,17 +50,5 @@ def simulator(
     name: str, settings: SimSettings, log: Path, timeout_s: float = 30.0
 ) -> Iterator[str]:
     """Run a simulator for the duration of the block; yields its base URL."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            sim_arguments(settings), stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-        )
-    try:
+    with spawn(sim_arguments(settings), log) as process:
         yield _wait_ready(process, log, name, timeout_s)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

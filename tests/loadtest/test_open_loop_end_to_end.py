@@ -21,7 +21,9 @@ from quantbench.cli import main
 pytestmark = pytest.mark.slow
 
 
-def run(tmp_path: Path, sim: dict[str, Any], load: str, extra: str = "") -> Path:
+def run(
+    tmp_path: Path, sim: dict[str, Any], load: str, extra: str = "", *, exit_code: int = 0
+) -> Path:
     config = tmp_path / "bench.yaml"
     config.write_text(
         "name: open\ntargets:\n"
@@ -30,7 +32,7 @@ def run(tmp_path: Path, sim: dict[str, Any], load: str, extra: str = "") -> Path
         f"load: {load}\n{extra}"
     )
     out = tmp_path / "runs"
-    assert main(["run", str(config), "--out", str(out)]) == 0
+    assert main(["run", str(config), "--out", str(out)]) == exit_code
     (run_dir,) = out.iterdir()
     return run_dir
 
@@ -48,7 +50,8 @@ def test_stall_shows_in_open_loop_ttft_as_the_schedule_saw_it(tmp_path: Path) ->
     measured = [r for r in records(run_dir) if not r["warmup"]]
     assert len(measured) == 330 and all(r["outcome"] == "ok" for r in measured)
     served = [json.loads(line) for line in log.read_text().splitlines()]
-    served = sorted(served, key=lambda e: e["arrival"])[1:]  # the first is the readiness probe
+    # The first two are the readiness probes (a tiny one, then the workload's longest request).
+    served = sorted(served, key=lambda e: e["arrival"])[2:]
     by_arrival = np.array([e["arrival"] for e in served])
     truth, got = [], []
     for r in measured:
@@ -87,13 +90,15 @@ def test_fault_mix_outcomes_equal_what_was_injected(tmp_path: Path) -> None:
         "seed": 11,
     }
     sim = {"timing": "fixed", "ttft_ms": 10, "itl_ms": 2, "request_log": str(log), "faults": faults}
+    # Its one stage breaks the 1% error limit: the run cannot answer, so it exits 2.
     run_dir = run(tmp_path, sim, "{mode: rate, arrival: constant, stages: [100], warmup: 0s, "
-                  "stage_duration: 8s}", "timeouts: {ttft: 1s, total: 5s}\n")  # fmt: skip
+                  "stage_duration: 8s}", "timeouts: {ttft: 1s, total: 5s}\n",
+                  exit_code=2)  # fmt: skip
     got = records(run_dir)
     assert len(got) == 800  # every scheduled request has exactly one record
     outcomes = Counter((r["outcome"], r["http_status"] if r["outcome"] == "http_error" else None)
                        for r in got)  # fmt: skip
-    served = [json.loads(line) for line in log.read_text().splitlines()][1:]  # minus the probe
+    served = [json.loads(line) for line in log.read_text().splitlines()][2:]  # minus the probes
     injected = Counter((e["fault"], e["status"]) for e in served)
     assert injected[("error", 429)] > 0 and injected[("hang", None)] > 0
     assert outcomes[("http_error", 429)] == injected[("error", 429)]
