@@ -24,6 +24,7 @@ import argparse
 import gc
 import logging
 import os
+import signal
 import sys
 import time
 from datetime import UTC, datetime
@@ -141,7 +142,7 @@ def settings_from_options(options: Any) -> LocustSettings:
 
 def _fail(message: str) -> NoReturn:
     """A mistake in the flags or the target: one line, exit code 2, no traceback."""
-    log.error("quantbench: %s", message)
+    log.error("%s", message)
     raise SystemExit(2)
 
 
@@ -256,6 +257,22 @@ def _on_init(environment: Environment, **_: Any) -> None:
         if not options.qb_settings:
             _record_run(settings, environment.host)
         state.open_stages()
+        gevent.signal_handler(signal.SIGTERM, _quit_now, environment)
+
+
+def _quit_now(environment: Environment) -> None:
+    """SIGTERM to a headless run with a shape: Locust installs its own SIGTERM handler only
+    after the shape has finished (locust/main.py: `start_automatic_run` joins the shape
+    first), so until then the signal would kill the process outright, losing the stage
+    window and the records in flight. Stop as Ctrl-C does, writing what is in flight
+    `cancelled` at once."""
+    log.warning("SIGTERM: stopping; requests in flight are recorded as cancelled")
+    environment.stop_timeout = 0
+    state = RunState.find(environment)
+    if state is not None:
+        state.stopping = True
+    if environment.runner is not None:
+        environment.runner.quit()
 
 
 def _start_process_side(environment: Environment, state: RunState, port: int) -> None:
@@ -331,6 +348,12 @@ def _on_stopping(environment: Environment, **_: Any) -> None:
 
 @events.test_stop.add_listener
 def _on_stop(environment: Environment, **_: Any) -> None:
+    _close_stages(environment)
+
+
+def _close_stages(environment: Environment) -> None:
+    """Local or master, once the test stops (or Locust quits before that: a master whose
+    workers quit first never fires test_stop): the stage cut short, and by hand the end."""
     state = RunState.find(environment)
     if state is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -346,6 +369,10 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     """SIGTERM or Ctrl-C (or the normal end): what is still in flight is written `cancelled`
     at once instead of being waited for (the drain is for the normal end only)."""
     environment.stop_timeout = 0
+    state = RunState.find(environment)
+    if state is not None:
+        state.stopping = True
+    _close_stages(environment)
 
 
 class StagesShape(LoadTestShape):

@@ -14,7 +14,7 @@ import re
 __all__ = ["REDACTED", "Redactor", "api_key", "auth_headers"]
 
 REDACTED = "[redacted]"
-_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20)[^\s\"'<>,;&]+")
+_BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20)[^\s\"'<>,;&]{8,}")
 _MIN_KEY_CHARS = 4  # shorter "keys" would redact ordinary words
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -29,11 +30,19 @@ def sim_url() -> Iterator[str]:
 
 
 def locust(url: str, run_dir: Path, *args: str) -> list[str]:
+    port = free_port()  # not Locust's 5557: other test runs on this host may be using it
     return [
         sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
-        "--processes", "2", "--host", url, "--qb-output-tokens", "4",
+        "--processes", "2", "--master-bind-port", port, "--master-port", port,
+        "--host", url, "--qb-output-tokens", "4",
         "--qb-run-dir", str(run_dir), "--only-summary", "--loglevel", "WARNING", *args,
     ]  # fmt: skip
+
+
+def free_port() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return str(probe.getsockname()[1])
 
 
 def lines(path: Path) -> list[dict[str, object]]:

@@ -77,29 +77,6 @@ load: {{stages: [8], warmup: 1s, stage_duration: 5s}}
         assert (run_dir / name).stat().st_size > 0, name
 
 
-def test_locustfile_alone_drives_a_simulator(fixed_sim: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    from tests.procs import REPO_ROOT
-
-    run_dir = tmp_path / "manual"
-    result = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", "loadtest/locustfile.py", "--headless",
-         "--host", fixed_sim, "--qb-stages", "2,4", "--qb-stage-duration", "1.5s",
-         "--qb-warmup", "0.5s", "--qb-run-dir", str(run_dir), "--qb-output-tokens", "5",
-         "--only-summary"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-2000:]
-    records = [json.loads(line) for line in (run_dir / "requests.jsonl").read_text().splitlines()]
-    assert {r["stage"] for r in records} == {0, 1}
-    assert all(r["outcome"] == "ok" for r in records)
-    stages = [json.loads(line) for line in (run_dir / "stages.jsonl").read_text().splitlines()]
-    assert [(s["stage"], s["load"]) for s in stages] == [(0, 2.0), (1, 4.0)]
-    assert "TTFT" in result.stderr + result.stdout  # Locust's own table shows the LLM rows
-
-
 def test_broken_config_exits_2_with_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
