@@ -7,10 +7,12 @@
    generator (one process) and a plain asyncio + aiohttp client in the same run
    (benchmarks/accuracy.py); then the same at 256 streams, with the generator's CPU, to show
    where one generator process stops being accurate.
-3. Report speed: `quantbench report` in a child process on a synthetic run of 1,000,000
+3. Generator memory: resident memory of one Locust process per request in flight, closed
+   and open loop, against the figure the config's bounds assume (benchmarks/generator_memory.py).
+4. Report speed: `quantbench report` in a child process on a synthetic run of 1,000,000
    records (~64-token ITL lists, 5 targets × 4 stages): wall seconds and peak memory
    (benchmarks/report_speed.py).
-4. Trace replay input: a 1,000,000-row Mooncake trace read, walked request by request and
+5. Trace replay input: a 1,000,000-row Mooncake trace read, walked request by request and
    described in a child process: seconds and peak memory (benchmarks/trace_memory.py).
 """
 
@@ -19,10 +21,12 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.accuracy import measure_accuracy
+from benchmarks.generator_memory import measure_generator_memory
 from benchmarks.report_speed import describe, measure_report_speed
 from benchmarks.sim_speed import measure_sim_speed
 from benchmarks.trace_memory import describe as describe_trace_memory
 from benchmarks.trace_memory import measure_trace_memory
+from loadtest.limits import IN_FLIGHT_BYTES, PROCESS_BYTES
 
 
 def sim_speed(streams: int, itl_ms: float, seconds: float) -> None:
@@ -52,6 +56,19 @@ def client_accuracy(streams: int, seconds: float, note: str) -> None:
         )
 
 
+def generator_memory() -> None:
+    print(
+        f"\ngenerator memory (one Locust process; the config's bounds assume "
+        f"{IN_FLIGHT_BYTES / 1024:.0f} KiB per request in flight, "
+        f"{PROCESS_BYTES / 2**20:.0f} MiB per process)"
+    )
+    for r in measure_generator_memory():
+        print(
+            f"  {r.mode:<12} {r.per_request_kib:6.1f} KiB per request in flight "
+            f"({r.small} -> {r.large} in flight), process {r.process_mb:.0f} MB"
+        )
+
+
 def run() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="per measured load")
@@ -64,6 +81,7 @@ def run() -> None:
         256, args.seconds, "no target: where one generator core runs short; a stage is "
         "flagged invalid above 90% CPU, use --processes before that",
     )  # fmt: skip
+    generator_memory()
     print("\n" + describe(measure_report_speed(args.report_records)))
     print("\n" + describe_trace_memory(measure_trace_memory(args.trace_rows)))
 
