@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import selectors
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 READY_PREFIX = "quantbench-sim ready "
@@ -51,3 +53,17 @@ def stop_sim(proc: subprocess.Popen[str], timeout_s: float = 10.0) -> tuple[int,
         proc.kill()
         _, err = proc.communicate()
     return proc.returncode, err
+
+
+def written_rows(path: Path) -> list[dict[str, Any]]:
+    """The JSON lines a running process has written to `path` so far (none if it has no such
+    file yet), skipping the line it may be writing right now."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_bytes().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows

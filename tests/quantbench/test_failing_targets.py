@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from quantbench.cli import main
-from tests.procs import REPO_ROOT, start_sim, stop_sim
+from tests.procs import REPO_ROOT, start_sim, stop_sim, written_rows
 
 pytestmark = pytest.mark.slow
 
@@ -38,9 +39,8 @@ def write_config(tmp_path: Path, target: str, load: str = "{stages: [2], stage_d
     return config
 
 
-def records(run_dir: Path) -> list[dict[str, object]]:
-    path = run_dir / "requests.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def records(run_dir: Path) -> list[dict[str, Any]]:
+    return written_rows(run_dir / "requests.jsonl")
 
 
 def test_a_workload_the_target_rejects_fails_before_the_sweep_in_its_words(

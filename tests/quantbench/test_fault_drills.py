@@ -20,6 +20,7 @@ from quantbench.cli import main
 from quantbench.errors import HarnessError
 from quantbench.rundir import locked
 from tests.procs import REPO_ROOT
+from tests.procs import written_rows as lines
 
 pytestmark = pytest.mark.slow
 
@@ -38,18 +39,6 @@ def poll(condition: Callable[[], bool], deadline_s: float, what: str) -> None:
     while not condition():
         assert time.monotonic() < end, what
         time.sleep(0.05)
-
-
-def lines(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # a line being written
-    return rows
 
 
 def alive(process: psutil.Process) -> bool:

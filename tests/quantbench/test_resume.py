@@ -18,6 +18,7 @@ import pytest
 
 from quantbench.cli import main
 from tests.procs import REPO_ROOT
+from tests.procs import written_rows as lines
 
 pytestmark = pytest.mark.slow
 
@@ -29,18 +30,6 @@ targets:
 workload: {prompt_tokens: 8, output_tokens: 4}
 load: {stages: [2, 3, 2], warmup: 0.5s, stage_duration: 2s}
 """
-
-
-def lines(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue  # the line the generator is writing right now
-    return rows
 
 
 def comparable(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
