@@ -17,6 +17,8 @@ import pandas as pd
 import pytest
 
 from quantbench.cli import main
+from quantbench.errors import HarnessError
+from quantbench.rundir import locked
 from tests.procs import REPO_ROOT
 from tests.procs import written_rows as lines
 
@@ -29,7 +31,16 @@ targets:
     sim: {timing: fixed, ttft_ms: 5, itl_ms: 2}
 workload: {prompt_tokens: 8, output_tokens: 4}
 load: {stages: [2, 3, 2], warmup: 0.5s, stage_duration: 2s}
+analysis: {max_generator_cpu_percent: 100}  # a busy test machine must not void a stage
 """
+
+
+def lock_is_free(run_dir: Path) -> bool:
+    try:
+        with locked(run_dir):
+            return True
+    except HarnessError:
+        return False
 
 
 def comparable(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -73,6 +84,12 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path, capsys: pytest.CaptureFix
     before = {r["request_id"]: r for r in lines(run_dir / "requests.jsonl") if r["stage"] == 0}
     assert before
 
+    # The generator dies with quantbench (parent-death signal), a moment later: until then
+    # it holds the run directory's lock and a resume is refused.
+    deadline = time.monotonic() + 10
+    while not lock_is_free(run_dir):
+        assert time.monotonic() < deadline, "the killed run's generator kept its lock"
+        time.sleep(0.05)
     capsys.readouterr()
     assert main(["run", "--resume", str(run_dir)]) == 0
     out = capsys.readouterr().out
