@@ -17,6 +17,7 @@ __all__ = [
     "VOCABULARY",
     "GenRequest",
     "RequestFactory",
+    "length_bound",
     "longest_request",
     "prompt_source",
     "sample_length",
@@ -101,16 +102,21 @@ class RequestFactory:
         return GenRequest(prompt=prompt, prompt_tokens=prompt_tokens, max_tokens=max_tokens)
 
 
-_LONGEST_DRAWS = 1000
+_Z_999 = 3.09  # the standard normal's 99.9th percentile
 
 
-def _longest(dist: LengthDist, rng: random.Random) -> int:
-    """The distribution's max, or (unbounded) the longest of many seeded draws."""
-    if dist.dist == "fixed":
-        return sample_length(dist, rng)
+def length_bound(dist: LengthDist) -> tuple[int, bool]:
+    """(the longest length the workload draws, exact?): `max` or a fixed length exactly, else
+    the 99.9th percentile of an unbounded normal or lognormal (as `sample_length` draws)."""
     if dist.max is not None:
-        return dist.max
-    return max(sample_length(dist, rng) for _ in range(_LONGEST_DRAWS))
+        return dist.max, True
+    if dist.dist == "fixed":
+        return max(round(dist.mean), dist.min), True
+    if dist.dist == "normal":
+        return max(math.ceil(dist.mean + _Z_999 * dist.std), dist.min), False
+    sigma2 = math.log1p((dist.std / dist.mean) ** 2)
+    mu = math.log(dist.mean) - sigma2 / 2
+    return max(math.ceil(math.exp(mu + _Z_999 * sigma2**0.5)), dist.min), False
 
 
 def longest_request(
@@ -121,11 +127,11 @@ def longest_request(
     """The workload's longest request (prompt plus output tokens): a readiness probe sends
     it, so a workload the target cannot serve (a prompt longer than its context, an output
     over its limit) fails before the sweep, with the server's own message."""
-    rng = random.Random(f"{workload.seed}:longest")
+    rng = random.Random(f"{workload.seed}:longest")  # the probe prompt's words
     prompts = prompts or prompt_source(workload)
-    output = _longest(workload.output_tokens, rng)
+    output = length_bound(workload.output_tokens)[0]
     if dataset:
         item = max(dataset, key=lambda i: prompts.count(i.prompt) + (i.output_tokens or output))
         return GenRequest(item.prompt, prompts.count(item.prompt), item.output_tokens or output)
-    prompt_tokens = _longest(workload.prompt_tokens, rng)
+    prompt_tokens = length_bound(workload.prompt_tokens)[0]
     return GenRequest(prompts.make(prompt_tokens, rng), prompt_tokens, output)

@@ -8,21 +8,19 @@ server, `/info` on TGI) or, for a compose target, from the flags compose resolve
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Protocol
 
 import httpx
 
-from loadtest.config import LengthDist, WorkloadConfig
+from loadtest.config import TimeoutConfig, WorkloadConfig
+from loadtest.workload import length_bound
 from quantbench.config import TargetConfig
 from quantbench.errors import HarnessError
-from quantbench.probe import first_model, wait_until_generating
+from quantbench.probe import TINY_PROBE, discover_model, wait_until_serving
 
 __all__ = ["Context", "HttpProber", "Prober", "compose_context", "length_bound", "limits_finding"]
-
-_Z_999 = 3.09  # the standard normal's 99.9th percentile
 
 
 @dataclass(frozen=True)
@@ -49,12 +47,13 @@ class HttpProber:
     def generating(self, target: TargetConfig, url: str, endpoint: str, timeout_s: float) -> str:
         if target.api_key_env and not os.environ.get(target.api_key_env):
             return f"environment variable {target.api_key_env} (api_key_env) is not set"
-        # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
-        default = "tgi" if target.resolved_stack == "tgi" else first_model(url)
         try:
-            wait_until_generating(
-                url, target.endpoint(target.model or default), endpoint, timeout_s
-            )
+            # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
+            default = "tgi" if target.resolved_stack == "tgi" else None
+            model = target.model or default or discover_model(url, target.endpoint())
+            workload = WorkloadConfig(endpoint=endpoint)  # type: ignore[arg-type]
+            timeouts = TimeoutConfig(ready=timeout_s)
+            wait_until_serving(url, target.endpoint(model), workload, timeouts, TINY_PROBE)
         except HarnessError as exc:
             return str(exc)
         return ""
@@ -87,20 +86,6 @@ def compose_context(stack: str | None, flags: dict[str, str]) -> Context | None:
     total = int(flags[flag])
     max_input = flags.get("--max-input-tokens", "")
     return Context(total, int(max_input) if max_input.isdigit() else total - 1)
-
-
-def length_bound(dist: LengthDist) -> tuple[int, bool]:
-    """(the longest length the workload draws, exact?): `max` or a fixed length exactly, else
-    the 99.9th percentile of an unbounded normal or lognormal (loadtest/workload.py draws)."""
-    if dist.max is not None:
-        return dist.max, True
-    if dist.dist == "fixed":
-        return max(round(dist.mean), dist.min), True
-    if dist.dist == "normal":
-        return max(math.ceil(dist.mean + _Z_999 * dist.std), dist.min), False
-    sigma2 = math.log1p((dist.std / dist.mean) ** 2)
-    mu = math.log(dist.mean) - sigma2 / 2
-    return max(math.ceil(math.exp(mu + _Z_999 * sigma2**0.5)), dist.min), False
 
 
 def limits_finding(workload: WorkloadConfig, context: Context) -> tuple[str, str, str]:
