@@ -398,7 +398,8 @@ def test_a_real_probe_of_a_closed_port_fails_in_time(
         target = f"  - {{name: gone, url: 'http://127.0.0.1:{port}', stack: vllm}}\n"
         checks = by_name(diagnose(load_config(bench(tmp_path, target)), COMPOSE_FILE, [], host))
     assert checks["target gone"].status == "fail"
-    assert "did not complete a probe generation" in checks["target gone"].detail
+    detail = checks["target gone"].detail  # no `model:`: the model discovery is refused first
+    assert "/v1/models: [Errno 111] Connection refused" in detail, detail
 
 
 # ---------------------------------------------------------------- bad input and no host at all
