@@ -167,6 +167,8 @@ def test_omitted_max_new_tokens_fills_the_context() -> None:
     out = run_tgi(fn, max_model_len=32, itl_ms=0.0)
     assert out["details"]["generated_tokens"] == 30, "max_total_tokens - input tokens"
     out = run_tgi(fn, itl_ms=0.0, ttft_ms=0.0)
+    assert out["details"]["generated_tokens"] == 4094, "compose's context 4096 - 2 input tokens"
+    out = run_tgi(fn, itl_ms=0.0, ttft_ms=0.0, max_input_tokens=3072)
     # Segments of 1024, each re-validated with its text appended to the input (infer/mod.rs):
     # after 3 x 1024 the input (2 + 3072) is over --max-input-tokens 3072, so it ends there.
     assert out["details"]["generated_tokens"] == 3072
@@ -315,7 +317,7 @@ def test_info_routes() -> None:
             "max_concurrent_requests": 7,
             "max_best_of": 2,
             "max_stop_sequences": 4,
-            "max_input_tokens": 3072,  # compose's --max-input-tokens
+            "max_input_tokens": 4095,  # compose's --max-input-tokens
             "max_total_tokens": 4096,
             "validation_workers": 2,
             "max_client_batch_size": 4,
