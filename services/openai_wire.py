@@ -7,6 +7,13 @@ code passes explicitly appears even when null (`token_ids`, `kv_transfer_params`
 puts `system_fingerprint` on the last message (`entrypoints/openai/completion/serving.py`,
 `chat_completion/serving.py`; models in `completion/protocol.py`, `chat_completion/
 protocol.py`). `VLLM_033` writes those bytes; `COMPACT` (our ExLlamaV2 server) leaves them out.
+
+Prompt log-probs take vLLM 0.33's two shapes: the OpenAI completions `logprobs` object
+(`completion/serving.py::_create_completion_logprobs`: `tokens`, `token_logprobs` with null for
+the first prompt token, `top_logprobs` with the first `logprobs + 1` candidates, `text_offset`
+as the running length of the token strings) and vLLM's `prompt_logprobs` list (one
+`{token_id: {logprob, rank, decoded_token}}` per position, null first, the prompt token before
+the top candidates: `v1/engine/logprobs.py::append_logprobs_for_next_position`).
 """
 
 from __future__ import annotations
@@ -23,10 +30,14 @@ __all__ = [
     "VLLM_033",
     "ChunkStyle",
     "Json",
+    "TokenLogprob",
+    "TopLogprob",
     "chat_chunk",
     "completion_chunk",
+    "completion_logprobs",
     "dumps",
     "error_body",
+    "prompt_logprobs",
     "response_head",
     "sse",
     "usage",
@@ -46,6 +57,76 @@ class ChunkStyle:
 
 COMPACT = ChunkStyle()
 VLLM_033 = ChunkStyle(vllm_nulls=True)
+_LOGPROB_FLOOR = -9999.0  # vLLM writes -inf as this (`max(logprob, -9999.0)`)
+
+
+@dataclass(frozen=True, slots=True)
+class TopLogprob:
+    """One candidate at a position: token id, its text and log-prob."""
+
+    token_id: int
+    text: str
+    logprob: float
+
+
+@dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One token of a sequence scored given the tokens before it: its log-prob (None for the
+    first prompt token, which has no context), its rank, and the best candidates there."""
+
+    token_id: int
+    text: str
+    logprob: float | None
+    rank: int | None = None
+    top: tuple[TopLogprob, ...] = ()
+
+
+def _token_name(token_id: int, text: str, as_ids: bool) -> str:
+    return f"token_id:{token_id}" if as_ids else text  # vLLM's `return_tokens_as_token_ids`
+
+
+def completion_logprobs(tokens: list[TokenLogprob], logprobs: int, *, as_ids: bool = False) -> Json:
+    """The OpenAI completions `logprobs` object of `tokens` (prompt and/or generated)."""
+    names: list[str] = []
+    values: list[float | None] = []
+    tops: list[dict[str, float] | None] = []
+    offsets: list[int] = []
+    offset = 0
+    for token in tokens:
+        name = _token_name(token.token_id, token.text, as_ids)
+        offsets.append(offset)
+        offset += len(name)
+        names.append(name)
+        if token.logprob is None:
+            values.append(None)
+            tops.append(None)
+            continue
+        values.append(max(token.logprob, _LOGPROB_FLOOR))
+        candidates = {name: max(token.logprob, _LOGPROB_FLOOR)}
+        for top in token.top[:logprobs]:
+            candidates.setdefault(
+                _token_name(top.token_id, top.text, as_ids), max(top.logprob, _LOGPROB_FLOOR)
+            )
+        tops.append(dict(list(candidates.items())[: logprobs + 1]))
+    return {"text_offset": offsets, "token_logprobs": values, "tokens": names, "top_logprobs": tops}
+
+
+def prompt_logprobs(tokens: list[TokenLogprob], top_n: int) -> list[Json | None]:
+    """vLLM's `prompt_logprobs`: per position the prompt token, then `top_n` candidates."""
+    out: list[Json | None] = []
+    for token in tokens:
+        if token.logprob is None:
+            out.append(None)
+            continue
+        entry = {str(token.token_id): _logprob(token.logprob, token.rank, token.text)}
+        for rank, top in enumerate(token.top[:top_n], start=1):
+            entry.setdefault(str(top.token_id), _logprob(top.logprob, rank, top.text))
+        out.append(entry)
+    return out
+
+
+def _logprob(value: float, rank: int | None, text: str) -> Json:
+    return {"logprob": max(value, _LOGPROB_FLOOR), "rank": rank, "decoded_token": text}
 
 
 def dumps(obj: Any) -> bytes:

@@ -19,6 +19,7 @@ __all__ = [
     "EngineProfile",
     "ErrorFault",
     "FaultConfig",
+    "QualityProfile",
     "SimSettings",
     "StackName",
     "TimingMode",
@@ -150,7 +151,20 @@ class SimSettings(BaseModel):
         ge=1,
         description="TGI only: requests beyond this are refused as overloaded",
     )
-    seed: int = Field(0, description="seed of the generated text")
+    seed: int = Field(0, description="seed of the generated text and of the quality degradation")
+    ppl_factor: float | None = Field(
+        None,
+        gt=0,
+        description="perplexity of this quant over FP16's on the same text, e.g. 1.03 "
+        "(default: the profile's quality block)",
+    )
+    disagreement_rate: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="chance per greedy token that the output leaves FP16's "
+        "(default: the profile's quality block)",
+    )
     speed: float = Field(1.0, gt=0, description="divide every simulated duration by this")
     faults: FaultConfig = FaultConfig()
     request_log: Path | None = Field(
@@ -201,3 +215,18 @@ class EngineProfile(BaseModel):
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ValueError("max_num_batched_tokens must be >= max_num_seqs")
         return self
+
+
+class QualityProfile(BaseModel):
+    """How far a quantization's simulated outputs are from FP16's (simulated magnitudes).
+
+    `ppl_factor`: perplexity on any long text is FP16's times this; `disagreement_rate`: the
+    chance, per greedy token, that the choice differs from FP16's (after which the contexts,
+    and so the rest of the output, differ too). FP16 is 1.0 and 0.0.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    ppl_factor: float = Field(default=1.0, gt=0)
+    disagreement_rate: float = Field(default=0.0, ge=0, le=1)
+    source: str = ""

@@ -1,4 +1,5 @@
-"""Engine profiles by name: one YAML per stack x quantization, one entry per GPU.
+"""Engine profiles by name: one YAML per stack x quantization, one entry per GPU, plus the
+quantization's `quality:` block (how far its outputs are from FP16's, for every GPU).
 
 Files live in `profiles/` (package data); an unknown name raises `SimConfigError` listing the
 valid ones.
@@ -13,10 +14,10 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from services.sim.config import EngineProfile
+from services.sim.config import EngineProfile, QualityProfile
 from services.sim.errors import SimConfigError
 
-__all__ = ["available_profiles", "load_profile"]
+__all__ = ["available_profiles", "load_profile", "load_quality"]
 
 _SHARED_KEYS = ("source", "description", "kv_allocation")
 
@@ -71,3 +72,17 @@ def load_profile(stack: str, quant: str, gpu: str) -> EngineProfile:
         return EngineProfile.model_validate(fields)
     except ValidationError as exc:
         raise SimConfigError(f"profile {stack}-{quant}.yaml gpus.{gpu}: {exc}") from exc
+
+
+def load_quality(stack: str, quant: str) -> QualityProfile:
+    """The `quality:` block of the `stack-quant` profile; a quant without a profile file (any
+    label under `timing: fixed`) is simulated as FP16, without degradation."""
+    if (stack, quant) not in {(s, q) for s, q, _ in available_profiles()}:
+        return QualityProfile(source=f"no {stack}-{quant} profile: simulated as FP16")
+    block = _read(stack, quant).get("quality")
+    if not isinstance(block, dict):
+        raise SimConfigError(f"profile {stack}-{quant}.yaml needs a top-level 'quality:' mapping")
+    try:
+        return QualityProfile.model_validate(block)
+    except ValidationError as exc:
+        raise SimConfigError(f"profile {stack}-{quant}.yaml quality: {exc}") from exc

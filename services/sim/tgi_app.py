@@ -22,9 +22,17 @@ from services.sim import tgi_protocol as wire
 from services.sim.config import SimSettings
 from services.sim.engine import BatchingEngine, SimEngine
 from services.sim.faults import FaultPlan, fault_middleware
+from services.sim.textmodel import text_model_for
 from services.sim.tgi_metrics import TgiMetrics
 from services.sim.tgi_protocol import GenerateParameters, RequestTimings, TgiError
-from services.sim.tokens import chat_prompt_tokens, count_tokens, words
+from services.sim.tokens import (
+    chat_prompt_tokens,
+    chat_token_ids,
+    count_tokens,
+    last_token_ids,
+    pieces,
+    words,
+)
 from services.stream_tap import StreamTap, tap_of, write_event
 
 __all__ = ["KEEP_ALIVE_INTERVAL_S", "TGI_VERSION", "create_tgi_sim_app", "tgi_metrics_for"]
@@ -69,6 +77,12 @@ class _Job:
     stream: bool
     full_text: bool = False  # return_full_text, resolved
     tap: StreamTap | None = None  # see services/stream_tap.py
+    last_ids: list[int] | None = None  # the prompt's last token ids (default: from `inputs`)
+
+    def greedy_context(self) -> tuple[list[int], int]:
+        """What the simulated model's greedy continuation starts from: last ids, length."""
+        ids = self.last_ids if self.last_ids is not None else last_token_ids(self.inputs)
+        return ids, self.input_tokens
 
 
 @dataclass
@@ -132,6 +146,7 @@ class _TgiHandlers:
         self._model = settings.served_model_name
         self._in_flight = 0
         self._requests = 0
+        self._lm = text_model_for(settings)
 
     # Parsing, admission, generation ---------------------------------------------------------
     async def _parse(self, request: web.Request, model: type[_M]) -> _M:
@@ -217,6 +232,8 @@ class _TgiHandlers:
         stream_id = self._settings.seed * 1_000_003 + self._requests
         self._requests += 1
         text, alternatives = words(stream_id), words(stream_id + 500_009)
+        if not valid.sampling:  # greedy: the simulated model's own choices
+            text = self._lm.greedy(*job.greedy_context())
         pieces: list[str] = []
         input_length, segment = valid.input_length, valid.max_new_tokens
         started: float | None = None
@@ -340,7 +357,11 @@ class _TgiHandlers:
         assert last.timings is not None and last.text is not None
         body: _Json = {"generated_text": last.text}
         if job.params.details or job.params.decoder_input_details:
-            prefill = wire.prefill_tokens(job.inputs) if job.params.decoder_input_details else []
+            prefill = []
+            if job.params.decoder_input_details:
+                found = pieces(job.inputs)
+                scored = self._lm.score([i for i, _ in found], [t for _, t in found])
+                prefill = wire.prefill_tokens(scored)
             pairs = [(s.token, s.top_tokens) for s in steps]
             body = wire.generate_body(last.text, last.seed, prefill, pairs)
         headers = wire.timing_headers(last.timings, len(job.inputs), last.input_length)
@@ -419,6 +440,7 @@ class _TgiHandlers:
         penalty = None if req.presence_penalty is None else req.presence_penalty + 2.0
         params = self._openai_params(req, repetition_penalty=penalty, top_n_tokens=req.top_logprobs)
         job = _Job(_chat_template(pairs), chat_prompt_tokens(pairs), params, arrival, req.stream)
+        job.last_ids = chat_token_ids(pairs)[-2:]
         include_usage = req.stream_options.include_usage
 
         def render(step: _Step) -> list[bytes]:

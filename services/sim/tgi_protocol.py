@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.openai_wire import TokenLogprob
 from services.sim.tokens import token_ids
 
 __all__ = [
@@ -184,6 +185,7 @@ class Valid:
     max_total_new_tokens: int  # the whole request, segments together
     top_n_tokens: int
     seed: int | None  # reported in details only when sampling, as the Python shard does
+    sampling: bool = True  # False: greedy (the simulated model's own choices)
 
 
 # validation.rs: a request generates in segments of at most this many tokens; infer/mod.rs
@@ -249,7 +251,12 @@ def validate(p: GenerateParameters, inputs: str, input_tokens: int, limits: Limi
         )
     seed = p.seed if p.seed is not None else random.getrandbits(64)
     return Valid(
-        max(length, 1), max(max_new, 1), max(total_new, 1), top_n, seed if sampling else None
+        max(length, 1),
+        max(max_new, 1),
+        max(total_new, 1),
+        top_n,
+        seed if sampling else None,
+        sampling,
     )
 
 
@@ -362,11 +369,18 @@ def tokenize_body(text: str) -> list[_Json]:
     return [{"id": i, "text": m.group(), "start": m.start(), "stop": m.end()} for i, m in pairs]
 
 
-def prefill_tokens(text: str) -> list[_Json]:
-    """`PrefillToken`s of the prompt; the first has no logprob (NaN, which serde writes null)."""
-    pairs = zip(token_ids(text), _TOKEN_RE.findall(text), strict=True)
-    tokens = [{"id": i, "text": t, "logprob": make_token(t)["logprob"]} for i, t in pairs]
-    return [{**tokens[0], "logprob": None}, *tokens[1:]] if tokens else []
+def prefill_tokens(scored: list[TokenLogprob]) -> list[_Json]:
+    """`PrefillToken {id, text, logprob}` of each prompt token (`decoder_input_details`); the
+    first has no logprob: NaN in the shard (flash_causal_lm.py), which serde writes as null.
+    Log-probs are f32 in the router: 4 decimals keep serde's and Python's forms the same."""
+    return [
+        {
+            "id": t.token_id,
+            "text": t.text,
+            "logprob": None if t.logprob is None else round(t.logprob, 4),
+        }
+        for t in scored
+    ]
 
 
 def completions_problem(suffix: str | None, prompts: int, limits: Limits) -> _Json | None:

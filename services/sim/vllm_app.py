@@ -3,7 +3,11 @@
 Handlers only translate between the wire format (`vllm_protocol`) and the engine; each SSE
 event is written, through the stream tap (services/stream_tap.py), as soon as its token is due.
 The shared OpenAI HTTP layer (services/openai_http.py) parses requests, applies vLLM 0.33's
-length rules and answers errors.
+length rules and answers errors. Text comes from the simulated model (`textmodel.py`): its
+greedy choices at temperature 0, seeded words otherwise; completions answer `echo`, `logprobs`
+and `prompt_logprobs` as vLLM 0.33 does (`completion/serving.py`: `echo` with `max_tokens` 0
+returns the prompt alone, though one token is generated and counted in usage), on
+non-streaming requests (streaming them is not simulated: 400).
 """
 
 from __future__ import annotations
@@ -26,16 +30,32 @@ from services.openai_http import (
     json_response,
     parse_body,
 )
-from services.openai_wire import VLLM_033, Json
+from services.openai_wire import (
+    VLLM_033,
+    Json,
+    TokenLogprob,
+    completion_logprobs,
+    prompt_logprobs,
+)
 from services.sim.config import SimSettings
 from services.sim.engine import SimEngine, SimSequence
 from services.sim.faults import FaultPlan, fault_middleware
-from services.sim.tokens import chat_token_ids, token_ids, words
+from services.sim.textmodel import text_model_for
+from services.sim.tokens import (
+    GENERATED_WORDS,
+    chat_token_ids,
+    decode,
+    last_token_ids,
+    pieces,
+    token_ids,
+    words,
+)
 from services.sim.vllm_protocol import (
     DONE,
     ChatCompletionRequest,
     CompletionRequest,
     ContentEvents,
+    DetokenizeRequest,
     TokenizeRequest,
     chat_chunk,
     chat_pairs,
@@ -69,6 +89,7 @@ class _VllmHandlers:
         self._model = settings.served_model_name
         self._created = int(time.time())
         self._requests = 0
+        self._lm = text_model_for(settings)
         config = settings.model_dump_json(include={"stack", "quant", "gpu", "max_model_len"})
         self.fingerprint = fingerprint(VLLM_VERSION, config)
 
@@ -80,7 +101,13 @@ class _VllmHandlers:
         arrival = self._engine.now()
         req = await parse_body(request, CompletionRequest)
         self._check_model(req.model)
-        requested = req.max_tokens or _COMPLETIONS_DEFAULT_MAX_TOKENS  # null: the default
+        requested = _COMPLETIONS_DEFAULT_MAX_TOKENS if req.max_tokens is None else req.max_tokens
+        if req.stream and (req.echo or req.logprobs is not None):
+            raise HttpError(
+                400, "the simulator does not stream `echo` or `logprobs`", "BadRequestError"
+            )
+        if req.echo and requested == 0:
+            requested = 1  # `echo_without_generation`: vLLM samples one token, shows none
         limits = LengthLimits(req.prompt_tokens(), requested, req.min_tokens)
         return await self._generate(request, req, arrival, limits)
 
@@ -101,8 +128,7 @@ class _VllmHandlers:
         limits: LengthLimits,
     ) -> web.StreamResponse:
         max_tokens = fit_max_tokens(limits, self._settings.max_model_len)
-        text = words(self._settings.seed * 1_000_003 + self._requests)
-        self._requests += 1
+        text = self._text(req, limits.prompt_tokens)
         tap = tap_of(request)
         if tap is not None:
             tap.admitted(limits.prompt_tokens, max_tokens, arrival)
@@ -114,7 +140,8 @@ class _VllmHandlers:
                 pass
             if seq.finished_reason == "error":
                 raise HttpError(500, "Internal server error", "InternalServerError")
-            content = "".join(next(text) for _ in range(seq.generated))
+            generated = [next(text) for _ in range(seq.generated)]
+            content = "".join(generated)
             assert seq.finished_reason is not None
             use = usage(seq.prompt_tokens, seq.generated)
             request_id = request.headers.get("X-Request-Id")
@@ -122,12 +149,59 @@ class _VllmHandlers:
                 head = response_head("chatcmpl", "chat.completion", self._model, request_id)
                 return json_response(chat_response(head, content, seq.finished_reason, use))
             head = response_head("cmpl", "text_completion", self._model, request_id)
+            if req.echo or req.logprobs is not None or req.scores_prompt:
+                shown = [] if req.echo and req.max_tokens == 0 else generated
+                body = self._scored(head, req, shown, seq.finished_reason, use)
+                return json_response(body)
             return json_response(completion_response(head, content, seq.finished_reason, use))
         finally:
             # Client gone (write failed or handler cancelled): vLLM aborts it, without stats.
             self._engine.cancel(seq)
             if tap is not None:
                 tap.finished(seq.finished_reason)
+
+    def _text(
+        self, req: CompletionRequest | ChatCompletionRequest, prompt_tokens: int
+    ) -> Iterator[str]:
+        """The generated tokens: the simulated model's greedy choices at temperature 0 (the
+        same on every simulator of the same quantization), else seeded words."""
+        seed = self._settings.seed * 1_000_003 + self._requests
+        self._requests += 1
+        if req.temperature != 0:
+            return words(seed)
+        if isinstance(req, ChatCompletionRequest):
+            ids = chat_token_ids(chat_pairs(req.messages))
+            return self._lm.greedy(ids[-2:], len(ids))
+        if isinstance(req.prompt, list):
+            return self._lm.greedy(req.prompt[-2:], len(req.prompt))
+        return self._lm.greedy(last_token_ids(req.prompt), prompt_tokens)
+
+    def _scored(
+        self, head: Json, req: CompletionRequest, shown: list[str], finish: str, use: Json
+    ) -> Json:
+        """A completion with `echo`/`logprobs`/`prompt_logprobs`, as
+        `request_output_to_completion_response` builds it."""
+        ids, texts, prompt_text = _prompt_pieces(req.prompt)
+        generated = [token_ids(piece)[0] for piece in shown]
+        widest = len(GENERATED_WORDS)  # -1 asks for every candidate: all the model has
+        asked = [n for n in (req.logprobs, req.prompt_logprobs) if n is not None]
+        top_n = max((widest if n == -1 else n for n in asked), default=0)
+        scored = self._lm.score([*ids, *generated], [*texts, *shown], top_n)
+        prompt_part: list[TokenLogprob] = scored[: len(ids)]
+        text = (prompt_text if req.echo else "") + "".join(shown)
+        logprobs = None
+        if req.logprobs is not None:
+            tokens = scored if req.echo else scored[len(ids) :]
+            n = widest if req.logprobs == -1 else req.logprobs
+            logprobs = completion_logprobs(tokens, n, as_ids=bool(req.return_tokens_as_token_ids))
+        prompt_scores = None
+        if req.scores_prompt:
+            asked_prompt = req.prompt_logprobs if req.prompt_logprobs is not None else req.logprobs
+            assert asked_prompt is not None
+            prompt_scores = prompt_logprobs(
+                prompt_part, widest if asked_prompt == -1 else asked_prompt
+            )
+        return completion_response(head, text, finish, use, logprobs, prompt_scores)
 
     async def _stream(
         self,
@@ -216,10 +290,25 @@ class _VllmHandlers:
         if req.messages is not None:
             ids = chat_token_ids(chat_pairs(req.messages))
         else:
-            ids = token_ids(req.prompt or "")
+            ids = [token_id for token_id, _ in pieces(req.prompt or "")]
         body = {"count": len(ids), "max_model_len": self._settings.max_model_len, "tokens": ids}
         body["token_strs"] = [f"<{i}>" for i in ids] if req.return_token_strs else None
         return json_response(body)
+
+    async def detokenize(self, request: web.Request) -> web.StreamResponse:
+        """`/detokenize`: the stand-in tokenizer's ids are hashes, so only pieces this process
+        has tokenized can be given back (simulated limitation: 400 for the others)."""
+        req = await parse_body(request, DetokenizeRequest)
+        self._check_model(req.model)
+        text = decode(req.tokens)
+        if text is None:
+            raise HttpError(
+                400,
+                "the simulated tokenizer can only decode ids it returned from /tokenize",
+                "BadRequestError",
+                "tokens",
+            )
+        return json_response({"prompt": text})
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         return json_response(models_body(self._model, self._settings.max_model_len, self._created))
@@ -255,6 +344,7 @@ def create_vllm_app(
     app.router.add_post("/v1/completions", handlers.completions)
     app.router.add_post("/v1/chat/completions", handlers.chat_completions)
     app.router.add_post("/tokenize", handlers.tokenize)
+    app.router.add_post("/detokenize", handlers.detokenize)
     app.router.add_get("/v1/models", handlers.models)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/ping", handlers.health)
@@ -266,3 +356,12 @@ def create_vllm_app(
 
     app.on_shutdown.append(_close_engine)
     return app
+
+
+def _prompt_pieces(prompt: str | list[int]) -> tuple[list[int], list[str], str]:
+    """A completion prompt's ids, token texts and text (ids: what the tokenizer remembers)."""
+    if isinstance(prompt, str):
+        found = pieces(prompt)
+        return [i for i, _ in found], [t for _, t in found], prompt
+    texts = [decode([i]) or f"<{i}>" for i in prompt]
+    return list(prompt), texts, " ".join(texts)

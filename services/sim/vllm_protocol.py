@@ -30,6 +30,7 @@ __all__ = [
     "ChatCompletionRequest",
     "CompletionRequest",
     "ContentEvents",
+    "DetokenizeRequest",
     "TokenizeRequest",
     "chat_chunk",
     "chat_pairs",
@@ -93,7 +94,10 @@ class _GenerateRequest(_Lenient):
     model: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
+    # No lower bound here: vLLM refuses < 1 after the length rules ("max_tokens must be at least
+    # 1"), except `echo` with 0 on completions (the prompt alone, scored).
+    max_tokens: int | None = None
+    temperature: float | None = None  # 0: greedy (the simulated model's own choices)
     n: int = Field(1, ge=1, le=1, description="the simulator returns one choice")
     # Accepted for compatibility; the simulator never stops early, so it always generates
     # exactly max_tokens tokens and finishes with "length", as with ignore_eos=true.
@@ -117,9 +121,31 @@ class _GenerateRequest(_Lenient):
 
 class CompletionRequest(_GenerateRequest):
     prompt: str | list[int]
+    echo: bool | None = False
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None
+    return_tokens_as_token_ids: bool | None = None
+
+    @model_validator(mode="after")
+    def _check_logprobs(self) -> CompletionRequest:
+        """`CompletionRequest.check_logprobs` of vLLM 0.33 (completion/protocol.py)."""
+        if self.prompt_logprobs is not None:
+            if self.stream and (self.prompt_logprobs > 0 or self.prompt_logprobs == -1):
+                raise ValueError("`prompt_logprobs` are not available when `stream=True`.")
+            if self.prompt_logprobs < 0 and self.prompt_logprobs != -1:
+                raise ValueError("`prompt_logprobs` must be a positive value or -1.")
+        if self.logprobs is not None and self.logprobs < 0 and self.logprobs != -1:
+            raise ValueError("`logprobs` must be a positive value or -1.")
+        return self
 
     def prompt_tokens(self) -> int:
         return len(self.prompt) if isinstance(self.prompt, list) else count_tokens(self.prompt)
+
+    @property
+    def scores_prompt(self) -> bool:
+        """Whether the answer carries prompt log-probs (`prompt_logprobs`, or `echo` with
+        `logprobs`: `to_sampling_params` then sets prompt_logprobs = logprobs)."""
+        return self.prompt_logprobs is not None or bool(self.echo and self.logprobs is not None)
 
 
 class _ContentPart(_Lenient):
@@ -150,6 +176,11 @@ class ChatCompletionRequest(_GenerateRequest):
         return chat_prompt_tokens(chat_pairs(self.messages))
 
 
+class DetokenizeRequest(_Lenient):
+    model: str | None = None
+    tokens: list[int]
+
+
 class TokenizeRequest(_Lenient):
     model: str | None = None
     prompt: str | None = None
@@ -168,14 +199,21 @@ def _full_usage(usage: Json) -> Json:
     return {**usage, "prompt_tokens_details": None}
 
 
-def completion_response(head: Json, text: str, finish_reason: str, usage: Json) -> Json:
+def completion_response(
+    head: Json,
+    text: str,
+    finish_reason: str,
+    usage: Json,
+    logprobs: Json | None = None,
+    prompt_logprobs: list[Json | None] | None = None,
+) -> Json:
     choice = {
         "index": 0,
         "text": text,
-        "logprobs": None,
+        "logprobs": logprobs,
         "finish_reason": finish_reason,
         "stop_reason": None,
-        "prompt_logprobs": None,
+        "prompt_logprobs": prompt_logprobs,
     }
     return {**head, "choices": [choice], "usage": _full_usage(usage)}
 

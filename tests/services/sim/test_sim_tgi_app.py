@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -12,17 +13,21 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.sim import SimSettings, build_engine
+from services.sim import tgi_protocol as wire
+from services.sim.textmodel import text_model_for
 from services.sim.tgi_app import create_tgi_sim_app, tgi_metrics_for
+from services.sim.tokens import token_ids
 
 MODEL = "sim/llama-3.1-8b-instruct-awq"
 FINGERPRINT = "3.3.6-dev0-native"
 Client = TestClient[Any, Any]
-# The first request of a seed-0 server generates these tokens (tokens.words(0)).
-TOKENS = [
-    '{"id":119068,"text":" stream","logprob":-1.1125,"special":false}',
-    '{"id":3904,"text":" have","logprob":-2.3325,"special":false}',
-    '{"id":21735,"text":" cache","logprob":-2.045,"special":false}',
-]
+# Greedy (no sampling parameters), the simulated model continues "Hello world" with these
+# tokens on an AWQ server of seed 0 (services/sim/textmodel.py); logprobs are made up per id.
+WORDS = list(itertools.islice(
+    text_model_for(SimSettings(stack="tgi")).greedy(token_ids("Hello world"), 2), 3
+))  # fmt: skip
+TEXT = "".join(WORDS)
+TOKENS = [json.dumps(wire.make_token(w), separators=(",", ":")) for w in WORDS]
 
 
 def run_tgi(
@@ -64,7 +69,7 @@ def test_generate_stream_is_axum_framed_without_done() -> None:
         == (
             f'data:{{"index":1,"token":{TOKENS[0]},"generated_text":null,"details":null}}\n\n'
             f'data:{{"index":2,"token":{TOKENS[1]},"generated_text":null,"details":null}}\n\n'
-            f'data:{{"index":3,"token":{TOKENS[2]},"generated_text":" stream have cache",'
+            f'data:{{"index":3,"token":{TOKENS[2]},"generated_text":"{TEXT}",'
             '"details":{"finish_reason":"length","generated_tokens":3,"seed":null,'
             '"input_length":2}}\n\n'
         ).encode()
@@ -82,7 +87,7 @@ def test_generate_returns_details_and_timing_headers() -> None:
     assert (
         raw
         == (
-            '{"generated_text":" stream have cache","details":{"finish_reason":"length",'
+            f'{{"generated_text":"{TEXT}","details":{{"finish_reason":"length",'
             f'"generated_tokens":3,"seed":null,"prefill":[],"tokens":[{",".join(TOKENS)}]}}}}'
         ).encode()
     )
