@@ -56,6 +56,7 @@ from services.openai_http import (
     json_response,
     parse_body,
 )
+from services.openai_wire import completion_logprobs, prompt_logprobs
 from services.stream_tap import tap_of, write_event
 
 __all__ = ["GENERATION_PATHS", "SERVER_VERSION", "Admitted", "HttpError", "create_app"]
@@ -153,7 +154,11 @@ class _Server:
                 self._check_model(req.model)
                 prompt = text_req.prompt
                 ids = list(prompt) if isinstance(prompt, list) else self._engine.encode(prompt)
-                requested = text_req.max_tokens or self._config.completions_default_max_tokens
+                requested = text_req.max_tokens
+                if requested is None:
+                    requested = self._config.completions_default_max_tokens
+                elif requested == 0 and text_req.echo:
+                    requested = 1  # the prompt alone, scored (`_score`): only its length counts
         except EngineError as exc:  # e.g. the chat template refused the messages
             raise HttpError(400, str(exc), "BadRequestError") from exc
         limits = LengthLimits(len(ids), requested, req.min_tokens, param)
@@ -188,7 +193,50 @@ class _Server:
     # -- generation --
 
     async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._generate(request, await self.admit(request, chat=False))
+        adm = await self.admit(request, chat=False)
+        if isinstance(adm.req, CompletionRequest) and adm.req.scores_prompt:
+            return self._score(request, adm, adm.req)
+        return await self._generate(request, adm)
+
+    def _score(
+        self, request: web.Request, adm: Admitted, req: CompletionRequest
+    ) -> web.StreamResponse:
+        """vLLM's prompt scoring: `echo` with `max_tokens` 0 answers the prompt with its
+        `logprobs` and/or `prompt_logprobs`, nothing generated. Log-probs of generated tokens
+        (and echo with generation) are not offered: one clear 400 instead of a partial answer.
+        Not a generation: it leaves the generation metrics alone."""
+        if req.stream:
+            raise HttpError(
+                400, "echo, logprobs and prompt_logprobs are not available when streaming",
+                "BadRequestError", "stream",
+            )  # fmt: skip
+        if not (req.echo and req.max_tokens == 0):
+            raise HttpError(
+                400,
+                "this server scores prompts only: send echo=true with max_tokens=0 (and logprobs "
+                "or prompt_logprobs); log-probs of generated tokens are not available",
+                "BadRequestError",
+                "max_tokens",
+            )
+        top_n = max(req.logprobs or 0, req.prompt_logprobs or 0)
+        try:
+            tokens = self._engine.prompt_logprobs(adm.job.input_ids, top_n)
+        except EngineError as exc:
+            raise HttpError(400, str(exc), "BadRequestError", "prompt") from exc
+        prompt = req.prompt
+        text = prompt if isinstance(prompt, str) else "".join(t.text for t in tokens)
+        logprobs = None
+        if req.logprobs is not None:
+            as_ids = req.return_tokens_as_token_ids
+            logprobs = completion_logprobs(tokens, req.logprobs, as_ids=as_ids)
+        scores = None
+        if req.prompt_logprobs is not None:
+            scores = prompt_logprobs(tokens, req.prompt_logprobs)
+        head = response_head(
+            "cmpl", "text_completion", self._model, request.headers.get("X-Request-Id")
+        )
+        use = usage(adm.prompt_tokens, 0)
+        return json_response(completion_response(head, text, "length", None, use, logprobs, scores))
 
     async def chat_completions(self, request: web.Request) -> web.StreamResponse:
         return await self._generate(request, await self.admit(request, chat=True))

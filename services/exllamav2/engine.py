@@ -11,6 +11,8 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from services.openai_wire import TokenLogprob
+
 __all__ = [
     "Engine",
     "EngineError",
@@ -20,6 +22,7 @@ __all__ = [
     "JobResult",
     "JobStats",
     "Stage",
+    "TokenLogprob",
     "finish_reason",
 ]
 
@@ -140,6 +143,12 @@ class Engine(Protocol):
         ...
 
     def enqueue(self, request: JobRequest) -> EngineJob: ...
+
+    def prompt_logprobs(self, input_ids: Sequence[int], top_n: int) -> list[TokenLogprob]:
+        """Each prompt token's log-prob given the tokens before it (None for the first), with
+        its rank and the `top_n` best candidates there, from one forward pass over the prompt;
+        raises `EngineError` for a prompt it cannot score (too long, not loaded)."""
+        ...
 
     def num_running_jobs(self) -> int: ...
 

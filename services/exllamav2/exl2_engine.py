@@ -18,13 +18,14 @@ from typing import Any, TypeVar
 
 from services.exllamav2.cache_sizing import CachePlan, ModelShape, cache_bytes_per_token, plan_cache
 from services.exllamav2.config import PAGE_SIZE, Exl2Config, Exl2ConfigError
-from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats
+from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats, TokenLogprob
 from services.exllamav2.model_files import (
     chat_template_source,
     compile_chat_template,
     model_max_seq_len,
     wants_bos,
 )
+from services.exllamav2.scoring import score_prompt
 
 __all__ = ["Exl2Engine", "Exl2Job", "convert_result", "model_max_seq_len"]
 
@@ -150,6 +151,7 @@ class Exl2Engine:
                 "tokens or under 8 x max_batch_size (generator/dynamic.py asserts both)"
             )
         self._gen: Any = None  # ExLlamaV2DynamicGeneratorAsync once loaded
+        self._model: Any = None  # ExLlamaV2, for prompt scoring
         self._tokenizer: Any = None
         self._template: Any = None
         self._eos_ids: list[int] = []
@@ -198,6 +200,7 @@ class Exl2Engine:
         self._add_bos = wants_bos(model_dir, settings)
         self._tokenizer = tokenizer
         self._eos_ids = _eos_ids(model.config, tokenizer)
+        self._model = model
         self._gen = generator
 
     def _load_model(self) -> tuple[Any, Any, Any, int]:
@@ -304,6 +307,35 @@ class Exl2Engine:
             stop_conditions=stops or None,
         )
         return Exl2Job(self._gen, job)
+
+    def prompt_logprobs(self, input_ids: Sequence[int], top_n: int) -> list[TokenLogprob]:
+        """One `ExLlamaV2.forward` over the prompt without a cache (exllamav2 model.py: the
+        whole sequence in one chunk, so at most `max_input_len * max_batch_size` tokens), then
+        log-softmax of the logits at each position gathered at the next token, as exllamav2's
+        own perplexity test does (test_inference.py `ppl`).
+
+        Runs on the event loop thread, as `ExLlamaV2DynamicGeneratorAsync` runs `iterate()`:
+        the two forward passes never overlap (they share the model's scratch buffers), and
+        generation waits for this one. The quality probe never runs during a load stage.
+        """
+        if not self.is_loaded or self._model is None:
+            raise EngineError("the model is not loaded")
+        config = self._model.config
+        limit = int(config.max_input_len) * int(config.max_batch_size)
+        if len(input_ids) > limit:
+            raise EngineError(
+                f"prompt log-probs cover at most {limit} tokens per request (exllamav2's "
+                f"max_input_len, set from --chunk-size); this prompt has {len(input_ids)}"
+            )
+        import torch
+
+        def forward(ids: Sequence[int]) -> Any:
+            with torch.inference_mode():
+                tensor = torch.tensor([list(ids)], dtype=torch.long)
+                return self._model.forward(tensor, cache=None)  # (1, n, vocab) logits
+
+        pieces = self._loaded_tokenizer().get_id_to_piece_list(True)
+        return score_prompt(forward, input_ids, top_n, pieces)
 
     def num_running_jobs(self) -> int:
         return len(self._gen.generator.active_jobs) if self._gen is not None else 0

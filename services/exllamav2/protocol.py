@@ -63,7 +63,9 @@ class GenerateRequest(_Lenient):
     model: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
+    # 0 only with `echo` on completions (the prompt alone, scored); the length rules refuse it
+    # otherwise, as vLLM does ("max_tokens must be at least 1").
+    max_tokens: int | None = Field(default=None, ge=0)
     min_tokens: int = Field(default=0, ge=0)
     ignore_eos: bool = False
     n: int = Field(default=1, ge=1, le=1, description="one choice per request")
@@ -92,7 +94,18 @@ class GenerateRequest(_Lenient):
 
 
 class CompletionRequest(GenerateRequest):
+    """vLLM's prompt-scoring fields too: `echo` with `max_tokens` 0 returns the prompt with
+    `logprobs` (OpenAI's object) and/or `prompt_logprobs` (vLLM's list)."""
+
     prompt: str | list[int]
+    echo: bool = False
+    logprobs: int | None = Field(default=None, ge=0)
+    prompt_logprobs: int | None = Field(default=None, ge=0)
+    return_tokens_as_token_ids: bool = False
+
+    @property
+    def scores_prompt(self) -> bool:
+        return self.echo or self.logprobs is not None or self.prompt_logprobs is not None
 
 
 class ChatCompletionRequest(GenerateRequest):
@@ -113,15 +126,23 @@ class TokenEncodeRequest(_Lenient):
 
 
 def completion_response(
-    head: Json, text: str, finish_reason: str, stop_reason: str | None, use: Json
+    head: Json,
+    text: str,
+    finish_reason: str,
+    stop_reason: str | None,
+    use: Json,
+    logprobs: Json | None = None,
+    prompt_logprobs: list[Json | None] | None = None,
 ) -> Json:
-    choice = {
+    choice: Json = {
         "index": 0,
         "text": text,
-        "logprobs": None,
+        "logprobs": logprobs,
         "finish_reason": finish_reason,
         "stop_reason": stop_reason,
     }
+    if prompt_logprobs is not None:
+        choice["prompt_logprobs"] = prompt_logprobs
     return {**head, "choices": [choice], "usage": use}
 
 

@@ -15,12 +15,13 @@ from prometheus_client import CollectorRegistry
 
 from services.exllamav2.app import GENERATION_PATHS, create_app
 from services.exllamav2.config import AppConfig
-from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats
+from services.exllamav2.engine import EngineError, JobRequest, JobResult, JobStats, TokenLogprob
 from services.openai_http import MALFORMED_EVENT, injected_error
 from services.sim.config import SimSettings
 from services.sim.engine import NullObserver, SimEngine, SimSequence
 from services.sim.faults import FaultPlan, fault_middleware
-from services.sim.tokens import chat_token_ids, token_ids, words
+from services.sim.textmodel import text_model_for
+from services.sim.tokens import chat_token_ids, decode, pieces, words
 
 __all__ = ["EngineGauges", "SimulatedEngine", "SimulatedJob", "create_exllamav2_sim_app"]
 
@@ -100,6 +101,8 @@ class SimulatedEngine:
 
     Loaded from the start; tokens are the simulator's stand-in tokenizer's (no BOS, like the
     vLLM simulator), stop strings are ignored and the output length is always `max_new_tokens`.
+    Greedy jobs (temperature 0) and prompt log-probs come from the simulated model
+    (services/sim/textmodel.py); scoring a prompt takes no simulated time.
     """
 
     def __init__(self, settings: SimSettings, sim: SimEngine, gauges: EngineGauges) -> None:
@@ -108,6 +111,7 @@ class SimulatedEngine:
         self._gauges = gauges
         self._sim = sim
         self._jobs = 0
+        self._model = text_model_for(settings)
 
     @property
     def model_name(self) -> str:
@@ -132,7 +136,7 @@ class SimulatedEngine:
         await self._sim.aclose()
 
     def encode(self, text: str) -> list[int]:
-        return token_ids(text)
+        return [token_id for token_id, _ in pieces(text)]  # remembered: scores show the text
 
     def encode_chat(self, messages: Sequence[tuple[str, str]]) -> list[int]:
         return chat_token_ids(messages)
@@ -146,7 +150,14 @@ class SimulatedEngine:
             seq = self._sim.submit(len(request.input_ids), request.max_new_tokens)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(str(exc)) from exc
+        ids = request.input_ids
+        if request.temperature == 0:
+            return SimulatedJob(self._sim, seq, self._model.greedy(ids[-2:], len(ids)))
         return SimulatedJob(self._sim, seq, words(seed))
+
+    def prompt_logprobs(self, input_ids: Sequence[int], top_n: int) -> list[TokenLogprob]:
+        texts = [decode([i]) or f"<{i}>" for i in input_ids]
+        return self._model.score(list(input_ids), texts, top_n)
 
     def num_running_jobs(self) -> int:
         return self._gauges.running

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
 from services.exllamav2 import AppConfig, EngineError, JobRequest, JobResult, JobStats, create_app
+from services.openai_wire import TokenLogprob, TopLogprob
 
 MODEL = "fake/llama-exl2"
 
@@ -81,6 +82,7 @@ class FakeEngine:
         self.load_gate = load_gate
         self.load_error = load_error
         self.jobs: list[FakeJob] = []
+        self.scored: list[list[int]] = []
         self.closed = False
 
     model_name = MODEL
@@ -113,6 +115,19 @@ class FakeEngine:
         job = FakeJob(self, request)
         self.jobs.append(job)
         return job
+
+    def prompt_logprobs(self, input_ids: Sequence[int], top_n: int) -> list[TokenLogprob]:
+        """Token i has log-prob -i/10 and rank i; candidates are ids 7, 8, ... at -0.01 each
+        step; more than 32 tokens is refused, as a model's input limit would."""
+        if len(input_ids) > 32:
+            raise EngineError("at most 32 tokens")
+        self.scored.append(list(input_ids))
+        top = tuple(TopLogprob(7 + k, f"c{7 + k}", -0.01 * (k + 1)) for k in range(top_n))
+        return [
+            TokenLogprob(t, f" t{t}", None if i == 0 else -i / 10, None if i == 0 else i,
+                         () if i == 0 else top)
+            for i, t in enumerate(input_ids)
+        ]  # fmt: skip
 
     def num_running_jobs(self) -> int:
         return sum(not (j.finished or j.cancelled) for j in self.jobs)
