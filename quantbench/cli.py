@@ -29,6 +29,7 @@ from quantbench.errors import (
     translated,
 )
 from quantbench.interrupts import Stopped, stop_on_signals
+from quantbench.quality_cli import add_quality_parser, run_quality_command
 from quantbench.runner import resume_bench, run_bench
 from quantbench.tracecmd import add_trace_parser, run_trace
 
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plan(commands)
     add_trace_parser(commands)
     add_doctor_parser(commands)
+    add_quality_parser(commands)
     return parser
 
 
@@ -214,6 +216,8 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return run_trace(args, console)
     if args.command == "doctor":
         return run_doctor(args, console)
+    if args.command == "quality":
+        return run_quality_command(args, console)
     raise ConfigError(f"unknown command {args.command!r}")
 
 

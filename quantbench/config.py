@@ -16,6 +16,7 @@ from analysis.config import AnalysisConfig, SloConfig
 from loadtest.config import EndpointSpec, LoadConfig, TimeoutConfig, WorkloadConfig
 from loadtest.limits import overload_problem
 from loadtest.prompts import DatasetError, load_dataset
+from loadtest.quality.config import QualityConfig
 from loadtest.workload import prompt_source
 from quantbench.errors import ConfigError
 from services.sim.config import SimSettings
@@ -91,6 +92,7 @@ class BenchConfig(BaseModel):
     slo: SloConfig = SloConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     prometheus: PrometheusConfig | None = None
+    quality: QualityConfig | None = None  # `quantbench quality`; not yet run by `run`
 
     @model_validator(mode="after")
     def _unique_names(self) -> BenchConfig:
@@ -161,7 +163,18 @@ def load_config(path: Path) -> BenchConfig:
     if not config.compose_file.is_absolute():
         config.compose_file = (path.parent / config.compose_file).resolve()
     _check_workload_files(config, path)
+    _resolve_quality_files(config, path)
     return config
+
+
+def _resolve_quality_files(config: BenchConfig, path: Path) -> None:
+    """The quality section's files are relative to the bench.yaml, like the workload's."""
+    if config.quality is None:
+        return
+    for field in ("text", "tokenizer", "prompts", "tasks"):
+        value = getattr(config.quality, field)
+        if value is not None and not value.is_absolute():
+            setattr(config.quality, field, (path.parent / value).resolve())
 
 
 def _check_workload_files(config: BenchConfig, path: Path) -> None:
