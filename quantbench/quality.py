@@ -26,6 +26,7 @@ from loadtest.quality import (
     TargetMeasurement,
     TextTokenizer,
     build_plan,
+    check_inputs,
     client_for,
     measure_target,
 )
@@ -123,6 +124,10 @@ def run_quality(
                 f"target {target.name}: api_key_env: environment variable {target.api_key_env} "
                 "is not set (export it, or remove api_key_env)"
             )
+    try:
+        check_inputs(quality)
+    except QualityInputError as exc:
+        raise ConfigError(f"quality: {exc}") from exc
     folder = create_run_dir(out_dir, f"{config.name}-quality")
     console.print(f"quality folder: {folder}")
     not_run: dict[str, str] = {}

@@ -8,6 +8,7 @@ from loadtest.quality.probe import (
     TargetMeasurement,
     WindowScore,
     build_plan,
+    check_inputs,
     measure_target,
 )
 from loadtest.quality.text import QualityInputError, Task, TokenizedText, Window, plan_windows
@@ -28,6 +29,7 @@ __all__ = [
     "Window",
     "WindowScore",
     "build_plan",
+    "check_inputs",
     "client_for",
     "measure_target",
     "parse_fraction",

@@ -32,7 +32,14 @@ from loadtest.quality.text import (
 )
 from loadtest.quality.tokenizer import TextTokenizer
 
-__all__ = ["ProbePlan", "TargetMeasurement", "WindowScore", "build_plan", "measure_target"]
+__all__ = [
+    "ProbePlan",
+    "TargetMeasurement",
+    "WindowScore",
+    "build_plan",
+    "check_inputs",
+    "measure_target",
+]
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -67,6 +74,15 @@ class ProbePlan:
             "max_tokens": self.config.max_tokens,
             "tasks": len(self.tasks),
         }
+
+
+def check_inputs(config: QualityConfig) -> None:
+    """Read the text, prompt and task files once, before any target starts: a bad file is one
+    `QualityInputError` line, not a failure after minutes of bring-up."""
+    read_text(config.text or default_text_path())
+    load_prompts(config.prompts or default_prompts_path())
+    if config.tasks is not None:
+        load_tasks(config.tasks)
 
 
 def build_plan(config: QualityConfig, tokenizer: TextTokenizer) -> ProbePlan:
