@@ -14,6 +14,8 @@
    (benchmarks/report_speed.py).
 5. Trace replay input: a 1,000,000-row Mooncake trace read, walked request by request and
    described in a child process: seconds and peak memory (benchmarks/trace_memory.py).
+6. Quality probe: a 50,000-token text and 50 greedy prompts against three simulated targets:
+   seconds per target (benchmarks/quality_speed.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import argparse
 
 from benchmarks.accuracy import measure_accuracy
 from benchmarks.generator_memory import measure_generator_memory
+from benchmarks.quality_speed import describe as describe_quality
+from benchmarks.quality_speed import measure_quality_speed
 from benchmarks.report_speed import describe, measure_report_speed
 from benchmarks.sim_speed import measure_sim_speed
 from benchmarks.trace_memory import describe as describe_trace_memory
@@ -74,6 +78,7 @@ def run() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="per measured load")
     parser.add_argument("--report-records", type=int, default=1_000_000)
     parser.add_argument("--trace-rows", type=int, default=1_000_000)
+    parser.add_argument("--quality-tokens", type=int, default=50_000)
     args = parser.parse_args()
     sim_speed(256, 10.0, args.seconds)
     client_accuracy(64, args.seconds, "targets: TTFT p50 <= 1 ms, p95 <= 3 ms; ITL p95 <= 1 ms")
@@ -84,6 +89,7 @@ def run() -> None:
     generator_memory()
     print("\n" + describe(measure_report_speed(args.report_records)))
     print("\n" + describe_trace_memory(measure_trace_memory(args.trace_rows)))
+    print("\n" + describe_quality(measure_quality_speed(args.quality_tokens)))
 
 
 run()
