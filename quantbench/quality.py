@@ -16,6 +16,7 @@ from typing import Any
 
 from rich.console import Console
 
+from loadtest.config import WorkloadConfig
 from loadtest.quality import (
     Endpoint,
     LocalTokenizer,
@@ -32,7 +33,7 @@ from loadtest.quality import (
 )
 from quantbench.config import BenchConfig, TargetConfig
 from quantbench.errors import ConfigError, HarnessError
-from quantbench.probe import first_model, wait_until_generating
+from quantbench.probe import TINY_PROBE, discover_model, wait_until_serving
 from quantbench.quality_result import build_result, write_result
 from quantbench.quality_view import print_quality, quality_markdown
 from quantbench.rundir import create_run_dir
@@ -147,10 +148,14 @@ def run_quality(
                 url = stack.enter_context(simulator(target.name, target.sim, log))
             else:
                 url = str(target.url).rstrip("/")
-            model = target.model or ("tgi" if target.resolved_stack == "tgi" else first_model(url))
-            endpoint_spec = target.endpoint(model)
-            console.print(f"[bold]{target.name}[/] · {url} — waiting for a generation")
-            wait_until_generating(url, endpoint_spec, "completions", config.timeouts.ready)
+            # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
+            default = "tgi" if target.resolved_stack == "tgi" else None
+            model = target.model or default or discover_model(url, target.endpoint())
+            console.print(
+                f"[bold]{target.name}[/] · {url} · model {model} — waiting for a generation"
+            )
+            workload = WorkloadConfig(endpoint="completions")
+            wait_until_serving(url, target.endpoint(model), workload, config.timeouts, TINY_PROBE)
             key = os.environ.get(target.api_key_env) if target.api_key_env else None
             endpoint = Endpoint(target.name, url, target.api, target.resolved_stack, model, key)
             clients[target.name] = stack.enter_context(
