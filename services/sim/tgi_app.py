@@ -440,7 +440,7 @@ class _TgiHandlers:
         penalty = None if req.presence_penalty is None else req.presence_penalty + 2.0
         params = self._openai_params(req, repetition_penalty=penalty, top_n_tokens=req.top_logprobs)
         job = _Job(_chat_template(pairs), chat_prompt_tokens(pairs), params, arrival, req.stream)
-        job.last_ids = chat_token_ids(pairs)[-2:]
+        job.last_ids = chat_token_ids([])[-2:]  # every chat prompt ends in the assistant header
         include_usage = req.stream_options.include_usage
 
         def render(step: _Step) -> list[bytes]:

@@ -169,9 +169,8 @@ class _VllmHandlers:
         self._requests += 1
         if req.temperature != 0:
             return words(seed)
-        if isinstance(req, ChatCompletionRequest):
-            ids = chat_token_ids(chat_pairs(req.messages))
-            return self._lm.greedy(ids[-2:], len(ids))
+        if isinstance(req, ChatCompletionRequest):  # a chat prompt ends in the assistant header
+            return self._lm.greedy(chat_token_ids([])[-2:], prompt_tokens)
         if isinstance(req.prompt, list):
             return self._lm.greedy(req.prompt[-2:], len(req.prompt))
         return self._lm.greedy(last_token_ids(req.prompt), prompt_tokens)
