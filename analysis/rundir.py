@@ -1,13 +1,16 @@
-"""Reading and writing a run directory: run.json, request records, stage windows, the plan.
+"""Reading a run directory (run.json, request records, stage windows, the plan) and writing
+the files derived from it; the files the run wrote are never rewritten.
 
 Request records are parsed by Arrow with a schema derived from `RequestRecord` (no inference,
 multi-threaded), ITL lists stay Arrow lists (never a million Python lists), and a current
-`requests.parquet` is read instead of the JSON lines when a run is analysed again.
+`requests.parquet` is read instead of the JSON lines when a run is analysed again. JSON lines
+follow `loadtest.jsonl`'s rule: a torn last line is dropped, any other bad line is reported.
 """
 
 from __future__ import annotations
 
 import enum
+import io
 import json
 import types
 import typing
@@ -21,6 +24,7 @@ import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from loadtest.generator_stats import GENERATOR_FILE
+from loadtest.jsonl import read_jsonl
 from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord, StageRecord
 from loadtest.run_meta import RUN_FILE, RunMeta, RunMetaError
 
@@ -36,9 +40,9 @@ __all__ = [
     "load_run_meta",
     "load_stages",
     "parquet_is_current",
+    "read_requests",
     "record_schema",
     "write_parquet",
-    "write_stages",
     "write_text_atomic",
 ]
 
@@ -97,6 +101,8 @@ def parquet_is_current(run_dir: Path) -> bool:
 
     The parquet file records the size of the JSON lines it was made from; records are only
     ever appended, so an equal size means the same records (copies and clocks do not matter).
+    A file with pandas metadata (written by an older quantbench, unreadable by pandas 3) is
+    not current, so the next report replaces it.
     """
     parquet, jsonl = run_dir / PARQUET_FILE, run_dir / REQUESTS_FILE
     if not parquet.exists() or not jsonl.exists():
@@ -104,6 +110,8 @@ def parquet_is_current(run_dir: Path) -> bool:
     try:
         metadata = pq.read_schema(parquet).metadata or {}
     except (OSError, pa.ArrowInvalid):
+        return False
+    if b"pandas" in metadata:
         return False
     return metadata.get(_SOURCE_BYTES) == str(jsonl.stat().st_size).encode()
 
@@ -124,69 +132,67 @@ def _to_frame(table: pa.Table) -> pd.DataFrame:
     )
 
 
-def load_requests(run_dir: Path) -> pd.DataFrame:
-    """All request records as a frame (one row each); an empty frame if none were written."""
+def read_requests(run_dir: Path) -> tuple[pd.DataFrame, list[str]]:
+    """All request records as a frame (one row each), and what could not be read.
+
+    The second item has a line when the file is damaged: corrupt lines (not the torn last
+    line of a killed writer) are counted with their line numbers and left out, never silently.
+    """
     path = run_dir / REQUESTS_FILE
     if parquet_is_current(run_dir):
-        return _to_frame(pq.read_table(run_dir / PARQUET_FILE))
+        return _to_frame(pq.read_table(run_dir / PARQUET_FILE)), []
     if not path.exists() or path.stat().st_size == 0:
-        return _to_frame(record_schema().empty_table())
+        return _to_frame(record_schema().empty_table()), []
     parse = pa_json.ParseOptions(
         explicit_schema=record_schema(), unexpected_field_behavior="ignore"
     )
     read = pa_json.ReadOptions(block_size=_BLOCK_BYTES)
     try:
-        table = pa_json.read_json(path, read_options=read, parse_options=parse)
-    except pa.ArrowInvalid as exc:
-        # A run killed mid-write can leave a partial last line; keep every complete record.
-        table = _read_complete_lines(path, exc)
-    return _to_frame(table)
+        return _to_frame(pa_json.read_json(path, read_options=read, parse_options=parse)), []
+    except pa.ArrowInvalid:
+        pass  # a torn last line, or damage: find the bad lines, keep every good record
+    lines = read_jsonl(path, _valid_record_line)
+    note = lines.note()
+    if not lines.rows:
+        raise RunDirError(f"{path}: no readable records ({note or 'its only line is torn'})")
+    good = io.BytesIO(b"\n".join(lines.rows) + b"\n")
+    table = pa_json.read_json(good, read_options=read, parse_options=parse)
+    return _to_frame(table), [note] if note else []
 
 
-def _read_complete_lines(path: Path, cause: Exception) -> pa.Table:
-    rows = []
-    with path.open() as lines:
-        for line in lines:
-            try:
-                rows.append(RequestRecord.model_validate_json(line).model_dump(mode="json"))
-            except ValueError:
-                continue
-    if not rows:
-        raise RunDirError(f"{path}: no readable records ({cause})") from cause
-    return pa.Table.from_pylist(rows, schema=record_schema())
+def _valid_record_line(raw: bytes) -> bytes:
+    RequestRecord.model_validate_json(raw)  # raises ValueError for anything Arrow would reject
+    return raw
+
+
+def load_requests(run_dir: Path) -> pd.DataFrame:
+    """All request records as a frame (one row each); an empty frame if none were written."""
+    return read_requests(run_dir)[0]
+
+
+def _generator_line(raw: bytes) -> dict[str, Any]:
+    row = json.loads(raw)
+    if not isinstance(row, dict) or not {"pid", "wall_s", "cpu_percent"} <= row.keys():
+        raise ValueError("not a generator CPU sample")
+    return row
 
 
 def load_generator(run_dir: Path) -> pd.DataFrame:
     """The load generator's own CPU samples (`pid, wall_s, cpu_percent`), if any."""
-    path = run_dir / GENERATOR_FILE
-    rows = []
-    if path.exists():
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # a partial last line from a killed process
+    rows = read_jsonl(run_dir / GENERATOR_FILE, _generator_line).rows
     return pd.DataFrame(rows, columns=["pid", "wall_s", "cpu_percent"])
 
 
 def load_stages(run_dir: Path) -> list[StageRecord]:
+    """The stage records; a damaged line (other than a torn last one) is one clear error."""
     path = run_dir / STAGES_FILE
-    if not path.exists():
-        return []
-    stages = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            stages.append(StageRecord.model_validate_json(line))
-        except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            where = ".".join(str(part) for part in first["loc"])
-            raise RunDirError(
-                f"{path}:{number}: not a stage record ({where + ': ' if where else ''}"
-                f"{first['msg']})"
-            ) from exc
-    return stages
+    lines = read_jsonl(path, StageRecord.model_validate_json)
+    if lines.corrupt:
+        raise RunDirError(
+            f"{path}:{lines.corrupt[0]}: not a stage record ({lines.first_error}); "
+            "restore that line, or rerun the stages"
+        )
+    return lines.rows
 
 
 def load_plan(run_dir: Path) -> dict[str, Any] | None:
@@ -211,22 +217,19 @@ def write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_stages(run_dir: Path, stages: list[StageRecord]) -> None:
-    """Rewrite stages.jsonl atomically, e.g. with validity filled in by the analysis."""
-    text = "".join(stage.model_dump_json() + "\n" for stage in stages)
-    write_text_atomic(run_dir / STAGES_FILE, text)
-
-
 def write_parquet(run_dir: Path, requests: pd.DataFrame) -> Path:
     """requests.parquet: the same rows as requests.jsonl, written atomically, stamped with
-    the size of the JSON lines it holds (see `parquet_is_current`)."""
+    the size of the JSON lines it holds (see `parquet_is_current`).
+
+    Columns have exactly `record_schema()`'s plain Arrow types and the file carries no pandas
+    metadata, so `pandas.read_parquet(path)`, pyarrow, DuckDB and polars open it with their
+    defaults (pandas 3 cannot read back the `ArrowDtype` list metadata it writes itself).
+    """
     path = run_dir / PARQUET_FILE
     tmp = path.with_name(path.name + ".tmp")
-    table = pa.Table.from_pandas(requests, preserve_index=False)
+    table = pa.Table.from_pandas(requests, preserve_index=False).cast(record_schema())
     jsonl = run_dir / REQUESTS_FILE
-    if jsonl.exists():
-        stamp = {_SOURCE_BYTES: str(jsonl.stat().st_size).encode()}
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **stamp})
-    pq.write_table(table, tmp)
+    stamp = {_SOURCE_BYTES: str(jsonl.stat().st_size).encode()} if jsonl.exists() else {}
+    pq.write_table(table.replace_schema_metadata(stamp), tmp)
     tmp.replace(path)
     return path

@@ -11,11 +11,13 @@ from analysis.rundir import (
     load_requests,
     load_run_meta,
     load_stages,
+    parquet_is_current,
+    read_requests,
     record_schema,
     write_parquet,
 )
 from analysis.summary import TargetInfo, summarize
-from loadtest.records import REQUESTS_FILE, RequestRecord
+from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord
 from tests.analysis.helpers import FakeTarget, write_run
 
 
@@ -77,3 +79,54 @@ def test_unreadable_files_are_run_dir_errors(tmp_path: Path) -> None:
     (tmp_path / "plan.json").write_text("[1]")
     with pytest.raises(RunDirError, match="rerun quantbench plan"):
         load_plan(tmp_path)
+
+
+def test_a_corrupt_line_in_the_middle_is_reported_with_its_number(run_dir: Path) -> None:
+    path = run_dir / REQUESTS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    damaged = [*lines[:10], b'{"target": "a", "stage": 0, oops}\n', *lines[10:20]]
+    damaged += [b"\x00\xff\xfe binary garbage \x9c\n", *lines[20:]]
+    path.write_bytes(b"".join(damaged))
+    frame, problems = read_requests(run_dir)
+    assert len(frame) == len(lines)  # every good record kept
+    (note,) = problems
+    assert note.startswith("requests.jsonl: 2 corrupt lines skipped (lines 11, 22;"), note
+
+
+def test_a_corrupt_stage_line_is_one_line_naming_file_line_and_field(run_dir: Path) -> None:
+    path = run_dir / STAGES_FILE
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1].replace('"end_ns":', '"end_nsx":')
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(RunDirError) as caught:
+        load_stages(run_dir)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:2: not a stage record (")
+    assert "\n" not in message and "pydantic" not in message
+    path.write_text("\n".join(lines[:1]) + '\n{"target": "a", "sta')  # torn last line: fine
+    assert len(load_stages(run_dir)) == 1
+
+
+def test_requests_parquet_opens_with_default_arguments_everywhere(run_dir: Path) -> None:
+    import duckdb
+    import pyarrow.parquet as pq
+
+    frame = load_requests(run_dir)
+    path = write_parquet(run_dir, frame)
+    plain = pd.read_parquet(path)  # pandas 3 + pyarrow: no ArrowDtype metadata to trip on
+    assert len(plain) == len(frame) and list(plain.columns) == list(RequestRecord.model_fields)
+    assert list(plain["itl_ms"].iloc[0]) == pytest.approx(list(frame["itl_ms"].iloc[0]))
+    table = pq.read_table(path)
+    assert table.schema.equals(record_schema(), check_metadata=False)
+    assert b"pandas" not in (table.schema.metadata or {})
+    ((count, mean_ttft),) = duckdb.sql(f"SELECT count(*), avg(ttft_ms) FROM '{path}'").fetchall()
+    assert count == len(frame) and mean_ttft == pytest.approx(frame["ttft_ms"].mean())
+
+
+def test_an_older_parquet_with_pandas_metadata_is_replaced(run_dir: Path) -> None:
+    frame = load_requests(run_dir)
+    path = run_dir / "requests.parquet"
+    frame.to_parquet(path)  # as quantbench 0.1 wrote it: pandas metadata, unreadable by pandas 3
+    assert not parquet_is_current(run_dir)
+    write_parquet(run_dir, frame)
+    assert parquet_is_current(run_dir) and len(pd.read_parquet(path)) == len(frame)
