@@ -1,12 +1,16 @@
 """Per target × stage figures: the rows of summary.csv and each stage's validity.
 
-Latency percentiles come from the raw records of the stage's measurement window (warm-up
-excluded); throughput counts the requests and tokens that *finished* inside the window.
+One definition of a stage's requests everywhere (MEASUREMENT.md, README "What the numbers
+mean"): the requests it *scheduled* after its warm-up (records with its `stage` and
+`warmup: false`). Percentiles, counts, error rate, throughput and goodput all rest on exactly
+those; throughput divides their completed count (or tokens) by the measured window, which in
+steady state equals the finishing rate without counting the previous stage's stragglers.
 Records are grouped once (never filtered per stage) so a million-record run stays fast.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from analysis.config import AnalysisConfig, SloConfig
-from analysis.stats import PERCENTILES, Quantile, quantiles
+from analysis.config import DEFAULT_PERCENTILES, AnalysisConfig, SloConfig, percentile_word
+from analysis.errors import BREAKDOWN_COLUMNS, error_breakdown, failure_text
+from analysis.stats import Quantile, quantiles
+from analysis.validity import StageEvidence, invalid_reasons
 from loadtest.records import StageRecord
 
 __all__ = [
@@ -24,8 +30,10 @@ __all__ = [
     "SUMMARY_COLUMNS",
     "FailureCost",
     "TargetInfo",
+    "report_percentiles",
     "stat_column",
     "summarize",
+    "summary_columns",
 ]
 
 STAT_METRICS: dict[str, tuple[str, ...]] = {
@@ -35,10 +43,11 @@ STAT_METRICS: dict[str, tuple[str, ...]] = {
 
 
 def stat_column(metric: str, scope: str, part: str) -> str:
-    """Column name of one statistic: part is `n`, `p95` (value), `p95_lo` or `p95_hi`."""
+    """Column name of one statistic: part is `n`, `mean`, `std`, `p95` (value), `p95_lo`,
+    `p95_hi` or `p99.9`."""
     if part == "n":
         return f"{metric}{scope}_n"
-    p, _, bound = part.partition("_")
+    p, _, bound = part.rpartition("_") if part.endswith(("_lo", "_hi")) else (part, "", "")
     return f"{metric}_{p}{scope}{'_' + bound if bound else ''}_ms"
 
 
@@ -73,26 +82,49 @@ _BASE_COLUMNS = [
     "invalid_reason",
 ]
 
+_EXTRA_COLUMNS = [
+    "repeat",
+    "error_rate",
+    "error_breakdown",  # `connect_error × 120; http_error 503 × 3`
+    "input_tok_per_s",
+    "total_tok_per_s",
+    "input_tokens",  # totals over the stage's ok requests
+    "output_tokens",
+    "output_tokens_mean",
+    "tpot_undefined",
+]
 
-def _stat_columns() -> list[str]:
+
+def report_percentiles(limits: AnalysisConfig, *slos: SloConfig | None) -> list[float]:
+    """The percentiles summary.csv holds: the defaults, `analysis.percentiles` and every
+    percentile an SLO names (so `plan --slo ttft_p99=…` finds its column)."""
+    found = set(DEFAULT_PERCENTILES) | set(limits.percentiles)
+    for slo in slos:
+        if slo is not None:
+            found |= slo.percentiles()
+    return sorted(found)
+
+
+def _stat_parts(percentiles: Iterable[float]) -> list[str]:
+    parts = ["mean", "std"]
+    for p in percentiles:
+        word = f"p{percentile_word(p)}"
+        parts += [word, f"{word}_lo", f"{word}_hi"]
+    return parts
+
+
+def summary_columns(percentiles: Iterable[float] = DEFAULT_PERCENTILES) -> list[str]:
+    """summary.csv's columns: DESIGN.md's first, then the extras, then every statistic."""
     names = []
     for scope, metrics in STAT_METRICS.items():
         for metric in metrics:
             names.append(stat_column(metric, scope, "n"))
-            for p in PERCENTILES:
-                names += [stat_column(metric, scope, f"p{p}{b}") for b in ("", "_lo", "_hi")]
-    return [name for name in names if name not in _BASE_COLUMNS]
+            names += [stat_column(metric, scope, part) for part in _stat_parts(percentiles)]
+    seen = set(_BASE_COLUMNS) | set(_EXTRA_COLUMNS)
+    return [*_BASE_COLUMNS, *_EXTRA_COLUMNS, *(n for n in names if n not in seen)]
 
 
-SUMMARY_COLUMNS = [
-    *_BASE_COLUMNS,
-    "error_rate",
-    "output_tokens_mean",
-    "tpot_undefined",
-    "finished",  # ok requests that *ended* inside the window: what a server counts
-    "finished_ttft_mean_ms",
-    *_stat_columns(),
-]
+SUMMARY_COLUMNS = summary_columns()
 
 
 @dataclass(frozen=True)
@@ -157,8 +189,9 @@ class _Gaps:
         return np.concatenate(parts)
 
 
-class _Records:
-    """The request frame as numpy columns, grouped once by (target, stage) and by target."""
+class StageRequests:
+    """The request frame as numpy columns, grouped once by (target, stage): each group is a
+    stage's own requests (scheduled after its warm-up), the one definition every table uses."""
 
     def __init__(self, requests: pd.DataFrame, slo: SloConfig) -> None:
         codes, names = pd.factorize(requests["target"].astype(str), sort=False)
@@ -166,47 +199,40 @@ class _Records:
         self.code = codes
         self.stage = np.asarray(requests["stage"], dtype=np.int64)
         self.warmup = np.asarray(requests["warmup"].fillna(False), dtype=bool)
-        outcome = requests["outcome"].astype(str)
-        self.ok = np.asarray(outcome == "ok")
-        self.not_sent = np.asarray(outcome == "not_sent")
-        self.end_ns = _floats(requests, "end_ns")
+        self.outcome = np.asarray(requests["outcome"].astype(str), dtype=object)
+        self.ok = self.outcome == "ok"
         self.tokens = _floats(requests, "output_tokens")
+        self.prompt_tokens = _floats(requests, "prompt_tokens")
         self.values = {m: _floats(requests, f"{m}_ms") for m in ("ttft", "tpot", "e2e")}
         self.lag = _floats(requests, "schedule_lag_ms")
         self.itl = _Gaps(_itl_lists(requests["itl_ms"]))
         self.meets = self._meets(slo)
-        key = self.code.astype(np.int64) * (int(self.stage.max(initial=0)) + 1) + self.stage
+        self._key_width = int(self.stage.max(initial=0)) + 1
+        key = self.code.astype(np.int64) * self._key_width + self.stage
         measured = np.flatnonzero(~self.warmup)
         self.groups = _split(measured, key[measured])
-        self.finished = _split(np.flatnonzero(self.ok), self.code[self.ok].astype(np.int64))
-        self._key_width = int(self.stage.max(initial=0)) + 1
-        for code, index in self.finished.items():  # each target's ok rows, by end time
-            self.finished[code] = index[np.argsort(self.end_ns[index], kind="stable")]
 
     def _meets(self, slo: SloConfig) -> np.ndarray:
         met = self.ok.copy()
-        for metric, limit in (("ttft", slo.ttft_ms), ("tpot", slo.tpot_ms), ("e2e", slo.e2e_ms)):
-            if limit is None:
-                continue
-            values = self.values[metric]
-            within = values <= limit
-            if metric == "tpot":
+        for objective in slo.objectives():
+            values = self.values[objective.metric]
+            within = values <= objective.limit_ms
+            if objective.metric == "tpot":
                 within |= np.isnan(values)  # one output token: TPOT undefined, cannot violate
             met &= within
         return met
 
-    def measured(self, target: str, stage: int) -> np.ndarray:
+    def of(self, target: str, stage: int) -> np.ndarray:
+        """Row numbers of the stage's own requests, in file order."""
         code = self.targets.get(target)
         if code is None:
             return np.empty(0, dtype=np.int64)
         return self.groups.get(code * self._key_width + stage, np.empty(0, dtype=np.int64))
 
-    def finished_between(self, target: str, start_ns: float, end_ns: float) -> np.ndarray:
-        code = self.targets.get(target, -1)
-        index = self.finished.get(code, np.empty(0, dtype=np.int64))
-        ends = self.end_ns[index]
-        lo, hi = np.searchsorted(ends, start_ns, "left"), np.searchsorted(ends, end_ns, "right")
-        return np.asarray(index[lo:hi], dtype=np.int64)
+    def metric(self, metric: str, rows: np.ndarray) -> np.ndarray:
+        """`ttft`, `tpot`, `e2e` or `itl` (pooled gaps) of the given rows' ok requests."""
+        ok = rows[self.ok[rows]]
+        return self.itl.of(ok) if metric == "itl" else self.values[metric][ok]
 
 
 def _split(index: np.ndarray, key: np.ndarray) -> dict[int, np.ndarray]:
@@ -219,13 +245,19 @@ def _split(index: np.ndarray, key: np.ndarray) -> dict[int, np.ndarray]:
     return {int(k): part for k, part in zip(keys, parts, strict=True)}
 
 
-def _stats(row: dict[str, Any], metric: str, scope: str, values: np.ndarray) -> None:
-    found: list[Quantile] = quantiles(values, [p / 100 for p in PERCENTILES])
+def _stats(
+    row: dict[str, Any], metric: str, scope: str, values: np.ndarray, percentiles: list[float]
+) -> None:
+    found: list[Quantile] = quantiles(values, [p / 100 for p in percentiles])
+    finite = values[np.isfinite(values)]
     row[stat_column(metric, scope, "n")] = found[0].n
-    for p, q in zip(PERCENTILES, found, strict=True):
-        row[stat_column(metric, scope, f"p{p}")] = q.value
-        row[stat_column(metric, scope, f"p{p}_lo")] = q.ci_low
-        row[stat_column(metric, scope, f"p{p}_hi")] = q.ci_high
+    row[stat_column(metric, scope, "mean")] = float(finite.mean()) if len(finite) else None
+    row[stat_column(metric, scope, "std")] = float(finite.std()) if len(finite) else None
+    for p, q in zip(percentiles, found, strict=True):
+        word = f"p{percentile_word(p)}"
+        row[stat_column(metric, scope, word)] = q.value
+        row[stat_column(metric, scope, f"{word}_lo")] = q.ci_low
+        row[stat_column(metric, scope, f"{word}_hi")] = q.ci_high
 
 
 def _generator_cpu(generator: pd.DataFrame, stage: StageRecord) -> float | None:
@@ -239,92 +271,79 @@ def _generator_cpu(generator: pd.DataFrame, stage: StageRecord) -> float | None:
     return float(window.groupby("pid")["cpu_percent"].mean().max())
 
 
-def _reasons(
-    stage: StageRecord,
-    rec: _Records,
-    index: np.ndarray,
-    n_ok: int,
-    limits: AnalysisConfig,
-    generator: pd.DataFrame,
-) -> tuple[list[str], float | None]:
-    """Why a stage is invalid (empty when valid), and its p99 schedule lag."""
-    reasons = []
-    n = len(index)
-    if not stage.completed:
-        reasons.append("stage stopped before its end")
-    if stage.workers_lost:
-        reasons.append("a load-generator worker was lost during the stage")
-    lag = quantiles(rec.lag[index], [0.99])[0].value
-    if stage.mode != "concurrency" and n:
-        sent = int((~rec.not_sent[index]).sum())
-        if sent < 0.99 * n:
-            reasons.append(f"only {sent} of {n} scheduled requests were sent (in-flight cap)")
-        if lag is not None and lag > limits.max_schedule_lag_p99_ms:
-            reasons.append(
-                f"p99 schedule lag {lag:.1f} ms > {limits.max_schedule_lag_p99_ms:g} ms: "
-                "the generator fell behind its schedule"
-            )
-    cpu = _generator_cpu(generator, stage)
-    if cpu is not None and cpu > limits.max_generator_cpu_percent:
-        reasons.append(
-            f"load generator at {cpu:.0f}% CPU (> {limits.max_generator_cpu_percent:g}%): "
-            "timings unreliable, add --processes"
-        )
-    if n_ok < limits.min_samples_p95:
-        reasons.append(f"{n_ok} ok samples, p95 needs {limits.min_samples_p95}")
-    error_rate = (n - n_ok) / n if n else 0.0
-    if error_rate > limits.max_error_rate:
-        reasons.append(f"error rate {error_rate:.1%} > {limits.max_error_rate:.1%}")
-    return reasons, lag
+def _sum(values: np.ndarray) -> float:
+    return float(np.nansum(values)) if len(values) else 0.0
 
 
-def _stage_row(
-    stage: StageRecord,
-    info: TargetInfo,
-    rec: _Records,
-    limits: AnalysisConfig,
-    cost: FailureCost,
-    generator: pd.DataFrame,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Context:
+    rec: StageRequests
+    slo: SloConfig
+    limits: AnalysisConfig
+    cost: FailureCost
+    generator: pd.DataFrame
+    failures: Mapping[tuple[str, int], pd.DataFrame]
+    restarts: Mapping[tuple[str, int], str]
+    percentiles: list[float]
+
+
+def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str, Any]:
+    rec = ctx.rec
     measure_start_ns = stage.start_ns + int(stage.warmup_s * 1e9)
     duration_s = max((stage.end_ns - measure_start_ns) / 1e9, 1e-9)
-    index = rec.measured(stage.target, stage.stage)
+    index = rec.of(stage.target, stage.stage)
     ok = index[rec.ok[index]]
-    finished = rec.finished_between(stage.target, measure_start_ns, stage.end_ns)
     n, n_ok = len(index), len(ok)
-    reasons, lag = _reasons(stage, rec, index, n_ok, limits, generator)
-    tokens = rec.tokens[ok]
-    done = rec.values["ttft"][finished]
+    failed = ctx.failures.get((stage.target, stage.stage), pd.DataFrame(columns=BREAKDOWN_COLUMNS))
+    lag = quantiles(rec.lag[index], [0.99])[0].value
+    evidence = StageEvidence(
+        mode=stage.mode,
+        requests=n,
+        ok=n_ok,
+        failures=failed.groupby("outcome", sort=False)["count"].sum().to_dict(),
+        completed=stage.completed,
+        workers_lost=stage.workers_lost,
+        restart=ctx.restarts.get((stage.target, stage.stage)),
+        schedule_lag_p99_ms=lag,
+        generator_cpu_percent=_generator_cpu(ctx.generator, stage),
+    )
+    reasons = invalid_reasons(evidence, ctx.limits, ctx.slo)
+    tokens, prompt = rec.tokens[ok], rec.prompt_tokens[ok]
+    known_prompt = not n_ok or bool(np.isfinite(prompt).any())  # the server said, or nothing ran
     row: dict[str, Any] = {
         "target": info.name,
         "stack": info.stack,
         "quant": info.quant,
         "simulated": info.simulated,
         "stage": stage.stage,
+        "repeat": stage.repeat,
         "mode": stage.mode,
         "load": stage.load,
         "requests": n,
         "ok": n_ok,
         "errors": n - n_ok,
+        "error_rate": (n - n_ok) / n if n else 0.0,
+        "error_breakdown": failure_text(failed),
         "duration_s": duration_s,
-        "req_per_s": len(finished) / duration_s,
-        "output_tok_per_s": float(np.nansum(rec.tokens[finished])) / duration_s,
+        "req_per_s": n_ok / duration_s,
+        "output_tok_per_s": _sum(tokens) / duration_s,
+        "input_tok_per_s": _sum(prompt) / duration_s if known_prompt else None,
+        "total_tok_per_s": (_sum(tokens) + _sum(prompt)) / duration_s if known_prompt else None,
+        "input_tokens": int(_sum(prompt)) if known_prompt else None,
+        "output_tokens": int(_sum(tokens)),
         "schedule_lag_p99_ms": lag,
-        "goodput_req_per_s": int(rec.meets[finished].sum()) / duration_s,
+        "goodput_req_per_s": int(rec.meets[ok].sum()) / duration_s,
         "valid": not reasons,
         "invalid_reason": "; ".join(reasons),
-        "error_rate": (n - n_ok) / n if n else 0.0,
         "output_tokens_mean": float(np.nanmean(tokens)) if n_ok else None,
         "tpot_undefined": int((tokens <= 1).sum()),
-        "finished": len(finished),
-        "finished_ttft_mean_ms": float(np.nanmean(done)) if np.isfinite(done).any() else None,
     }
-    for metric in ("ttft", "tpot", "e2e"):
-        _stats(row, metric, "", rec.values[metric][ok])
-    _stats(row, "itl", "", rec.itl.of(ok))
-    for metric, cost_ms in (("ttft", cost.ttft_ms), ("e2e", cost.e2e_ms)):
-        failed = np.full(n - n_ok, cost_ms)  # so failing fast cannot look fast
-        _stats(row, metric, "_all", np.concatenate([rec.values[metric][ok], failed]))
+    for metric in ("ttft", "tpot", "e2e", "itl"):
+        _stats(row, metric, "", rec.metric(metric, index), ctx.percentiles)
+    for metric, cost_ms in (("ttft", ctx.cost.ttft_ms), ("e2e", ctx.cost.e2e_ms)):
+        failed_at = np.full(n - n_ok, cost_ms)  # so failing fast cannot look fast
+        values = np.concatenate([rec.values[metric][ok], failed_at])
+        _stats(row, metric, "_all", values, ctx.percentiles)
     return row
 
 
@@ -336,14 +355,35 @@ def summarize(
     limits: AnalysisConfig | None = None,
     cost: FailureCost | None = None,
     generator: pd.DataFrame | None = None,
+    *,
+    restarts: Mapping[tuple[str, int], str] | None = None,
+    breakdown: pd.DataFrame | None = None,
+    percentiles: list[float] | None = None,
 ) -> pd.DataFrame:
-    """One row per target × stage, in run order, with SUMMARY_COLUMNS (DESIGN.md's first)."""
+    """One row per target × stage, in run order, with `summary_columns(percentiles)`.
+
+    `restarts` (target, stage → why) come from the server's metrics and make a stage
+    invalid; `breakdown` is `error_breakdown(requests)` when already computed.
+    """
     limits = limits or AnalysisConfig()
-    cost = cost or FailureCost(ttft_ms=60_000.0, e2e_ms=300_000.0)
-    generator = generator if generator is not None else pd.DataFrame()
-    rec = _Records(requests, slo)
+    percentiles = percentiles or report_percentiles(limits, slo)
+    breakdown = error_breakdown(requests) if breakdown is None else breakdown
+    failures = {
+        (str(target), int(stage)): rows
+        for (target, stage), rows in breakdown.groupby(["target", "stage"], sort=False)
+    }
+    ctx = _Context(
+        rec=StageRequests(requests, slo),
+        slo=slo,
+        limits=limits,
+        cost=cost or FailureCost(ttft_ms=60_000.0, e2e_ms=300_000.0),
+        generator=generator if generator is not None else pd.DataFrame(),
+        failures=failures,
+        restarts=restarts or {},
+        percentiles=percentiles,
+    )
     rows = []
     for stage in stages:
         info = targets.get(stage.target) or TargetInfo(stage.target, "other", "", False)
-        rows.append(_stage_row(stage, info, rec, limits, cost, generator))
-    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        rows.append(_stage_row(stage, info, ctx))
+    return pd.DataFrame(rows, columns=summary_columns(percentiles))

@@ -86,7 +86,12 @@ class RequestRecord(BaseModel):
 
 
 class StageRecord(BaseModel):
-    """One load stage of one target: its window on both clocks, and (after analysis) validity."""
+    """One load stage of one target: its window on both clocks.
+
+    `stage` numbers a target's stages uniquely across repeats; `repeat` (0 for the first run
+    of the stages) says which repetition of the sweep a stage belongs to. `valid` and
+    `invalid_reason` are legacy fields: validity is decided by the analysis (summary.csv).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -94,6 +99,7 @@ class StageRecord(BaseModel):
     stage: int
     mode: Literal["concurrency", "rate", "batch"]
     load: float
+    repeat: int = 0
     warmup_s: float
     start_wall_s: float
     end_wall_s: float

@@ -68,23 +68,54 @@ DESIGN_COLUMNS = [
 ]  # fmt: skip
 
 
-def test_warmup_is_excluded_and_throughput_counts_what_finished_in_the_window() -> None:
+def test_a_stage_is_the_requests_it_scheduled_after_its_warm_up() -> None:
+    """One definition for every figure: warm-up requests (even those ending in the window)
+    and the previous stage's stragglers count nowhere; throughput is the stage's completed
+    requests (and tokens) over the measured window."""
     rows = [record(0, 0.1 * i, ttft=999.0, warmup=True) for i in range(10)]  # in warm-up
     rows += [record(0, 1.0 + i * 0.05, ttft=40.0 + i % 20) for i in range(160)]
-    summary = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, SloConfig())
+    straggler = record(0, 0.5, ttft=5000.0, e2e=9000.0)  # previous stage's, ends in window
+    straggler["stage"] = 99
+    summary = summarize(frame([*rows, straggler]), [stage(0, 0.0, 10.0)], INFO, SloConfig())
     (row,) = summary.to_dict("records")
     assert list(summary.columns) == SUMMARY_COLUMNS
     assert (row["requests"], row["ok"], row["errors"]) == (160, 160, 0)
     assert row["duration_s"] == pytest.approx(9.0)
     assert row["ttft_p50_ms"] == pytest.approx(49.5)  # the warm-up's 999 ms never counts
-    # Requests whose end falls in [1 s, 10 s]: all 160 measured ones, and the warm-up ones
-    # scheduled at >= 0.8 s (ending at >= 1.0 s).
-    assert row["req_per_s"] == pytest.approx(162 / 9.0)
-    assert row["finished"] == 162  # what the server counts in the window, for reconciliation
-    assert row["finished_ttft_mean_ms"] == pytest.approx((2 * 999.0 + 160 * 49.5) / 162)
-    assert row["output_tok_per_s"] == pytest.approx(1620 / 9.0)
+    assert row["ttft_mean_ms"] == pytest.approx(49.5)
+    assert row["req_per_s"] == pytest.approx(160 / 9.0)
+    assert row["output_tok_per_s"] == pytest.approx(1600 / 9.0)
     assert row["itl_p50_ms"] == pytest.approx(10.0)
     assert row["valid"] and row["invalid_reason"] == ""
+
+
+def test_input_and_total_token_throughput_beside_output() -> None:
+    rows = [record(0, 1.0 + i * 0.05) for i in range(100)]
+    for r in rows:
+        r["prompt_tokens"] = 30
+    (row,) = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, SloConfig()).to_dict("records")
+    assert row["input_tok_per_s"] == pytest.approx(3000 / 9.0)
+    assert row["output_tok_per_s"] == pytest.approx(1000 / 9.0)
+    assert row["total_tok_per_s"] == pytest.approx(4000 / 9.0)
+    assert (row["input_tokens"], row["output_tokens"]) == (3000, 1000)
+    for r in rows:
+        r["prompt_tokens"] = None  # a server that never says: unknown, not zero
+    (row,) = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, SloConfig()).to_dict("records")
+    assert row["input_tok_per_s"] is None and row["total_tok_per_s"] is None
+
+
+def test_selected_percentiles_and_the_slos_are_all_columns() -> None:
+    rows = [record(0, 1.0 + i * 0.002, ttft=float(i)) for i in range(3000)]
+    limits = AnalysisConfig(percentiles=[50, 99.9])
+    slo = SloConfig(ttft_ms=500, tpot_ms=None, percentile=99)
+    summary = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, slo, limits)
+    row = summary.iloc[0]
+    assert row["ttft_p99.9_ms"] == pytest.approx(2996.001)  # (n − 1)·q = 2996.001
+    assert row["ttft_p99.9_lo_ms"] <= row["ttft_p99.9_ms"] <= row["ttft_p99.9_hi_ms"]
+    assert row["ttft_mean_ms"] == pytest.approx(1499.5)
+    assert row["ttft_std_ms"] == pytest.approx(float(pd.Series(range(3000)).std(ddof=0)))
+    for column in ("ttft_p50_ms", "ttft_p90_ms", "ttft_p95_ms", "ttft_p99_ms"):
+        assert column in summary  # the defaults stay, whatever else is asked
 
 
 def test_goodput_counts_only_requests_within_every_slo() -> None:
@@ -103,8 +134,10 @@ def test_errors_and_few_samples_make_a_stage_invalid_with_reasons() -> None:
     summary = summarize(frame(rows), [stage(0, 0.0, 10.0)], INFO, SloConfig(), AnalysisConfig())
     row = summary.iloc[0]
     assert not row["valid"]
-    assert "40 ok samples, p95 needs 59" in row["invalid_reason"]
-    assert "error rate 4.8% > 1.0%" in row["invalid_reason"]
+    assert row["invalid_reason"] == (
+        "error rate 4.8% > 1.0% (2 http_error); 40 ok samples, p95 needs 59"
+    )  # errors first: the cause before its consequence
+    assert row["error_breakdown"] == "http_error × 2"
     assert pd.isna(row["ttft_p95_ms"]) and row["ttft_p50_ms"] == pytest.approx(50.0)
 
 
@@ -122,7 +155,7 @@ def test_a_busy_load_generator_makes_its_stage_invalid() -> None:
     calm, busy = summary.to_dict("records")
     assert calm["valid"], calm["invalid_reason"]
     assert not busy["valid"]
-    assert "load generator at 95% CPU (> 90%)" in busy["invalid_reason"]
+    assert "load generator at 95% CPU (> 90%): timings unreliable" in busy["invalid_reason"]
 
 
 def test_every_percentile_has_its_count_and_interval_and_failures_count_as_timeouts() -> None:

@@ -1,0 +1,61 @@
+from analysis.config import AnalysisConfig, SloConfig
+from analysis.validity import StageEvidence, invalid_reasons, samples_needed
+
+LIMITS = AnalysisConfig()
+
+
+def test_a_healthy_stage_is_valid() -> None:
+    assert invalid_reasons(StageEvidence("concurrency", requests=100, ok=100), LIMITS) == []
+
+
+def test_an_error_rate_above_the_limit_makes_the_stage_invalid() -> None:
+    evidence = StageEvidence("concurrency", 100, 98, {"http_error": 2})
+    assert invalid_reasons(evidence, LIMITS) == ["error rate 2.0% > 1.0% (2 http_error)"]
+    assert invalid_reasons(evidence, AnalysisConfig(max_error_rate=0.05)) == []
+
+
+def test_connection_errors_are_named_as_the_cause_not_the_generators_cpu() -> None:
+    """A dead port: the generator retries tens of thousands of refused connections and gets
+    busy. The reason says connection errors first, and the CPU as their symptom."""
+    evidence = StageEvidence(
+        "concurrency",
+        requests=46_308,
+        ok=40,
+        failures={"connect_error": 46_268},
+        generator_cpu_percent=99.0,
+    )
+    first, samples, cpu = invalid_reasons(evidence, LIMITS)
+    assert first == (
+        "error rate 99.9% > 1.0% (46,268 connect_error): the target refused or dropped connections"
+    )
+    assert samples == "40 ok samples, p95 needs 59"
+    assert cpu.startswith("load generator at 99% CPU (> 90%), busy with 46,268 failed")
+    assert "add" not in cpu and "processes" not in cpu
+
+
+def test_a_busy_generator_without_errors_is_blamed() -> None:
+    evidence = StageEvidence("concurrency", 100, 100, generator_cpu_percent=95.0)
+    (reason,) = invalid_reasons(evidence, LIMITS)
+    assert reason.startswith("load generator at 95% CPU (> 90%): timings unreliable")
+
+
+def test_run_breaks_come_before_what_the_target_did() -> None:
+    evidence = StageEvidence(
+        "rate", 100, 50, {"timeout_ttft": 50}, completed=False, restart="counters reset"
+    )
+    reasons = invalid_reasons(evidence, LIMITS)
+    assert reasons[:3] == [
+        "stage stopped before its end",
+        "server restarted (counters reset)",
+        "error rate 50.0% > 1.0% (50 timeout_ttft)",
+    ]
+
+
+def test_the_samples_a_stage_needs_follow_the_slos_percentiles() -> None:
+    assert samples_needed(SloConfig(), LIMITS) == (59, "p95")
+    assert samples_needed(SloConfig(), AnalysisConfig(min_samples_p95=20)) == (20, "p95")
+    assert samples_needed(SloConfig(tpot_percentile=99), LIMITS) == (299, "p99")
+    evidence = StageEvidence("concurrency", 200, 200)
+    assert invalid_reasons(evidence, LIMITS, SloConfig(percentile=99)) == [
+        "200 ok samples, p99 needs 299"
+    ]
