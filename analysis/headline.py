@@ -1,7 +1,9 @@
 """The report's opening summary, computed from the comparison and the plan (pure; no rendering).
 
-Sentences a reader acts on: who sustains the most load within the SLO and by how much, how
-each target compares with the reference, which target the capacity plan finds cheapest.
+Sentences a reader acts on: who sustains the most load within the SLO and by how much — a
+winner only when the pairwise interval at equal load excludes a tie —, which stages were left
+out as unknown and why, which targets could not be measured at all, how each target compares
+with the reference, and which target the capacity plan finds cheapest.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import pandas as pd
 from analysis.capacity import Capacity, load_unit, slo_text
 from analysis.compare import Comparison, compare_targets
 from analysis.config import SloConfig
+from analysis.pairwise import PairVerdict
 from analysis.plan import Plan
 
 __all__ = ["headline", "target_label", "target_labels"]
@@ -45,40 +48,99 @@ def _ratio(top: Capacity, other: Capacity) -> float | None:
 def _figures(cap: Capacity) -> str:
     rate = cap.text("req_per_s", "req/s", note=False)
     tokens = cap.text("output_tok_per_s", "output tok/s", note=False)
-    where = f"{load_unit(cap.mode)} {cap.text('load', note=False)}"
     if cap.lower_bound and cap.load is not None:
-        highest = f"{load_unit(cap.mode)} {cap.load:g}"
-        return f"{rate}, {tokens} (it met the SLO at every tested load, up to {highest})"
+        highest = load_unit(cap.mode, cap.load)
+        return f"{rate}, {tokens} (it met the SLO at every measured load, up to {highest})"
+    where = f"{cap.text('load', note=False)} {load_unit(cap.mode)}"
     return f"{rate}, {tokens}, at {where}"
 
 
+def _evidence(verdict: PairVerdict, limit: int = 3) -> str:
+    """`TTFT p95 0.87× (95% CI 0.85–0.89), TPOT p95 1.01× (0.98–1.03)` for A ÷ B."""
+    parts = []
+    for r in verdict.evidence.head(limit).itertuples():
+        parts.append(f"{r.metric} {r.ratio:.2f}× ({r.low:.2f}–{r.high:.2f})")
+    return ", ".join(parts)
+
+
+def _tie_or_lead(
+    verdict: PairVerdict | None, labels: dict[str, str], top: Capacity, mode: str
+) -> str | None:
+    """The sentence that replaces "X wins" when the pair's intervals do not back it."""
+    if verdict is None or not verdict.compared or verdict.winner == top.target:
+        return None
+    a, b = labels[verdict.a], labels[verdict.b]
+    where = load_unit(mode, verdict.load)
+    ratios = f"{verdict.a} ÷ {verdict.b}, 95% intervals: {_evidence(verdict)}"
+    if verdict.mixed:
+        return f"against {b} the result is mixed at {where} ({ratios})"
+    if verdict.winner is None:
+        return (
+            f"{a} and {b} are within noise of each other at {where} ({ratios}), so no winner "
+            "is called between them"
+        )
+    return f"yet at equal load ({where}) {labels[verdict.winner]} is faster ({ratios})"
+
+
 def _winner(comparison: Comparison, labels: dict[str, str], slo: SloConfig) -> str:
-    sustaining = [t for t in comparison.ranking if comparison.capacity[t].sustains]
+    measured = [t for t in comparison.ranking if comparison.capacity[t].measured]
+    if not measured:
+        return (
+            f"No target has a valid stage, so none was measured against the SLO "
+            f"({slo_text(slo)}): see the stage validity table."
+        )
+    sustaining = [t for t in measured if comparison.capacity[t].sustains]
     if not sustaining:
-        return f"No target met the SLO ({slo_text(slo)}) at any valid stage."
+        return f"No measured target met the SLO ({slo_text(slo)}) at any valid stage."
     top = comparison.capacity[sustaining[0]]
     text = (
         f"{labels[top.target]} sustains the most load within the SLO ({slo_text(slo)}): "
         f"{_figures(top)}"
     )
     if len(sustaining) == 1:
-        return text + "; it is the only target within the SLO."
+        return text + "; it is the only measured target within the SLO."
     second = comparison.capacity[sustaining[1]]
+    caveat = _tie_or_lead(comparison.verdict(top.target, second.target), labels, top, top.mode)
     ratio = _ratio(top, second)
     named = f"{labels[second.target]} ({second.text('req_per_s', 'req/s', note=False)})"
     if ratio is None:
-        return text + f"; next best {named}."
-    if top.lower_bound and second.lower_bound:
-        return (
-            text + f"; {ratio:.2f}× the next best, {named}, at the highest tested load "
-            "(neither reached its limit: add higher stages to find it)."
+        text += f"; next best {named}"
+    elif top.lower_bound and second.lower_bound:
+        text += (
+            f"; {ratio:.2f}× the next best, {named}, at the highest measured load "
+            "(neither reached its limit: add higher stages to find it)"
         )
-    if top.lower_bound:
-        return text + f", at least {ratio:.2f}× the next best, {named}."
-    text += f", {ratio:.2f}× the next best, {named}"
-    if second.lower_bound:
-        text += "; its limit lies above the tested loads, so the lead may be smaller"
+    elif top.lower_bound:
+        text += f", at least {ratio:.2f}× the next best, {named}"
+    else:
+        text += f", {ratio:.2f}× the next best, {named}"
+        if second.lower_bound:
+            text += "; its limit lies above the measured loads, so the lead may be smaller"
+    if caveat:
+        return text + f"; but {caveat}."
+    verdict = comparison.verdict(top.target, second.target)
+    if verdict is not None and verdict.compared:
+        where = load_unit(top.mode, verdict.load)
+        text += f"; at {where} it is faster beyond noise ({_evidence(verdict)})"
     return text + "."
+
+
+def _skipped(comparison: Comparison, limit: int = 4) -> str | None:
+    """Stages left out of the verdict as unknown, with why (never counted as failures)."""
+    items = [
+        f"{target} at {reason}"
+        for target in comparison.ranking
+        for reason in comparison.capacity[target].skipped
+    ]
+    if not items:
+        return None
+    more = f"; and {len(items) - limit} more" if len(items) > limit else ""
+    return (
+        "Left out of the verdict as unknown (not as failures): "
+        + "; ".join(items[:limit])
+        + more
+        + "."
+    )
 
 
 def _reference(comparison: Comparison, labels: dict[str, str]) -> str | None:
@@ -96,6 +158,8 @@ def _reference(comparison: Comparison, labels: dict[str, str]) -> str | None:
             bound = "≥ " if cap.lower_bound and not ref_cap.lower_bound else ""
             bound = "≤ " if ref_cap.lower_bound and not cap.lower_bound else bound
             bits.append(f"{bound}{ratio:.2f}× its load within the SLO")
+        elif cap is not None and not cap.measured:
+            bits.append("not measured")
         elif cap is not None and not cap.sustains:
             bits.append("never within the SLO")
         tok = comparison.throughput_ratio(target)
@@ -141,16 +205,25 @@ def headline(
     slo: SloConfig,
     comparison: Comparison | None = None,
     plan: Plan | None = None,
+    notes: list[str] | None = None,
 ) -> list[str]:
-    """The opening sentences; `comparison` is computed here when not given."""
+    """The opening sentences; `comparison` is computed here when not given; `notes` (e.g.
+    corrupt lines skipped in the run's files) close the list."""
     if summary.empty:
         return ["No stage completed, so there is nothing to compare."]
     comparison = comparison or compare_targets(summary, slo)
     labels = target_labels(summary, bold=True)
     lines = [_winner(comparison, labels, slo)]
-    never = [t for t in comparison.ranking if not comparison.capacity[t].sustains]
-    if never and len(never) < len(comparison.ranking):
+    caps = comparison.capacity
+    never = [t for t in comparison.ranking if caps[t].measured and not caps[t].sustains]
+    if never and any(caps[t].sustains for t in comparison.ranking):
         lines.append(f"Never within the SLO at a valid stage: {', '.join(never)}.")
+    unmeasured = [t for t in comparison.ranking if not caps[t].measured]
+    if unmeasured:
+        lines.append(f"Not measured (no valid stage, so no verdict): {', '.join(unmeasured)}.")
+    skipped = _skipped(comparison)
+    if skipped:
+        lines.append(skipped)
     reference = _reference(comparison, target_labels(summary))
     if reference:
         lines.append(reference)
@@ -160,6 +233,7 @@ def headline(
     invalid = int((~summary["valid"].astype(bool)).sum())
     if invalid:
         lines.append(f"{invalid} of {len(summary)} stages are invalid; see the validity table.")
+    lines += notes or []
     if bool(summary["simulated"].any()):
         lines.append("Figures from simulated targets are *simulated*: no GPU was measured.")
     return lines

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from analysis.capacity import Capacity, capacities, slo_text
 from analysis.config import SloConfig
+from analysis.repeats import by_load
+from loadtest.config import parse_duration
 
 __all__ = [
     "Plan",
@@ -31,8 +33,8 @@ __all__ = [
     "replicas_needed",
 ]
 
-_SLO_KEYS = {"ttft_p95": "ttft_ms", "tpot_p95": "tpot_ms", "e2e_p95": "e2e_ms"}
-_DURATION = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(ms|s)?$")
+_SLO_KEY = re.compile(r"^(ttft|tpot|e2e)_p(\d+(?:\.\d+)?)$")
+_SLO_EXAMPLE = "write e.g. ttft_p95=500ms,tpot_p99=50ms"
 _NUMBER = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)(%)?$")
 
 
@@ -120,33 +122,52 @@ class Plan:
         return next((t for t in self.targets if t.target == name), None)
 
 
-def parse_slo(text: str) -> SloConfig:
-    """`ttft_p95=500ms,tpot_p95=50ms` (also `0.5s`; a bare number is ms) → SloConfig.
+def _limit_ms(key: str, value: str) -> float:
+    """A duration in the config's grammar (`500ms`, `0.5s`, `1m`), with its unit required:
+    a bare number would be seconds there and milliseconds in `slo:`, so it is refused."""
+    try:
+        seconds = parse_duration(value)
+    except ValueError:
+        seconds = None
+    if value.startswith("-"):
+        raise PlanInputError(f"--slo: {key}={value!r} is not a positive duration")
+    if not isinstance(seconds, float) or not re.search(r"[a-z]\s*$", value):
+        raise PlanInputError(
+            f"--slo: {key}={value!r} is not a duration with a unit; write e.g. 500ms or 0.5s"
+        )
+    if seconds <= 0:
+        raise PlanInputError(f"--slo: {key}={value!r} is not a positive duration")
+    return seconds * 1000.0
 
-    Only the objectives given apply; the others are unset.
-    """
-    limits: dict[str, float] = {}
+
+def parse_slo(text: str) -> SloConfig:
+    """`ttft_p95=500ms,tpot_p99=50ms` → SloConfig: any percentile of TTFT, TPOT or E2E,
+    durations as in bench.yaml (`500ms`, `0.5s`, `1m`). Only the objectives given apply."""
+    limits: dict[str, tuple[float, float]] = {}
     for part in text.split(","):
         if not part.strip():
             continue
         key, sep, value = (piece.strip().lower() for piece in part.partition("="))
         if not sep:
+            raise PlanInputError(f"--slo: {part.strip()!r} is not KEY=VALUE; {_SLO_EXAMPLE}")
+        match = _SLO_KEY.match(key)
+        if not match or not 0 < float(match.group(2)) < 100:
             raise PlanInputError(
-                f"--slo: {part.strip()!r} is not KEY=VALUE; write e.g. ttft_p95=500ms,tpot_p95=50ms"
+                f"--slo: unknown objective {key!r}; use ttft_pN, tpot_pN or e2e_pN with a "
+                f"percentile N between 0 and 100 (e.g. ttft_p95, tpot_p99, e2e_p99.9)"
             )
-        if key not in _SLO_KEYS:
-            raise PlanInputError(f"--slo: unknown objective {key!r}; use {', '.join(_SLO_KEYS)}")
-        if _SLO_KEYS[key] in limits:
-            raise PlanInputError(f"--slo: {key} is given twice")
-        match = _DURATION.match(value.replace(" ", ""))
-        if not match or float(match.group(1)) <= 0:
-            raise PlanInputError(
-                f"--slo: {key}={value!r} is not a positive duration; write e.g. 500ms or 0.5s"
-            )
-        limits[_SLO_KEYS[key]] = float(match.group(1)) * (1000.0 if match.group(2) == "s" else 1.0)
+        metric, percentile = match.group(1), float(match.group(2))
+        if metric in limits:
+            raise PlanInputError(f"--slo: {metric.upper()} is given twice")
+        limits[metric] = (_limit_ms(key, value), percentile)
     if not limits:
-        raise PlanInputError("--slo: no objective given; write e.g. ttft_p95=500ms,tpot_p95=50ms")
-    return SloConfig(**{name: limits.get(name) for name in _SLO_KEYS.values()})
+        raise PlanInputError(f"--slo: no objective given; {_SLO_EXAMPLE}")
+    fields: dict[str, float | None] = {}
+    for metric in ("ttft", "tpot", "e2e"):
+        given = limits.get(metric)
+        fields[f"{metric}_ms"] = given[0] if given else None
+        fields[f"{metric}_percentile"] = given[1] if given else None
+    return SloConfig.model_validate(fields)
 
 
 def parse_number(flag: str, text: str, *, percent: bool = False) -> float:
@@ -210,8 +231,8 @@ def _cheapest(targets: list[TargetPlan]) -> str | None:
 
 
 def make_plan(summary: pd.DataFrame, inputs: PlanInputs) -> Plan:
-    """The plan for every target of a run's summary, under `inputs.slo`."""
-    caps = capacities(summary, inputs.objectives)
+    """The plan for every target of a run's summary, under `inputs.slo` (repeats folded)."""
+    caps = capacities(by_load(summary), inputs.objectives)
     firsts = summary.drop_duplicates("target") if len(summary) else summary
     targets = [_target_plan(row, caps[str(row["target"])], inputs) for _, row in firsts.iterrows()]
     return Plan(inputs, targets, _cheapest(targets))

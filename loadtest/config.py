@@ -24,6 +24,7 @@ __all__ = [
     "LocustSettings",
     "TimeoutConfig",
     "WorkloadConfig",
+    "load_unit",
     "parse_duration",
 ]
 
@@ -104,6 +105,23 @@ class WorkloadConfig(_Strict):
 
 ArrivalProcess = Literal["constant", "poisson", "gamma"]
 LoadMode = Literal["concurrency", "rate", "batch"]
+
+_LOAD_UNITS: dict[str, tuple[str, str]] = {
+    "concurrency": ("user", "users"),
+    "rate": ("req/s offered", "req/s offered"),
+    "batch": ("request per batch", "requests per batch"),
+}
+
+
+def load_unit(mode: str, load: float | None = None) -> str:
+    """What a stage's load counts, in words: `users` (`1 user` with `load`), `req/s offered`.
+
+    The one unit table for progress lines, reports and charts; an unknown mode is `load`.
+    """
+    one, many = _LOAD_UNITS.get(mode, ("load", "load"))
+    if load is None:
+        return many
+    return f"{load:g} {one if load == 1 else many}"
 
 
 class LoadConfig(_Strict):

@@ -73,24 +73,34 @@ def test_no_target_within_the_slo_has_no_cheapest() -> None:
 
 
 def test_slo_text_parses_units_and_only_sets_what_is_given() -> None:
-    assert parse_slo("ttft_p95=500ms,tpot_p95=50ms") == SloConfig(
-        ttft_ms=500, tpot_ms=50, e2e_ms=None
-    )
-    assert parse_slo(" TTFT_p95 = 0.5s , e2e_p95=2s") == SloConfig(
-        ttft_ms=500, tpot_ms=None, e2e_ms=2000
-    )
-    assert parse_slo("tpot_p95=40").tpot_ms == 40  # a bare number is milliseconds
+    slo = parse_slo("ttft_p95=500ms,tpot_p95=50ms")
+    assert (slo.ttft_ms, slo.tpot_ms, slo.e2e_ms) == (500, 50, None)
+    assert [o.label for o in slo.objectives()] == ["TTFT p95", "TPOT p95"]
+    slo = parse_slo(" TTFT_p95 = 0.5s , e2e_p95=2s")
+    assert (slo.ttft_ms, slo.tpot_ms, slo.e2e_ms) == (500, None, 2000)
+    assert parse_slo("e2e_p95=1m").e2e_ms == 60_000  # the config's duration grammar
+
+
+def test_slo_text_takes_any_percentile_per_objective() -> None:
+    slo = parse_slo("ttft_p99=2s,tpot_p50=40ms,e2e_p99.9=10s")
+    assert [(o.label, o.column, o.limit_ms) for o in slo.objectives()] == [
+        ("TTFT p99", "ttft_p99_ms", 2000.0),
+        ("TPOT p50", "tpot_p50_ms", 40.0),
+        ("E2E p99.9", "e2e_p99.9_ms", 10_000.0),
+    ]
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("ttft=500ms", "unknown objective 'ttft'; use ttft_p95, tpot_p95, e2e_p95"),
+        ("ttft=500ms", "unknown objective 'ttft'; use ttft_pN, tpot_pN or e2e_pN"),
+        ("ttft_p100=5ms", "unknown objective 'ttft_p100'"),
         ("ttft_p95=-5ms", "is not a positive duration"),
         ("ttft_p95=0ms", "is not a positive duration"),
-        ("ttft_p95=fast", "is not a positive duration"),
+        ("ttft_p95=fast", "is not a duration with a unit; write e.g. 500ms or 0.5s"),
+        ("ttft_p95=40", "is not a duration with a unit"),  # seconds or ms? refused
         ("ttft_p95", "is not KEY=VALUE"),
-        ("ttft_p95=1s,ttft_p95=2s", "ttft_p95 is given twice"),
+        ("ttft_p95=1s,ttft_p99=2s", "TTFT is given twice"),
         (",", "no objective given"),
     ],
 )
