@@ -1,5 +1,7 @@
 """Targets side by side (pure): every target at every load, ratios against a reference target,
-each target's SLO limit, and the warnings a fair comparison needs (e.g. unequal output lengths).
+each target's SLO limit, every pair with its uncertainty (`pairwise`), and the warnings a fair
+comparison needs (e.g. unequal output lengths). Repeats are folded to one row per target and
+load first (`repeats.by_load`).
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from analysis.capacity import Capacity, capacities
+from analysis.capacity import Capacity, capacities, stage_meets
 from analysis.config import SloConfig
+from analysis.pairwise import PAIR_COLUMNS, PairVerdict, pair_verdict
+from analysis.repeats import by_load
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -22,19 +26,27 @@ __all__ = [
     "output_length_warning",
     "pick_reference",
     "ranking",
+    "ratio_column",
 ]
 
 OUTPUT_LENGTH_TOLERANCE = 0.05
 
 COMPARISON_COLUMNS = [
     "load",
+    "mode",
     "target",
     "stack",
     "quant",
     "simulated",
     "valid",
+    "invalid_reason",
+    "repeats",
+    "valid_repeats",
+    "repeat_spread_pct",
     "req_per_s",
+    "input_tok_per_s",
     "output_tok_per_s",
+    "total_tok_per_s",
     "output_tok_per_s_ratio",
     "ttft_p95_ms",
     "ttft_p95_ratio",
@@ -42,6 +54,7 @@ COMPARISON_COLUMNS = [
     "tpot_p95_ratio",
     "e2e_p95_ms",
     "error_rate",
+    "error_breakdown",
     "goodput_req_per_s",
 ]
 
@@ -52,9 +65,16 @@ _RATIOS = {
 }
 
 
+def ratio_column(column: str) -> str:
+    """`ttft_p99_ms` → `ttft_p99_ratio`: its ratio to the reference at the same load."""
+    return column.removesuffix("_ms") + "_ratio"
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Everything the report compares. Ratios are target ÷ reference at the same load."""
+    """Everything the report compares. Ratios are target ÷ reference at the same load;
+    `pairs` are every pair's ratios with intervals (`pairwise.PAIR_COLUMNS`), when the
+    per-request records were at hand."""
 
     reference: str | None
     reference_why: str
@@ -62,6 +82,20 @@ class Comparison:
     capacity: dict[str, Capacity]
     ranking: list[str]
     warnings: list[str] = field(default_factory=list)
+    pairs: pd.DataFrame | None = None
+    slo: SloConfig | None = None
+
+    def verdict(self, a: str, b: str) -> PairVerdict | None:
+        """Who is faster between `a` and `b`, or None when no pairs were computed: judged at
+        the highest load where either still meets the SLO (where the verdict is decided),
+        else at their highest common load."""
+        if self.pairs is None:
+            return None
+        loads = set()
+        if self.slo is not None:
+            mine = self.table[self.table["target"].isin([a, b])]
+            loads = {float(r["load"]) for _, r in mine.iterrows() if stage_meets(r, self.slo)}
+        return pair_verdict(self.pairs, a, b, loads)
 
     def capacity_ratio(self, target: str) -> float | None:
         """Target's SLO-limited req/s over the reference's (None when either has none)."""
@@ -102,22 +136,32 @@ def _ratio(values: pd.Series, reference: pd.Series) -> pd.Series:
     return out.where(np.isfinite(out))
 
 
-def comparison_table(summary: pd.DataFrame, reference: str | None) -> pd.DataFrame:
-    """One row per load × target (loads ascending, targets in run order) with ratios."""
+def comparison_table(
+    summary: pd.DataFrame, reference: str | None, slo: SloConfig | None = None
+) -> pd.DataFrame:
+    """One row per load × target (loads ascending, targets in run order) with ratios to the
+    reference: output tok/s, p95 TTFT and TPOT, and each SLO objective's figure."""
+    extra = [o.column for o in slo.objectives()] if slo is not None else []
+    extra = [c for c in dict.fromkeys(extra) if c not in COMPARISON_COLUMNS]
+    ratios = {**_RATIOS, **{c: ratio_column(c) for c in extra}}
+    columns = COMPARISON_COLUMNS + [name for c in extra for name in (c, ratio_column(c))]
     if summary.empty:
-        return pd.DataFrame(columns=COMPARISON_COLUMNS)
-    table = summary.copy()
+        return pd.DataFrame(columns=columns)
+    table = by_load(summary) if "repeats" not in summary else summary.copy()
     table["_order"] = pd.factorize(table["target"])[0]
     if reference is not None:
-        ref = summary[summary["target"] == reference].drop_duplicates("load", keep="last")
+        ref = table[table["target"] == reference].drop_duplicates("load", keep="last")
         ref = ref.set_index("load")
-        for column, ratio in _RATIOS.items():
+        for column, ratio in ratios.items():
             table[ratio] = _ratio(table[column], table["load"].map(ref[column]))
     else:
-        for ratio in _RATIOS.values():
+        for ratio in ratios.values():
             table[ratio] = np.nan
     table = table.sort_values(["load", "_order"], kind="stable")
-    return table[COMPARISON_COLUMNS].reset_index(drop=True)
+    for column in columns:
+        if column not in table:
+            table[column] = None
+    return table[columns].reset_index(drop=True)
 
 
 def _mean_output_tokens(summary: pd.DataFrame) -> dict[str, float]:
@@ -156,20 +200,25 @@ def output_length_warning(
 
 
 def ranking(capacity: dict[str, Capacity]) -> list[str]:
-    """Targets by SLO-limited req/s, highest first; those that never meet the SLO last."""
+    """Targets by SLO-limited req/s, highest first; then those that never met the SLO; then
+    those not measured (no valid stage)."""
 
     def key(item: tuple[str, Capacity]) -> tuple[int, float]:
         cap = item[1]
         rate = cap.req_per_s if cap.req_per_s is not None and math.isfinite(cap.req_per_s) else 0
-        return (0 if cap.sustains else 1, -rate)
+        return (0 if cap.sustains else 1 if cap.measured else 2, -rate)
 
     return [name for name, _ in sorted(capacity.items(), key=key)]
 
 
 def compare_targets(
-    summary: pd.DataFrame, slo: SloConfig, reference: str | None = None
+    summary: pd.DataFrame,
+    slo: SloConfig,
+    reference: str | None = None,
+    pairs: pd.DataFrame | None = None,
 ) -> Comparison:
-    """The whole comparison; `reference` is the config's `analysis.reference`, if any."""
+    """The whole comparison; `reference` is the config's `analysis.reference`, if any;
+    `pairs` from `pairwise.compare_pairs` (None when only summary rows are at hand)."""
     chosen, why = pick_reference(summary, reference)
     warnings = []
     if reference and chosen != reference:
@@ -180,5 +229,9 @@ def compare_targets(
     length = output_length_warning(summary)
     if length:
         warnings.append(length)
-    caps = capacities(summary, slo)
-    return Comparison(chosen, why, comparison_table(summary, chosen), caps, ranking(caps), warnings)
+    per_load = by_load(summary)
+    caps = capacities(per_load, slo)
+    table = comparison_table(per_load, chosen, slo)
+    if pairs is not None and pairs.empty:
+        pairs = pd.DataFrame(columns=PAIR_COLUMNS)
+    return Comparison(chosen, why, table, caps, ranking(caps), warnings, pairs, slo)

@@ -1,4 +1,5 @@
-"""Pure statistics on raw per-request values: percentiles with counts and confidence intervals.
+"""Pure statistics on raw per-request values: percentiles with counts and confidence intervals,
+and bootstrap intervals for the ratio of two targets' percentiles.
 
 Several quantiles of one sample share one sort (numpy's vectorised sort beats `np.partition`
 with several ranks), so a stage's pooled inter-token latencies are sorted once.
@@ -12,13 +13,29 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from scipy import stats as scipy_stats
 
-__all__ = ["PERCENTILES", "Quantile", "min_samples", "quantile", "quantiles"]
+__all__ = [
+    "BOOTSTRAP_CAP",
+    "BOOTSTRAP_RESAMPLES",
+    "PERCENTILES",
+    "Quantile",
+    "RatioInterval",
+    "min_samples",
+    "quantile",
+    "quantiles",
+    "ratio_interval",
+]
 
 _Z95 = 1.959963984540054
 
 PERCENTILES = (50, 90, 95, 99)
-"""The percentiles every latency is reported at (MEASUREMENT.md)."""
+"""The percentiles every latency is reported at by default (MEASUREMENT.md)."""
+
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_CAP = 1000
+"""At most this many values per side enter a bootstrap (a seeded random subset beyond it), so
+an interval costs milliseconds on a million-record run; the interval is then conservative."""
 
 
 @dataclass(frozen=True)
@@ -84,3 +101,64 @@ def quantiles(values: npt.ArrayLike, qs: Sequence[float]) -> list[Quantile]:
 def quantile(values: npt.ArrayLike, q: float) -> Quantile:
     """One quantile with its count and interval; see `quantiles` for several at once."""
     return quantiles(values, [q])[0]
+
+
+@dataclass(frozen=True)
+class RatioInterval:
+    """`statistic(a) / statistic(b)` with its 95% bootstrap interval, and the counts used."""
+
+    ratio: float
+    low: float
+    high: float
+    n_a: int
+    n_b: int
+
+
+def _subset(values: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return values if len(values) <= cap else rng.choice(values, size=cap, replace=False)
+
+
+def ratio_interval(
+    a: npt.ArrayLike,
+    b: npt.ArrayLike,
+    q: float,
+    *,
+    seed: int = 0,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    cap: int = BOOTSTRAP_CAP,
+) -> RatioInterval | None:
+    """The ratio of the q-quantiles of two independent samples (NaN ignored), with the 95%
+    percentile-bootstrap interval of `scipy.stats.bootstrap` resampling each side on its own.
+
+    None when either side has fewer values than the quantile needs (`min_samples`) or a
+    quantile is zero. The seed makes a report reproducible.
+    """
+    x = np.asarray(a, dtype=float)
+    y = np.asarray(b, dtype=float)
+    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
+    need = min_samples(q)
+    if len(x) < need or len(y) < need:
+        return None
+    point_a, point_b = np.quantile(x, q), np.quantile(y, q)
+    if point_a <= 0 or point_b <= 0:
+        return None
+    n_a, n_b = len(x), len(y)
+    rng = np.random.default_rng(seed)
+    x, y = _subset(x, cap, rng), _subset(y, cap, rng)
+
+    def ratio(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.quantile(xs, q, axis=axis) / np.quantile(ys, q, axis=axis)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        result = scipy_stats.bootstrap(
+            (x, y),
+            ratio,
+            paired=False,
+            vectorized=True,
+            n_resamples=n_resamples,
+            batch=250,
+            method="percentile",
+            rng=rng,
+        )
+    low, high = result.confidence_interval
+    return RatioInterval(float(point_a / point_b), float(low), float(high), n_a, n_b)

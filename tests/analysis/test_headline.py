@@ -1,3 +1,5 @@
+import pandas as pd
+
 from analysis.compare import compare_targets
 from analysis.config import SloConfig
 from analysis.headline import headline, target_label
@@ -16,11 +18,11 @@ def test_the_verdict_names_who_sustains_most_and_by_how_much() -> None:
     )
     lines = headline(summary, SLO)
     assert lines[0].startswith("**awq** (vllm awq) *(simulated)* sustains the most load")
-    assert "≈ 10 req/s, ≈ 1,000 output tok/s, at concurrency ≈ 10" in lines[0]
+    assert "≈ 10 req/s, ≈ 1,000 output tok/s, at ≈ 10 users" in lines[0]
     assert "1.67× the next best, **gptq** (vllm gptq) (≈ 6 req/s)" in lines[0]
     assert lines[-1] == "Figures from simulated targets are *simulated*: no GPU was measured."
     stricter = headline(summary, SloConfig(ttft_ms=200, tpot_ms=None))
-    assert "the only target within the SLO" in stricter[0]
+    assert "the only measured target within the SLO" in stricter[0]
     assert "Never within the SLO at a valid stage: gptq." in stricter
 
 
@@ -31,7 +33,7 @@ def test_lower_bounds_are_said_as_such() -> None:
     )  # fmt: skip
     first = headline(summary, SLO)[0]
     assert "≥ 16 req/s" in first
-    assert "met the SLO at every tested load, up to concurrency 16" in first
+    assert "met the SLO at every measured load, up to 16 users" in first
     assert "at least" in first
 
 
@@ -58,3 +60,55 @@ def test_labels_mark_simulated_targets() -> None:
     assert target_label("x", "vllm", "awq", True) == "x (vllm awq) *(simulated)*"
     assert target_label("x", "other", "", False, bold=True) == "**x** (other)"
     assert headline(summary_of(), SLO) == ["No stage completed, so there is nothing to compare."]
+
+
+def _pairs(verdict: str, ratio: float, low: float, high: float) -> pd.DataFrame:
+    rows = [
+        {"load": 4.0, "a": "awq", "b": "gptq", "metric": metric, "column": column,
+         "ratio": ratio, "low": low, "high": high, "n_a": 300, "n_b": 300, "band": 0.02,
+         "verdict": verdict}
+        for metric, column in (("TTFT p95", "ttft_p95_ms"),)
+    ]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _close_race() -> pd.DataFrame:
+    return summary_of(
+        stage_row("awq", 4, ttft_p95_ms=100.0),
+        stage_row("awq", 16, ttft_p95_ms=900.0),  # limit ≈ 10
+        stage_row("gptq", 4, ttft_p95_ms=101.0),
+        stage_row("gptq", 16, ttft_p95_ms=905.0),  # limit ≈ 9.96
+    )
+
+
+def test_no_winner_is_called_when_the_interval_includes_a_tie() -> None:
+    summary = _close_race()
+    tie = compare_targets(summary, SLO, pairs=_pairs("within noise", 0.99, 0.95, 1.03))
+    first = headline(summary, SLO, tie)[0]
+    assert "**awq** (vllm awq) and **gptq** (vllm gptq) are within noise of each other" in first
+    assert "at 4 users (awq ÷ gptq, 95% intervals: TTFT p95 0.99× (0.95–1.03))" in first
+    assert "no winner is called between them" in first
+
+
+def test_a_winner_is_called_with_its_interval_when_it_excludes_a_tie() -> None:
+    summary = _close_race()
+    lead = compare_targets(summary, SLO, pairs=_pairs("a faster", 0.85, 0.82, 0.88))
+    first = headline(summary, SLO, lead)[0]
+    assert first.startswith("**awq** (vllm awq) sustains the most load")
+    assert "at 4 users it is faster beyond noise (TTFT p95 0.85× (0.82–0.88))" in first
+    against = compare_targets(summary, SLO, pairs=_pairs("b faster", 1.2, 1.1, 1.3))
+    assert (
+        "yet at equal load (4 users) **gptq** (vllm gptq) is faster"
+        in (headline(summary, SLO, against)[0])
+    )
+
+
+def test_no_valid_stage_anywhere_is_not_measured_never_failed() -> None:
+    summary = summary_of(
+        stage_row("a", 1, valid=False, invalid_reason="error rate 100.0% > 1.0%"),
+        stage_row("b", 1, valid=False, invalid_reason="16 ok samples, p95 needs 59"),
+    )
+    lines = headline(summary, SLO)
+    assert lines[0].startswith("No target has a valid stage, so none was measured")
+    assert "Not measured (no valid stage, so no verdict): a, b." in lines
+    assert not any("met the SLO" in line and line.startswith("No measured") for line in lines)
