@@ -1,4 +1,11 @@
-"""From a run directory to summary.csv, requests.parquet, annotated stages, plan and reports.
+"""From a run directory to its derived files, in three steps: `load_run` reads everything the
+run wrote (and writes nothing), `analyze` computes every figure and verdict (pure), and
+`write_outputs` writes the derived files: summary.csv, requests.parquet, server_stages.csv,
+result.json, plots, report.md/html and, when a plan was asked for, plan.json/plan.md.
+
+The files the run wrote (run.json, requests.jsonl, stages.jsonl, the scrapes…) are never
+rewritten: stage validity lives in summary.csv and result.json, decided once with every cause
+known (server restarts included) before any figure is summarised.
 
 The plan: `quantbench plan` passes its inputs, which are kept in plan.json (with plan.md); a
 later `quantbench report` reuses them. With no plan asked for, the report still plans with the
@@ -8,37 +15,91 @@ config's SLO and no peak (rate per GPU and tokens per GPU-hour, no GPU count or 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
 
+from analysis.capacity import load_unit
 from analysis.compare import Comparison, compare_targets
 from analysis.config import AnalysisConfig, SloConfig
+from analysis.distributions import latency_cdfs
+from analysis.errors import error_breakdown
 from analysis.headline import headline
+from analysis.pairwise import compare_pairs
 from analysis.plan import Plan, PlanInputs, make_plan
 from analysis.plots import write_plots
+from analysis.repeats import by_load
 from analysis.report import Flag, ReportInput, render_html, render_markdown, render_plan_markdown
+from analysis.result_file import RESULT_FILE, result_document
 from analysis.rundir import (
     PLAN_JSON,
     PLAN_MD,
     RunDirError,
     load_generator,
     load_plan,
-    load_requests,
     load_run_meta,
     load_stages,
     parquet_is_current,
+    read_requests,
     write_parquet,
-    write_stages,
     write_text_atomic,
 )
-from analysis.server_view import server_view
-from analysis.summary import FailureCost, TargetInfo, summarize
+from analysis.server_view import SERVER_STAGES_FILE, ServerView, load_server_figures, server_view
+from analysis.summary import FailureCost, StageRequests, TargetInfo, report_percentiles, summarize
+from analysis.timeline import Timeline, load_server_gauges, timeline
+from loadtest.records import StageRecord
 from loadtest.run_meta import RunMeta, TargetMeta
 
-__all__ = ["AnalysisResult", "analyze_run"]
+__all__ = [
+    "Analysis",
+    "AnalysisResult",
+    "Run",
+    "analyze",
+    "analyze_run",
+    "load_run",
+    "write_outputs",
+]
+
+
+@dataclass(frozen=True)
+class Run:
+    """Everything a run directory holds, read once: the analysis's only input."""
+
+    run_dir: Path
+    meta: RunMeta
+    slo: SloConfig
+    limits: AnalysisConfig
+    cost: FailureCost
+    requests: pd.DataFrame
+    stages: list[StageRecord]
+    generator: pd.DataFrame
+    server_figures: pd.DataFrame
+    server_note: str | None
+    gauges: pd.DataFrame
+    saved_plan: PlanInputs | None
+    problems: list[str] = field(default_factory=list)  # damaged lines skipped, one per file
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Every figure and verdict of a run, computed; `report` lacks only its chart paths."""
+
+    run: Run
+    summary: pd.DataFrame
+    breakdown: pd.DataFrame
+    comparison: Comparison
+    plan: Plan
+    plan_asked: bool
+    headline: list[str]
+    server: ServerView
+    cdfs: pd.DataFrame
+    timeline: Timeline
+    report: ReportInput
+    result: dict[str, Any]
+    name: str
 
 
 @dataclass(frozen=True)
@@ -51,6 +112,8 @@ class AnalysisResult:
     plan: Plan | None = None
     plan_md: Path | None = None  # only when a plan was asked for (now or by an earlier `plan`)
     headline: list[str] = field(default_factory=list)
+    result_json: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # damaged input lines, for stderr
 
 
 def _targets(meta: RunMeta) -> dict[str, TargetInfo]:
@@ -88,6 +151,58 @@ def _meta_lines(meta: RunMeta, records: int, slo: SloConfig) -> list[tuple[str, 
     return lines
 
 
+def _length(spec: Any) -> str:
+    """A token-length distribution in words: `256`, `normal mean 128 ± 32 (16–256)`."""
+    if not isinstance(spec, dict):
+        return str(spec) if spec is not None else "?"
+    mean, dist = spec.get("mean"), spec.get("dist", "fixed")
+    if dist == "fixed":
+        return f"{mean:g}" if isinstance(mean, int | float) else str(mean)
+    bounds = f" ({spec.get('min', 1)}–{spec['max']})" if spec.get("max") else ""
+    return f"{dist} mean {mean:g} ± {spec.get('std', 0):g}{bounds}"
+
+
+def _setup_lines(meta: RunMeta, requests: pd.DataFrame, slo: SloConfig) -> list[tuple[str, str]]:
+    """What was measured, for the report's header: model, lengths, dataset, GPU, load, SLO."""
+    workload = meta.config.get("workload") or {}
+    load = meta.config.get("load") or {}
+    models, gpus = [], []
+    for t in meta.targets:
+        models.append(f"{t.name}: {t.model or 'not recorded'}")
+        gpu = (t.sim or {}).get("gpu")
+        gpus.append(f"{t.name}: {gpu} (simulated)" if gpu else f"{t.name}: not recorded")
+    ok = requests[requests["outcome"].astype(str) == "ok"] if len(requests) else requests
+    measured = ""
+    if len(ok):
+        prompt = pd.to_numeric(ok["prompt_tokens"], errors="coerce").mean()
+        output = pd.to_numeric(ok["output_tokens"], errors="coerce").mean()
+        measured = f" (measured on ok requests: mean {prompt:.1f} in, {output:.1f} out)"
+    dataset = workload.get("dataset")
+    lines = [
+        ("model", "; ".join(models) or "?"),
+        ("GPU", "; ".join(gpus) or "?"),
+        (
+            "prompt / output tokens",
+            f"{_length(workload.get('prompt_tokens'))} / "
+            f"{_length(workload.get('output_tokens'))}{measured}",
+        ),
+        ("dataset", str(dataset) if dataset else "synthetic prompts (no dataset file)"),
+        ("endpoint", str(workload.get("endpoint", "?"))),
+    ]
+    if load:
+        stages = ", ".join(f"{float(x):g}" for x in load.get("stages") or [])
+        lines.append(
+            (
+                "load",
+                f"{load.get('mode', '?')}: {stages} ({load_unit(str(load.get('mode', '')))}), "
+                f"warm-up {load.get('warmup', '?')} s + {load.get('stage_duration', '?')} s "
+                "measured per stage",
+            )
+        )
+    lines.append(("SLO", ", ".join(f"{o.label} ≤ {o.limit_ms:g} ms" for o in slo.objectives())))
+    return lines
+
+
 def _config(meta: RunMeta) -> tuple[SloConfig, AnalysisConfig, FailureCost]:
     config = meta.config
     try:
@@ -95,8 +210,11 @@ def _config(meta: RunMeta) -> tuple[SloConfig, AnalysisConfig, FailureCost]:
         limits = AnalysisConfig.model_validate(config.get("analysis") or {})
         timeouts = meta.timeouts()
     except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
         raise RunDirError(
-            f"run.json: config.slo, config.analysis or config.timeouts unreadable ({exc})"
+            "run.json: config.slo, config.analysis or config.timeouts unreadable "
+            f"({where}: {first['msg']})"
         ) from exc
     cost = FailureCost(ttft_ms=1000.0 * timeouts.ttft, e2e_ms=1000.0 * timeouts.total)
     return slo, limits, cost
@@ -114,77 +232,139 @@ def _saved_plan_inputs(run_dir: Path) -> PlanInputs | None:
         ) from exc
 
 
-def _mark_restarts(summary: pd.DataFrame, restarts: dict[tuple[str, int], str]) -> None:
-    """A stage in which the server restarted is invalid (MEASUREMENT.md), never averaged in."""
-    for index, row in summary.iterrows():
-        reason = restarts.get((str(row["target"]), int(row["stage"])))
-        if reason is None:
-            continue
-        previous = str(row["invalid_reason"] or "")
-        summary.at[index, "valid"] = False
-        text = f"server restarted ({reason})"
-        summary.at[index, "invalid_reason"] = f"{previous}; {text}" if previous else text
-
-
-def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> AnalysisResult:
-    """Summarise, compare, plan and report; `plan_inputs` (from `quantbench plan`) are kept."""
+def load_run(run_dir: Path) -> Run:
+    """Read a run directory (no file is written). Raises RunDirError with one line."""
     meta = load_run_meta(run_dir)
     slo, limits, cost = _config(meta)
-    requests = load_requests(run_dir)
+    requests, problems = read_requests(run_dir)
     stages = load_stages(run_dir)
-    summary = summarize(
-        requests, stages, _targets(meta), slo, limits, cost, load_generator(run_dir)
+    figures, note = load_server_figures(run_dir, meta, stages)
+    stacks = {t.name: t.stack for t in meta.targets}
+    return Run(
+        run_dir=run_dir,
+        meta=meta,
+        slo=slo,
+        limits=limits,
+        cost=cost,
+        requests=requests,
+        stages=stages,
+        generator=load_generator(run_dir),
+        server_figures=figures,
+        server_note=note,
+        gauges=load_server_gauges(run_dir, stacks),
+        saved_plan=_saved_plan_inputs(run_dir),
+        problems=problems,
     )
-    server = server_view(run_dir, meta, stages, requests)
-    _mark_restarts(summary, server.restarts())
-    by_key = {(row.target, row.stage): row for row in summary.itertuples()}
-    for stage in stages:
-        row = by_key.get((stage.target, stage.stage))
-        if row is not None:
-            stage.valid = bool(row.valid)
-            stage.invalid_reason = str(row.invalid_reason) or None
-    write_stages(run_dir, stages)
-    if not parquet_is_current(run_dir):
-        write_parquet(run_dir, requests)
-    records = len(requests)
-    del requests  # the largest object by far; the rest works on the summary
 
-    summary_csv = run_dir / "summary.csv"
-    summary.to_csv(summary_csv, index=False, float_format="%.3f")
-    comparison = compare_targets(summary, slo, limits.reference)
-    asked = plan_inputs or _saved_plan_inputs(run_dir)
-    asked = asked.resolved(slo) if asked is not None else None
-    plan = make_plan(summary, asked or PlanInputs(slo=slo, source="config"))
-    name = meta.name or run_dir.name
+
+def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
+    """Every figure and verdict of `run` (pure). `plan_inputs` (from `quantbench plan`)
+    replace the saved ones; without either, the plan uses the config's SLO."""
+    asked = plan_inputs or run.saved_plan
+    asked = asked.resolved(run.slo) if asked is not None else None
+    percentiles = report_percentiles(run.limits, run.slo, asked.slo if asked else None)
+    server = server_view(run.server_figures, run.server_note, run.stages, run.requests)
+    breakdown = error_breakdown(run.requests)
+    summary = summarize(
+        run.requests,
+        run.stages,
+        _targets(run.meta),
+        run.slo,
+        run.limits,
+        run.cost,
+        run.generator,
+        restarts=server.restarts(),
+        breakdown=breakdown,
+        percentiles=percentiles,
+    )
+    records = StageRequests(run.requests, run.slo)
+    pairs = compare_pairs(records, summary, run.slo, run.limits)
+    comparison = compare_targets(summary, run.slo, run.limits.reference, pairs)
+    plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config"))
+    name = run.meta.name or run.run_dir.name
     simulated = bool(summary["simulated"].any()) if len(summary) else False
     tag = " (simulated)" if simulated else ""
+    lines = headline(summary, run.slo, comparison, plan, notes=run.problems)
+    report = ReportInput(
+        title=f"quantbench report — {name}{tag}",
+        headline=lines,
+        summary=summary,
+        meta=_meta_lines(run.meta, len(run.requests), run.slo),
+        setup=_setup_lines(run.meta, run.requests, run.slo),
+        comparison=comparison,
+        plan=plan,
+        flags=[Flag(*flag) for flag in server.flags()]
+        + ([Flag("all", None, server.note)] if server.note else []),
+        slo=run.slo,
+        server=server.reconciliation,
+        errors=breakdown,
+        percentiles=[p for p in percentiles if p in run.limits.percentiles] or percentiles,
+    )
+    result = result_document(run.meta, summary, comparison, plan, lines, breakdown, percentiles)
+    return Analysis(
+        run=run,
+        summary=summary,
+        breakdown=breakdown,
+        comparison=comparison,
+        plan=plan,
+        plan_asked=asked is not None,
+        headline=lines,
+        server=server,
+        cdfs=latency_cdfs(records, summary),
+        timeline=timeline(run.requests, run.stages, run.gauges),
+        report=report,
+        result=result,
+        name=f"{name}{tag}",
+    )
+
+
+def write_outputs(analysis: Analysis) -> AnalysisResult:
+    """Write every derived file of `analysis` into its run directory (each atomically)."""
+    run_dir, summary = analysis.run.run_dir, analysis.summary
+    if not parquet_is_current(run_dir):
+        write_parquet(run_dir, analysis.run.requests)
+    summary_csv = run_dir / "summary.csv"
+    write_text_atomic(summary_csv, summary.to_csv(index=False, float_format="%.3f"))
+    figures = analysis.server.figures
+    if not figures.empty:
+        text = figures.to_csv(index=False, float_format="%.4f")
+        write_text_atomic(run_dir / SERVER_STAGES_FILE, text)
+    result_json = run_dir / RESULT_FILE
+    write_text_atomic(result_json, json.dumps(analysis.result, indent=1, default=str) + "\n")
     plan_md = None
-    if asked is not None:
+    if analysis.plan_asked:
+        plan = analysis.plan
         write_text_atomic(run_dir / PLAN_JSON, json.dumps(plan.to_json(), indent=2) + "\n")
         plan_md = run_dir / PLAN_MD
-        write_text_atomic(
-            plan_md, render_plan_markdown(plan, summary, f"Capacity plan — {name}{tag}")
-        )
-
-    plots = write_plots(summary, run_dir / "plots", slo, comparison.capacity)
-    lines = headline(summary, slo, comparison, plan)
-    report = ReportInput(
-        f"quantbench report — {name}{tag}",
-        lines,
-        summary,
-        plots,
-        _meta_lines(meta, records, slo),
-        comparison,
-        plan,
-        [Flag(*flag) for flag in server.flags()]
-        + ([Flag("all", None, server.note)] if server.note else []),
-        slo,
-        server.reconciliation,
+        title = f"Capacity plan — {analysis.name}"
+        write_text_atomic(plan_md, render_plan_markdown(plan, summary, title))
+    plots = write_plots(
+        by_load(summary),
+        run_dir / "plots",
+        analysis.run.slo,
+        analysis.comparison.capacity,
+        analysis.cdfs,
+        analysis.timeline,
     )
+    report = replace(analysis.report, plots=plots)
     report_md = run_dir / "report.md"
     write_text_atomic(report_md, render_markdown(report))
     report_html = run_dir / "report.html"
     write_text_atomic(report_html, render_html(report))
     return AnalysisResult(
-        summary, summary_csv, report_md, report_html, comparison, plan, plan_md, lines
+        summary,
+        summary_csv,
+        report_md,
+        report_html,
+        analysis.comparison,
+        analysis.plan,
+        plan_md,
+        analysis.headline,
+        result_json,
+        list(analysis.run.problems),
     )
+
+
+def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> AnalysisResult:
+    """Read, analyse and write a run directory's derived files; `plan_inputs` are kept."""
+    return write_outputs(analyze(load_run(run_dir), plan_inputs))

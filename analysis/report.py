@@ -1,7 +1,9 @@
 """What report.md, report.html and plan.md say, section by section, from computed results.
 
-Formatting only: every figure arrives computed (summary, comparison, plan, flags); the
-`document` module turns the blocks into Markdown or a self-contained HTML page.
+Formatting only: every figure arrives computed (summary, comparison, pairs, error breakdown,
+plan, flags); the `document` module turns the blocks into Markdown or a self-contained HTML
+page. Every table shows a stage's figures from the same requests (MEASUREMENT.md): those it
+scheduled after its warm-up.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from analysis.capacity import load_unit, slo_text
-from analysis.compare import Comparison
-from analysis.config import SloConfig
+from analysis.compare import Comparison, ratio_column
+from analysis.config import DEFAULT_PERCENTILES, SloConfig, percentile_word
 from analysis.document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
+from analysis.errors import BREAKDOWN_COLUMNS
 from analysis.headline import target_labels
+from analysis.pairwise import swap_pairs
 from analysis.plan import Plan
-from analysis.stats import PERCENTILES
 from analysis.summary import STAT_METRICS, stat_column
 
 __all__ = [
@@ -41,18 +44,24 @@ class Flag(NamedTuple):
     reason: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ReportInput:
+    """Everything a report shows, computed. `setup`: what was measured (model, lengths,
+    dataset, GPU…), shown under the headline; `meta`: the run's bookkeeping, shown last."""
+
     title: str
     headline: list[str]
     summary: pd.DataFrame
-    plots: dict[str, Path]
-    meta: list[tuple[str, str]]
+    plots: dict[str, Path] = field(default_factory=dict)
+    meta: list[tuple[str, str]] = field(default_factory=list)
+    setup: list[tuple[str, str]] = field(default_factory=list)
     comparison: Comparison | None = None
     plan: Plan | None = None
     flags: list[Flag] = field(default_factory=list)
     slo: SloConfig | None = None
     server: pd.DataFrame | None = None  # analysis.server.RECONCILE_COLUMNS rows
+    errors: pd.DataFrame | None = None  # analysis.errors.BREAKDOWN_COLUMNS rows
+    percentiles: list[float] = field(default_factory=lambda: list(DEFAULT_PERCENTILES))
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -79,32 +88,103 @@ def _unit(summary: pd.DataFrame) -> str:
     return load_unit(str(modes[0])) if len(modes) == 1 else "load"
 
 
+def _objective_columns(report: ReportInput) -> list[tuple[str, str]]:
+    """(summary column, header) of the latencies the comparison shows: the SLO's objectives,
+    or p95 TTFT and TPOT."""
+    objectives = report.slo.objectives() if report.slo is not None else []
+    shown = [(o.column, o.label) for o in objectives]
+    return shown or [("ttft_p95_ms", "TTFT p95"), ("tpot_p95_ms", "TPOT p95")]
+
+
 def _comparison(report: ReportInput, labels: dict[str, str]) -> list[Block]:
     comparison = report.comparison
     if comparison is None or comparison.table.empty:
         return []
     ref = comparison.reference
-    headers = [_unit(report.summary), "target", "req/s", "out tok/s"]
-    headers += ["tok/s ×ref"] if ref else []
-    headers += ["TTFT p95"] + (["×ref"] if ref else []) + ["TPOT p95"] + (["×ref"] if ref else [])
+    latencies = _objective_columns(report)
+    repeats = bool((comparison.table["repeats"].fillna(1) > 1).any())
+    headers = [_unit(report.summary), "target", "req/s", "in tok/s", "out tok/s", "total tok/s"]
+    headers += ["out tok/s ×ref"] if ref else []
+    for _, label in latencies:
+        headers += [label] + (["×ref"] if ref else [])
     headers += ["E2E p95", "errors", "goodput/s", "valid"]
+    headers += ["repeats (spread)"] if repeats else []
     rows = []
     for r in comparison.table.to_dict("records"):
         row = [_num(r["load"], 0 if float(r["load"]).is_integer() else 1), labels[r["target"]]]
-        row += [_num(r["req_per_s"]), _num(r["output_tok_per_s"])]
+        row += [_num(r["req_per_s"]), _num(r["input_tok_per_s"]), _num(r["output_tok_per_s"])]
+        row += [_num(r["total_tok_per_s"])]
         row += [_ratio(r["output_tok_per_s_ratio"])] if ref else []
-        row += [_num(r["ttft_p95_ms"])] + ([_ratio(r["ttft_p95_ratio"])] if ref else [])
-        row += [_num(r["tpot_p95_ms"])] + ([_ratio(r["tpot_p95_ratio"])] if ref else [])
+        for column, _ in latencies:
+            row += [_num(r.get(column))] + ([_ratio(r.get(ratio_column(column)))] if ref else [])
         row += [_num(r["e2e_p95_ms"]), f"{100 * float(r['error_rate']):.1f}%"]
         row += [_num(r["goodput_req_per_s"]), "yes" if bool(r["valid"]) else "NO"]
+        if repeats:
+            spread = _num(r.get("repeat_spread_pct"))
+            counts = f"{int(r['valid_repeats'])}/{int(r['repeats'])}"
+            row.append(counts if spread == "n/a" else f"{counts} (±{float(spread) / 2:.1f}%)")
         rows.append(row)
     note = (
         f"Ratios: target ÷ reference **{ref}** ({comparison.reference_why}) at the same load. "
         if ref
         else "No reference target: give one `quant: fp16` or set `analysis.reference`. "
     )
-    note += "Latencies in ms from raw client records, warm-up excluded; n/a = too few samples."
+    note += (
+        "Every figure of a stage comes from the requests it scheduled after its warm-up; "
+        "req/s and tok/s are their completed requests (tokens) over the measured window. "
+        "Latencies in ms from raw client records; n/a = too few samples."
+    )
+    if repeats:
+        note += (
+            " With repeats: the median over valid repeats; spread = half the range of TTFT "
+            "p50 across them."
+        )
     return [Heading("Comparison at each load"), Table(headers, rows), Paragraph(note)]
+
+
+def _pair_cell(ratio: float, low: float, high: float, verdict: str) -> str:
+    text = f"{ratio:.2f}× ({low:.2f}–{high:.2f})"
+    return f"≈ {text}" if verdict == "within noise" else f"**{text}**"
+
+
+def _pairs(report: ReportInput, labels: dict[str, str]) -> list[Block]:
+    """Every pair at equal load: one matrix per load and objective, row ÷ column."""
+    comparison = report.comparison
+    pairs = comparison.pairs if comparison is not None else None
+    if pairs is None or pairs.empty:
+        return []
+    both = pd.concat([pairs, swap_pairs(pairs)], ignore_index=True)
+    order = list(dict.fromkeys(str(t) for t in report.summary["target"]))
+    margin = both["band"].min()
+    blocks: list[Block] = [
+        Heading("Every pair at equal load"),
+        Paragraph(
+            "Row target ÷ column target, from the per-request records of the valid stages at "
+            "that load (repeats pooled): below 1 the row target is faster. In brackets the 95% "
+            "bootstrap interval (SciPy, each side resampled on its own). **Bold**: the whole "
+            f"interval lies beyond ±{100 * margin:.0f}% of a tie, a real difference; ≈: within "
+            "noise (the tie band is `analysis.tie_margin`, or the spread between a target's "
+            "own repeats when wider)."
+        ),
+    ]
+    modes = report.summary["mode"].dropna().unique()
+    mode = str(modes[0]) if len(modes) == 1 else ""
+    for (load, metric), cells in both.groupby(["load", "metric"], sort=False):
+        here = [t for t in order if t in set(cells["a"]) | set(cells["b"])]
+        index = {(r.a, r.b): r for r in cells.itertuples()}
+        rows = []
+        for a in here:
+            row = [labels.get(a, a)]
+            for b in here:
+                r = index.get((a, b))
+                row.append(
+                    "—" if a == b else "n/a" if r is None
+                    else _pair_cell(r.ratio, r.low, r.high, r.verdict)
+                )  # fmt: skip
+            rows.append(row)
+        blocks.append(Paragraph(f"**{metric}** at {load_unit(mode, float(load))}:"))
+        blocks.append(Table(["row ÷ column", *(labels.get(t, t) for t in here)], rows))
+    return blocks
 
 
 def _capacity(report: ReportInput, labels: dict[str, str]) -> list[Block]:
@@ -128,15 +208,24 @@ def _capacity(report: ReportInput, labels: dict[str, str]) -> list[Block]:
             row.append(_ratio(comparison.capacity_ratio(target)))
         rows.append([*row, cap.limited_by])
     slo = slo_text(report.slo) if report.slo is not None else "the config's SLO"
-    return [
+    blocks: list[Block] = [
         Heading("Highest load within the SLO"),
         Paragraph(
-            f"SLO: {slo}, on valid stages. ≈ = interpolated linearly between the last stage "
-            "that met the SLO and the first that did not; ≥ = every tested load met it; "
-            "none = the lowest load already failed."
+            f"SLO: {slo}, on valid stages only: an invalid stage is unknown, never a failure. "
+            "≈ = interpolated linearly between the last stage that met the SLO and the first "
+            "that did not; ≥ = every measured load met it; none = the lowest measured load "
+            "already failed; not measured = no valid stage."
         ),
         Table(headers, rows),
     ]
+    skipped = [
+        f"{labels[target]} at {reason}"
+        for target in comparison.ranking
+        for reason in comparison.capacity[target].skipped
+    ]
+    if skipped:
+        blocks += [Paragraph("Stages left out as unknown:"), Bullets(skipped)]
+    return blocks
 
 
 def plan_blocks(
@@ -194,9 +283,11 @@ def plan_blocks(
     ]
 
 
-def _stats(summary: pd.DataFrame, labels: dict[str, str]) -> list[Block]:
-    headers = ["target", _unit(summary), "metric", "scope", "n"]
-    headers += [f"p{p}" for p in PERCENTILES] + ["p95 95% CI", "p99 95% CI"]
+def _stats(summary: pd.DataFrame, labels: dict[str, str], percentiles: list[float]) -> list[Block]:
+    words = [f"p{percentile_word(p)}" for p in percentiles]
+    intervals = [w for w in ("p95", "p99") if w in words]
+    headers = ["target", _unit(summary), "metric", "scope", "n", "mean", *words]
+    headers += [f"{w} 95% CI" for w in intervals]
     rows = []
     for r in summary.to_dict("records"):
         for scope, metrics in STAT_METRICS.items():
@@ -206,21 +297,59 @@ def _stats(summary: pd.DataFrame, labels: dict[str, str]) -> list[Block]:
                 row = [labels[r["target"]], _num(r["load"], 0), metric.upper()]
                 row.append("all" if scope else "ok")
                 row.append(str(int(r[stat_column(metric, scope, "n")] or 0)))
-                row += [_num(r[stat_column(metric, scope, f"p{p}")]) for p in PERCENTILES]
-                for p in (95, 99):
-                    lo, hi = (r[stat_column(metric, scope, f"p{p}_{b}")] for b in ("lo", "hi"))
+                row.append(_num(r.get(stat_column(metric, scope, "mean"))))
+                row += [_num(r.get(stat_column(metric, scope, w))) for w in words]
+                for w in intervals:
+                    lo, hi = (r.get(stat_column(metric, scope, f"{w}_{b}")) for b in ("lo", "hi"))
                     row.append("n/a" if _num(lo) == "n/a" else f"{_num(lo)}–{_num(hi)}")
                 rows.append(row)
     return [
         Heading("Per-stage statistics"),
         Paragraph(
-            "Milliseconds. `ok`: successful requests only; `all`: every scheduled request, a "
-            "failure counted as its timeout (so failing fast cannot look fast). CI: "
-            "distribution-free order-statistic 95% interval; n/a below 59 samples for p95, "
-            "299 for p99. ITL pools every token gap of the stage."
+            "Milliseconds, over each stage's own requests (scheduled after its warm-up). "
+            "`ok`: successful requests only; `all`: every scheduled request, a failure "
+            "counted as its timeout (so failing fast cannot look fast). CI: "
+            "distribution-free order-statistic 95% interval; n/a below the samples a "
+            "percentile needs (59 for p95, 299 for p99). ITL pools every token gap of the "
+            "stage. Percentiles shown: `analysis.percentiles`."
         ),
         Table(headers, rows),
     ]
+
+
+def _errors(report: ReportInput, labels: dict[str, str]) -> list[Block]:
+    """Failures per target × stage by outcome and HTTP status, with an example message."""
+    errors = report.errors
+    blocks: list[Block] = [Heading("Errors")]
+    if errors is None or errors.empty:
+        return [*blocks, Paragraph("Every measured request ended `ok`.")]
+    stages = report.summary.set_index(["target", "stage"])
+    rows = []
+    for r in errors[BREAKDOWN_COLUMNS].itertuples():
+        key = (r.target, r.stage)
+        load = stages.loc[key, "load"] if key in stages.index else None
+        scheduled = stages.loc[key, "requests"] if key in stages.index else None
+        share = f"{100 * r.count / scheduled:.1f}%" if scheduled else "n/a"
+        status = "—" if pd.isna(r.http_status) else str(int(r.http_status))
+        rows.append(
+            [
+                labels.get(r.target, r.target),
+                str(r.stage),
+                _num(load, 0),
+                str(r.outcome),
+                status,
+                f"{int(r.count):,}",
+                share,
+                f"`{r.example}`" if r.example else "",
+            ]
+        )
+    headers = ["target", "stage", _unit(report.summary), "outcome", "HTTP", "count", "share"]
+    note = (
+        "Failed requests of each stage's measured window by outcome (MEASUREMENT.md) and "
+        "HTTP status; share of the stage's scheduled requests; the example is the first "
+        "message of its kind, on one line (API keys are redacted when recorded)."
+    )
+    return [*blocks, Paragraph(note), Table([*headers, "example"], rows)]
 
 
 def _validity(summary: pd.DataFrame, labels: dict[str, str]) -> list[Block]:
@@ -252,14 +381,20 @@ def _flags(flags: list[Flag], labels: dict[str, str]) -> list[Block]:
     return [*blocks, Table(["target", "stage", "reason"], rows)]
 
 
-def _server(rows: pd.DataFrame | None, labels: dict[str, str]) -> list[Block]:
-    """The server's own figures beside the client's (server quantiles bucket-interpolated)."""
+def _server(
+    rows: pd.DataFrame | None, summary: pd.DataFrame, labels: dict[str, str]
+) -> list[Block]:
+    """The server's own figures beside the client's (server quantiles bucket-interpolated).
+
+    The client TTFT p95 is the stage's own figure (the same as every other table); the
+    count and mean are reconciled over the requests the server itself counts."""
     if rows is None or rows.empty:
         return []
+    client_p95 = {(str(r.target), int(r.stage)): r.ttft_p95_ms for r in summary.itertuples()}
     headers = [
-        "target", "stage", "client ok", "server finished", "client TTFT mean",
-        "server TTFT mean", "client TTFT p95", "server TTFT p95 (buckets)", "preempted",
-        "restart",
+        "target", "stage", "client ok (ended in window)", "server finished",
+        "client TTFT mean (same requests)", "server TTFT mean", "client TTFT p95",
+        "server TTFT p95 (buckets)", "preempted", "restart",
     ]  # fmt: skip
     table = [
         [
@@ -269,17 +404,21 @@ def _server(rows: pd.DataFrame | None, labels: dict[str, str]) -> list[Block]:
             _num(r.server_requests_finished, 0),
             _num(r.client_ttft_mean_ms),
             _num(r.server_ttft_mean_ms),
-            _num(r.client_ttft_p95_ms),
+            _num(client_p95.get((str(r.target), int(r.stage)))),
             _num(r.server_ttft_p95_ms),
             _num(r.server_preemptions, 0),
             "YES" if bool(r.restarted) else "no",
         ]
         for r in rows.itertuples()
     ]
-    note = ("From each target's /metrics: requests that finished in the stage's measured window; "
-            "server quantiles are interpolated within histogram buckets; 'preempted': running "
-            "requests the server evicted because its KV cache was full (vLLM), each one a "
-            "pause in its stream.")  # fmt: skip
+    note = (
+        "From each target's /metrics over the stage's measured window (aligned to the "
+        "scrapes). To reconcile counts and means, the client side counts what the server "
+        "counts: requests that *ended* ok in that window, warm-up ones included; the client "
+        "TTFT p95 is the stage's own, as in every other table. Server quantiles are "
+        "interpolated within histogram buckets; 'preempted': running requests the server "
+        "evicted because its KV cache was full (vLLM), each one a pause in its stream."
+    )
     return [Heading("Server-side figures"), Paragraph(note), Table(headers, table)]
 
 
@@ -287,18 +426,22 @@ def report_blocks(report: ReportInput) -> list[Block]:
     """The whole report, in reading order."""
     labels = target_labels(report.summary)
     blocks: list[Block] = [Heading(report.title, 1), Bullets(report.headline)]
+    if report.setup:
+        blocks += [Heading("What was measured"), Bullets([f"{k}: {v}" for k, v in report.setup])]
     if report.summary.empty:
         return [*blocks, Heading("Run"), Bullets([f"{k}: {v}" for k, v in report.meta])]
     blocks += _comparison(report, labels)
+    blocks += _pairs(report, labels)
     blocks += _capacity(report, labels)
     if report.plan is not None:
         blocks += plan_blocks(report.plan, labels)
     if report.plots:
         blocks.append(Heading("Charts"))
         blocks += [Image(alt, path) for alt, path in report.plots.items()]
-    blocks += _stats(report.summary, labels)
+    blocks += _errors(report, labels)
+    blocks += _stats(report.summary, labels, report.percentiles)
     blocks += _validity(report.summary, labels)
-    blocks += _server(report.server, labels)
+    blocks += _server(report.server, report.summary, labels)
     blocks += _flags(report.flags, labels)
     blocks += [Heading("Run"), Bullets([f"{key}: {value}" for key, value in report.meta])]
     return blocks

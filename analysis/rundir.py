@@ -21,7 +21,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
-from pydantic import ValidationError
 
 from loadtest.generator_stats import GENERATOR_FILE
 from loadtest.jsonl import read_jsonl

@@ -25,7 +25,7 @@ from analysis.server.samples import SERVER_METRICS_FILE
 from loadtest.records import StageRecord
 from loadtest.run_meta import RunMeta
 
-__all__ = ["SERVER_STAGES_FILE", "ServerView", "server_view"]
+__all__ = ["SERVER_STAGES_FILE", "ServerView", "load_server_figures", "server_view"]
 
 SERVER_STAGES_FILE = "server_stages.csv"
 
@@ -51,9 +51,11 @@ class ServerView:
         return {(str(r.target), int(r.stage)): str(r.restart_reason) for r in hit.itertuples()}
 
 
-def _figures(
+def load_server_figures(
     run_dir: Path, meta: RunMeta, stages: list[StageRecord]
 ) -> tuple[pd.DataFrame, str | None]:
+    """Per-stage server figures (`STAGE_COLUMNS`) and, if Prometheus was asked for but could
+    not be used, why. Reads the saved scrapes or queries Prometheus; writes nothing."""
     targets = [t for t in meta.targets if t.stack in STACK_MAPPINGS]
     stacks = {t.name: t.stack for t in targets}
     mine = [s for s in stages if s.target in stacks]
@@ -75,12 +77,14 @@ def _figures(
 
 
 def server_view(
-    run_dir: Path, meta: RunMeta, stages: list[StageRecord], requests: pd.DataFrame
+    figures: pd.DataFrame,
+    note: str | None,
+    stages: list[StageRecord],
+    requests: pd.DataFrame,
 ) -> ServerView:
-    figures, note = _figures(run_dir, meta, stages)
+    """The server's figures reconciled with the client's (pure)."""
     if figures.empty:
         return ServerView(figures, pd.DataFrame(), note)
-    figures.to_csv(run_dir / SERVER_STAGES_FILE, index=False, float_format="%.4f")
     windows = {
         (str(r.target), int(r.stage)): (float(r.window_start_s), float(r.window_end_s))
         for r in figures.itertuples()

@@ -1,0 +1,105 @@
+"""The pipeline's contract with a run directory: read everything, rewrite nothing the run
+wrote, and say the right thing when some stages cannot be trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from analysis.pipeline import analyze, analyze_run, load_run
+from loadtest.records import STAGES_FILE
+from quantbench.cli import main
+from tests.analysis.helpers import FakeTarget, write_run
+
+
+def digests(run_dir: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(run_dir)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+def test_report_leaves_every_input_file_byte_identical(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = write_run(tmp_path, [FakeTarget("a"), FakeTarget("b", quant="fp16")])
+    (run_dir / "generator.jsonl").write_text('{"pid": 1, "wall_s": 1.0, "cpu_percent": 20.0}\n')
+    (run_dir / "scheduled.jsonl").write_text('{"target": "a", "stage": 0, "request_id": "x"}\n')
+    stages = (run_dir / STAGES_FILE).read_text().splitlines()
+    stages[0] = stages[0].replace('"valid":null', '"valid":true')  # an old run's own verdict
+    (run_dir / STAGES_FILE).write_text("\n".join(stages) + "\n")
+    inputs = digests(run_dir)
+    assert main(["report", str(run_dir)]) == 0
+    assert main(["plan", str(run_dir), "--slo", "ttft_p99=1s"]) == 0
+    assert main(["report", str(run_dir)]) == 0
+    capsys.readouterr()
+    after = digests(run_dir)
+    assert {name: after[name] for name in inputs} == inputs
+    derived = set(after) - set(inputs)
+    for name in (
+        "summary.csv",
+        "result.json",
+        "report.md",
+        "report.html",
+        "requests.parquet",
+        "plan.json",
+        "plan.md",
+        "plots/latency_cdf.png",
+        "plots/timeline.png",
+    ):
+        assert name in derived, name  # fmt: skip
+
+
+def test_analyze_is_pure_and_write_outputs_does_the_writing(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, [FakeTarget("a")])
+    before = digests(run_dir)
+    analysis = analyze(load_run(run_dir))
+    assert digests(run_dir) == before  # nothing written, not even a plot
+    assert analysis.summary["valid"].all() and analysis.result["stages"]
+    assert analysis.report.plots == {}
+
+
+def test_an_invalid_low_stage_never_makes_the_headline_say_no_target_met_the_slo(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 12's new user: stages [1, 8, 32], 1.6 requests/s per user for 10 s. The 1-user
+    stage has 16 samples (< 59 for a p95, invalid); 8 and 32 users are valid and within the
+    SLO. The verdict is "≥ 32 users within the SLO", and `plan` succeeds."""
+    target = FakeTarget("only", ttft_ms=50.0, tpot_ms=5.0, rate_per_user=1.6, simulated=False)
+    run_dir = write_run(tmp_path, [target], loads=(1, 8, 32), slo={"ttft_ms": 500, "tpot_ms": 50})
+    result = analyze_run(run_dir)
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert list(summary["ok"]) == [16, 128, 512]
+    assert list(summary["valid"]) == [False, True, True]
+    first = result.headline[0]
+    assert "No " not in first, first
+    assert first.startswith("**only** (vllm awq) sustains the most load within the SLO")
+    assert "up to 32 users" in first
+    assert any(
+        line.startswith("Left out of the verdict as unknown (not as failures): only at 1 user:")
+        and "16 ok samples, p95 needs 59" in line
+        for line in result.headline
+    ), result.headline
+    capsys.readouterr()
+    assert main(["plan", str(run_dir), "--peak-rps", "100"]) == 0
+    plan = json.loads((run_dir / "plan.json").read_text())
+    assert plan["cheapest"] == "only"
+    assert plan["targets"][0]["capacity"]["skipped_stages"] == [
+        "1 user: invalid (16 ok samples, p95 needs 59)"
+    ]
+
+
+def test_a_target_without_a_valid_stage_is_not_measured_not_failed(tmp_path: Path) -> None:
+    fast = FakeTarget("fast", rate_per_user=8.0)
+    thin = FakeTarget("thin", rate_per_user=0.5)  # at most 80 samples... at load 16 only
+    run_dir = write_run(tmp_path, [fast, thin], loads=(1, 4))
+    result = analyze_run(run_dir)
+    assert "Not measured (no valid stage, so no verdict): thin." in result.headline
+    assert not any("Never within the SLO" in line and "thin" in line for line in result.headline)
+    report = (run_dir / "report.md").read_text()
+    assert "| thin (vllm awq) *(simulated)* | not measured |" in report
