@@ -11,6 +11,8 @@ import math
 
 import pandas as pd
 
+from loadtest.server_text import server_message
+
 __all__ = [
     "BREAKDOWN_COLUMNS",
     "CONNECTION_OUTCOMES",
@@ -38,7 +40,8 @@ def one_line(text: object, limit: int = _EXAMPLE_CHARS) -> str:
 def error_breakdown(requests: pd.DataFrame) -> pd.DataFrame:
     """One row per target × stage × outcome × HTTP status of the non-`ok`, non-warm-up
     requests (`BREAKDOWN_COLUMNS`), most frequent first within a stage; `example` is the
-    first message of the group on one line. The API key is already redacted at the source."""
+    first message of the group on one line (a JSON error's message, an HTML page's title:
+    `loadtest.server_text`). The API key is already redacted at the source."""
     if requests.empty:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
     warmup = requests["warmup"].fillna(False).astype(bool)
@@ -61,7 +64,7 @@ def error_breakdown(requests: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby(keys, sort=False)
     out = grouped.size().rename("count").reset_index()
     examples = grouped["error"].agg(_first_message)
-    out["example"] = [one_line(v) for v in examples.to_numpy()]
+    out["example"] = [one_line(server_message(v)) for v in examples.to_numpy()]
     out["http_status"] = out["http_status"].astype("Int64").where(out["http_status"] >= 0)
     out["_run_order"] = pd.factorize(out["target"])[0]
     out = out.sort_values(

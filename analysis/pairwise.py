@@ -1,11 +1,14 @@
 """Every pair of targets at equal load, with uncertainty (pure; the resampling is SciPy's).
 
-For each load and each pair (A, B) measured validly there, the ratio A ÷ B of each SLO
-objective (e.g. TTFT p95, TPOT p95) from the per-request records, with a 95% bootstrap
-interval. Lower latency is better, so a ratio below 1 means A is faster. A difference is
-called only when the whole interval lies outside the tie band — ±`analysis.tie_margin`, or
-the spread between a target's own repeats at that load when that is wider — else it is
-"within noise". Repeats of a stage pool their records; invalid stages never count.
+For each load and each pair (A, B) measured validly there, the ratio A ÷ B of the median and
+of each SLO objective's percentile (e.g. TTFT p50 and p95, TPOT p50 and p95) from the
+per-request records, with a 95% bootstrap interval (each target's bootstrap distribution is
+drawn once by SciPy and shared by its pairs). The median is the steady figure, the SLO's
+percentile the one the verdict is about; tails are noisier, so both are shown. Lower latency
+is better: a ratio below 1 means A is faster. A difference is called only when the whole
+interval lies outside the tie band — ±`analysis.tie_margin`, or the spread between a
+target's own repeats at that load when that is wider — else it is "within noise". Repeats
+of a stage pool their records; invalid stages never count.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import pandas as pd
 
 from analysis.config import AnalysisConfig, Objective, SloConfig
 from analysis.repeats import relative_spread
-from analysis.stats import ratio_interval
+from analysis.stats import Bootstrap, bootstrap_quantile, ratio_of
 from analysis.summary import StageRequests
 
 __all__ = [
@@ -51,9 +54,15 @@ Verdict = Literal["a faster", "b faster", "within noise"]
 
 
 def decision_objectives(slo: SloConfig) -> list[Objective]:
-    """The figures pairs are compared on: the SLO's objectives (TTFT and TPOT medians when
-    the SLO sets none)."""
-    return slo.objectives() or [Objective("ttft", 50.0, 0.0), Objective("tpot", 50.0, 0.0)]
+    """The figures pairs are compared on: for each metric the SLO names (TTFT and TPOT when
+    it names none), its median and then the SLO's percentile."""
+    objectives = slo.objectives() or [Objective("ttft", 95.0, 0.0), Objective("tpot", 95.0, 0.0)]
+    out = []
+    for objective in objectives:
+        out.append(Objective(objective.metric, 50.0, 0.0))
+        if objective.percentile != 50.0:
+            out.append(objective)
+    return out
 
 
 def _verdict(low: float, high: float, band: float) -> Verdict:
@@ -102,16 +111,18 @@ def compare_pairs(
         here = [t for t in order if (t, load) in stages]
         pooled = {t: np.concatenate([rec.of(t, s) for s in stages[(t, load)]]) for t in here}
         for objective in decision_objectives(slo):
-            values = {t: rec.metric(objective.metric, pooled[t]) for t in here}
-            for a, b in combinations(here, 2):
-                found = ratio_interval(
-                    values[a],
-                    values[b],
-                    objective.percentile / 100,
-                    seed=_seed(a, b, load, objective.label),
+            q = objective.percentile / 100
+            sides: dict[str, Bootstrap | None] = {
+                t: bootstrap_quantile(
+                    rec.metric(objective.metric, pooled[t]), q, seed=_seed(t, load, objective.label)
                 )
-                if found is None:
+                for t in here
+            }
+            for a, b in combinations(here, 2):
+                left, right = sides[a], sides[b]
+                if left is None or right is None:
                     continue
+                found = ratio_of(left, right)
                 band = max(
                     limits.tie_margin,
                     _spread(summary, a, load, objective.column),

@@ -265,6 +265,7 @@ def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
     percentiles = report_percentiles(run.limits, run.slo, asked.slo if asked else None)
     server = server_view(run.server_figures, run.server_note, run.stages, run.requests)
     breakdown = error_breakdown(run.requests)
+    records = StageRequests(run.requests, run.slo)
     summary = summarize(
         run.requests,
         run.stages,
@@ -276,8 +277,8 @@ def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
         restarts=server.restarts(),
         breakdown=breakdown,
         percentiles=percentiles,
+        records=records,
     )
-    records = StageRequests(run.requests, run.slo)
     pairs = compare_pairs(records, summary, run.slo, run.limits)
     comparison = compare_targets(summary, run.slo, run.limits.reference, pairs)
     plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config"))

@@ -21,7 +21,6 @@ from analysis.config import DEFAULT_PERCENTILES, SloConfig, percentile_word
 from analysis.document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from analysis.errors import BREAKDOWN_COLUMNS
 from analysis.headline import target_labels
-from analysis.pairwise import swap_pairs
 from analysis.plan import Plan
 from analysis.summary import STAT_METRICS, stat_column
 
@@ -148,42 +147,38 @@ def _pair_cell(ratio: float, low: float, high: float, verdict: str) -> str:
 
 
 def _pairs(report: ReportInput, labels: dict[str, str]) -> list[Block]:
-    """Every pair at equal load: one matrix per load and objective, row ÷ column."""
+    """Every pair at equal load: per load, one row per pair (A ÷ B, the upper half of the
+    ratio matrix; the lower half is its reciprocal) and one column per compared figure."""
     comparison = report.comparison
     pairs = comparison.pairs if comparison is not None else None
     if pairs is None or pairs.empty:
         return []
-    both = pd.concat([pairs, swap_pairs(pairs)], ignore_index=True)
-    order = list(dict.fromkeys(str(t) for t in report.summary["target"]))
-    margin = both["band"].min()
+    margin = pairs["band"].min()
     blocks: list[Block] = [
         Heading("Every pair at equal load"),
         Paragraph(
             "Row target ÷ column target, from the per-request records of the valid stages at "
-            "that load (repeats pooled): below 1 the row target is faster. In brackets the 95% "
-            "bootstrap interval (SciPy, each side resampled on its own). **Bold**: the whole "
-            f"interval lies beyond ±{100 * margin:.0f}% of a tie, a real difference; ≈: within "
-            "noise (the tie band is `analysis.tie_margin`, or the spread between a target's "
-            "own repeats when wider)."
+            "that load (repeats pooled): below 1 the first target is faster. In brackets the "
+            "95% bootstrap interval (SciPy, each side resampled on its own). **Bold**: the "
+            f"whole interval lies beyond ±{100 * margin:.0f}% of a tie, a real difference; ≈: "
+            "within noise (the tie band is `analysis.tie_margin`, or the spread between a "
+            "target's own repeats when wider). Medians are steadier than the SLO's percentile."
         ),
     ]
     modes = report.summary["mode"].dropna().unique()
     mode = str(modes[0]) if len(modes) == 1 else ""
-    for (load, metric), cells in both.groupby(["load", "metric"], sort=False):
-        here = [t for t in order if t in set(cells["a"]) | set(cells["b"])]
-        index = {(r.a, r.b): r for r in cells.itertuples()}
+    metrics = list(dict.fromkeys(pairs["metric"]))
+    for load, cells in pairs.groupby("load", sort=True):
         rows = []
-        for a in here:
-            row = [labels.get(a, a)]
-            for b in here:
-                r = index.get((a, b))
-                row.append(
-                    "—" if a == b else "n/a" if r is None
-                    else _pair_cell(r.ratio, r.low, r.high, r.verdict)
-                )  # fmt: skip
+        for (a, b), by_metric in cells.groupby(["a", "b"], sort=False):
+            found = {r.metric: r for r in by_metric.itertuples()}
+            row = [f"{labels.get(a, a)} ÷ {labels.get(b, b)}"]
+            for metric in metrics:
+                r = found.get(metric)
+                row.append("n/a" if r is None else _pair_cell(r.ratio, r.low, r.high, r.verdict))
             rows.append(row)
-        blocks.append(Paragraph(f"**{metric}** at {load_unit(mode, float(load))}:"))
-        blocks.append(Table(["row ÷ column", *(labels.get(t, t) for t in here)], rows))
+        blocks.append(Paragraph(f"At {load_unit(mode, float(load))}:"))
+        blocks.append(Table(["pair", *metrics], rows))
     return blocks
 
 
@@ -234,7 +229,7 @@ def plan_blocks(
     """The capacity plan as a section of the report, or (level 1) as plan.md."""
     inputs = plan.inputs
     facts = [
-        f"SLO: {slo_text(inputs.objectives)} (p95, valid stages)"
+        f"SLO: {slo_text(inputs.objectives)} (on valid stages)"
         + (" — from the run's config" if inputs.source == "config" else ""),
         f"peak: {inputs.peak_rps:g} req/s" if inputs.peak_rps else "peak: not given (no GPU count)",
         f"headroom: {inputs.headroom:.0%} of each replica's SLO-limited rate kept spare",

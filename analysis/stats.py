@@ -19,12 +19,15 @@ __all__ = [
     "BOOTSTRAP_CAP",
     "BOOTSTRAP_RESAMPLES",
     "PERCENTILES",
+    "Bootstrap",
     "Quantile",
     "RatioInterval",
+    "bootstrap_quantile",
     "min_samples",
     "quantile",
     "quantiles",
     "ratio_interval",
+    "ratio_of",
 ]
 
 _Z95 = 1.959963984540054
@@ -104,8 +107,57 @@ def quantile(values: npt.ArrayLike, q: float) -> Quantile:
 
 
 @dataclass(frozen=True)
+class Bootstrap:
+    """One sample's q-quantile and the bootstrap distribution of it (`scipy.stats.bootstrap`,
+    `BOOTSTRAP_RESAMPLES` resamples of at most `BOOTSTRAP_CAP` values), for ratios."""
+
+    value: float
+    n: int
+    replicates: np.ndarray
+
+
+def _subset(values: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    return values if len(values) <= cap else rng.choice(values, size=cap, replace=False)
+
+
+def bootstrap_quantile(
+    values: npt.ArrayLike,
+    q: float,
+    *,
+    seed: int = 0,
+    n_resamples: int = BOOTSTRAP_RESAMPLES,
+    cap: int = BOOTSTRAP_CAP,
+) -> Bootstrap | None:
+    """The q-quantile of `values` (NaN ignored) with SciPy's bootstrap distribution of it;
+    None below the samples the quantile needs (`min_samples`) or when it is not positive.
+    The seed makes a report reproducible; give each sample its own."""
+    data = np.asarray(values, dtype=float)
+    data = data[~np.isnan(data)]
+    if len(data) < min_samples(q):
+        return None
+    value = float(np.quantile(data, q))
+    if value <= 0:
+        return None
+    rng = np.random.default_rng(seed)
+
+    def statistic(sample: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.quantile(sample, q, axis=axis)
+
+    result = scipy_stats.bootstrap(
+        (_subset(data, cap, rng),),
+        statistic,
+        vectorized=True,
+        n_resamples=n_resamples,
+        batch=250,
+        method="percentile",
+        rng=rng,
+    )
+    return Bootstrap(value, len(data), np.asarray(result.bootstrap_distribution, dtype=float))
+
+
+@dataclass(frozen=True)
 class RatioInterval:
-    """`statistic(a) / statistic(b)` with its 95% bootstrap interval, and the counts used."""
+    """`quantile(a) / quantile(b)` with its 95% bootstrap interval, and the counts used."""
 
     ratio: float
     low: float
@@ -114,51 +166,25 @@ class RatioInterval:
     n_b: int
 
 
-def _subset(values: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-    return values if len(values) <= cap else rng.choice(values, size=cap, replace=False)
+def ratio_of(a: Bootstrap, b: Bootstrap) -> RatioInterval:
+    """The ratio of two independent samples' quantiles with its 95% percentile interval.
+
+    Replicate i of each side comes from its own independent resample, so the i-th ratios
+    are exactly the replicates of the two-sample bootstrap that resamples each side on its
+    own (`scipy.stats.bootstrap(..., paired=False)`); computing each side once lets every
+    pair of targets share them.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = a.replicates / b.replicates
+    ratios = ratios[np.isfinite(ratios)]
+    low, high = np.percentile(ratios, [2.5, 97.5]) if len(ratios) else (np.nan, np.nan)
+    return RatioInterval(a.value / b.value, float(low), float(high), a.n, b.n)
 
 
 def ratio_interval(
-    a: npt.ArrayLike,
-    b: npt.ArrayLike,
-    q: float,
-    *,
-    seed: int = 0,
-    n_resamples: int = BOOTSTRAP_RESAMPLES,
-    cap: int = BOOTSTRAP_CAP,
+    a: npt.ArrayLike, b: npt.ArrayLike, q: float, *, seed: int = 0
 ) -> RatioInterval | None:
-    """The ratio of the q-quantiles of two independent samples (NaN ignored), with the 95%
-    percentile-bootstrap interval of `scipy.stats.bootstrap` resampling each side on its own.
-
-    None when either side has fewer values than the quantile needs (`min_samples`) or a
-    quantile is zero. The seed makes a report reproducible.
-    """
-    x = np.asarray(a, dtype=float)
-    y = np.asarray(b, dtype=float)
-    x, y = x[~np.isnan(x)], y[~np.isnan(y)]
-    need = min_samples(q)
-    if len(x) < need or len(y) < need:
-        return None
-    point_a, point_b = np.quantile(x, q), np.quantile(y, q)
-    if point_a <= 0 or point_b <= 0:
-        return None
-    n_a, n_b = len(x), len(y)
-    rng = np.random.default_rng(seed)
-    x, y = _subset(x, cap, rng), _subset(y, cap, rng)
-
-    def ratio(xs: np.ndarray, ys: np.ndarray, axis: int = -1) -> np.ndarray:
-        return np.quantile(xs, q, axis=axis) / np.quantile(ys, q, axis=axis)
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        result = scipy_stats.bootstrap(
-            (x, y),
-            ratio,
-            paired=False,
-            vectorized=True,
-            n_resamples=n_resamples,
-            batch=250,
-            method="percentile",
-            rng=rng,
-        )
-    low, high = result.confidence_interval
-    return RatioInterval(float(point_a / point_b), float(low), float(high), n_a, n_b)
+    """`ratio_of` two samples' q-quantiles (seeded), or None when either is unsupported."""
+    left = bootstrap_quantile(a, q, seed=seed)
+    right = bootstrap_quantile(b, q, seed=seed + 1)
+    return ratio_of(left, right) if left is not None and right is not None else None

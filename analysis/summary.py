@@ -359,11 +359,13 @@ def summarize(
     restarts: Mapping[tuple[str, int], str] | None = None,
     breakdown: pd.DataFrame | None = None,
     percentiles: list[float] | None = None,
+    records: StageRequests | None = None,
 ) -> pd.DataFrame:
     """One row per target × stage, in run order, with `summary_columns(percentiles)`.
 
     `restarts` (target, stage → why) come from the server's metrics and make a stage
-    invalid; `breakdown` is `error_breakdown(requests)` when already computed.
+    invalid; `breakdown` is `error_breakdown(requests)` and `records` is
+    `StageRequests(requests, slo)`, when already computed.
     """
     limits = limits or AnalysisConfig()
     percentiles = percentiles or report_percentiles(limits, slo)
@@ -373,7 +375,7 @@ def summarize(
         for (target, stage), rows in breakdown.groupby(["target", "stage"], sort=False)
     }
     ctx = _Context(
-        rec=StageRequests(requests, slo),
+        rec=records if records is not None else StageRequests(requests, slo),
         slo=slo,
         limits=limits,
         cost=cost or FailureCost(ttft_ms=60_000.0, e2e_ms=300_000.0),

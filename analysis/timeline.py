@@ -121,16 +121,16 @@ def _tokens_by(
     return ramp(start) - ramp(end)
 
 
-def _bins(
-    target: str, rows: pd.DataFrame, times: dict[str, np.ndarray], edges: np.ndarray
-) -> pd.DataFrame:
+def _bins(target: str, columns: dict[str, np.ndarray], edges: np.ndarray) -> pd.DataFrame:
+    """One target's bins from its rows' columns: `ok`, `ttft`, `tokens` and the times."""
+    times = columns
     width = edges[1] - edges[0]
-    ok = np.asarray(rows["outcome"].astype(str) == "ok")
+    ok = columns["ok"]
     index = np.arange(len(edges) - 1)
     first = np.floor((times["first"] - edges[0]) / width)
-    ttft = pd.Series(np.asarray(pd.to_numeric(rows["ttft_ms"], errors="coerce"), float))
+    ttft = pd.Series(columns["ttft"])
     ttft_median = ttft[ok & np.isfinite(first)].groupby(first[ok & np.isfinite(first)]).median()
-    tokens = np.asarray(pd.to_numeric(rows["output_tokens"], errors="coerce"), float)
+    tokens = columns["tokens"]
     usable = ok & np.isfinite(times["first"]) & np.isfinite(times["end"]) & np.isfinite(tokens)
     produced = _tokens_by(edges, times["first"][usable], times["end"][usable], tokens[usable])
     failed_at = np.floor((times["sent"][~ok] - edges[0]) / width)
@@ -173,10 +173,13 @@ def timeline(
     frames = []
     if len(requests):
         offset = _clock(requests, stages) - start
-        times = {
+        columns = {
             "sent": _column_s(requests, "sent_ns", offset),
             "first": _column_s(requests, "first_token_ns", offset),
             "end": _column_s(requests, "end_ns", offset),
+            "ok": np.asarray(requests["outcome"].astype(str) == "ok"),
+            "ttft": np.asarray(pd.to_numeric(requests["ttft_ms"], errors="coerce"), float),
+            "tokens": np.asarray(pd.to_numeric(requests["output_tokens"], errors="coerce"), float),
         }
         targets = requests["target"].astype(str).to_numpy()
         for target in dict.fromkeys(s.target for s in stages):
@@ -186,8 +189,8 @@ def timeline(
             own = spans[spans["target"] == target]
             lo, hi = float(own["start_s"].min()), float(own["end_s"].max()) + width
             edges = np.arange(lo, hi + width, width)
-            picked = {name: values[mine] for name, values in times.items()}
-            frames.append(_bins(target, requests.loc[mine], picked, edges))
+            picked = {name: values[mine] for name, values in columns.items()}
+            frames.append(_bins(target, picked, edges))
     bins = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=BIN_COLUMNS)
     server = pd.DataFrame(columns=GAUGE_COLUMNS) if gauges is None else gauges.copy()
     server = server.assign(t_s=pd.to_numeric(server["wall_s"]) - start).drop(columns="wall_s")

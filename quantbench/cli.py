@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from analysis.pipeline import analyze_run
+from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
 from quantbench import __version__
 from quantbench.config import load_config
@@ -23,6 +23,7 @@ from quantbench.errors import (
     EXIT_ERROR,
     EXIT_OK,
     ConfigError,
+    NoValidStageError,
     QuantbenchError,
     ThresholdError,
     one_line,
@@ -168,12 +169,24 @@ def _plan(args: argparse.Namespace) -> int:
     except PlanInputError as exc:
         raise ConfigError(str(exc)) from exc
     result = analyze_run(args.run_dir, inputs)
+    _warn(result)
     assert result.plan is not None and result.plan_md is not None
     print(result.plan_md.read_text())
     print(result.plan_md)
+    if not any(t.capacity.measured for t in result.plan.targets):
+        raise NoValidStageError(
+            "no target has a valid stage, so none could be planned "
+            f"(see the stage validity table of {result.report_md})"
+        )
     if result.plan.cheapest is None:
         raise ThresholdError(f"no target meets the SLO at any valid stage ({result.plan_md})")
     return EXIT_OK
+
+
+def _warn(result: AnalysisResult) -> None:
+    """Damage found in the run's files (e.g. corrupt lines skipped), one line each."""
+    for warning in result.warnings:
+        print(f"quantbench: warning: {warning}", file=sys.stderr)
 
 
 def _demo_config() -> Path:
@@ -186,6 +199,7 @@ def _run(
     """Run, then print the run directory last (`run`) or the report's path last (`demo`)."""
     config = load_config(config_path)
     run_dir, result = run_bench(config, out, only, console)
+    _warn(result)
     console.print(f"summary: {result.summary_csv}")
     console.print(f"report:  {result.report_md}")
     print(result.report_html if demo else run_dir)
@@ -208,6 +222,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return _run(_demo_config(), args.out, None, console, demo=True)
     if args.command == "report":
         result = analyze_run(args.run_dir)
+        _warn(result)
         print(result.report_html)
         return EXIT_OK
     if args.command == "plan":

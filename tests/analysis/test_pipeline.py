@@ -103,3 +103,26 @@ def test_a_target_without_a_valid_stage_is_not_measured_not_failed(tmp_path: Pat
     assert not any("Never within the SLO" in line and "thin" in line for line in result.headline)
     report = (run_dir / "report.md").read_text()
     assert "| thin (vllm awq) *(simulated)* | not measured |" in report
+
+
+def test_damaged_lines_are_reported_in_one_line_each_never_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = write_run(tmp_path, [FakeTarget("a")], loads=(1, 4))
+    requests = run_dir / "requests.jsonl"
+    lines = requests.read_bytes().splitlines(keepends=True)
+    lines.insert(30, b"\x89PNG\r\n\x1a garbage that is not JSON\n")
+    requests.write_bytes(b"".join(lines))
+    assert main(["report", str(run_dir)]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.splitlines()
+    assert warning.startswith("quantbench: warning: requests.jsonl: 2 corrupt lines skipped")
+    assert "(lines 31, 32;" in warning  # the garbage held a \r\n: two lines of damage
+    report = (run_dir / "report.md").read_text()
+    assert "- requests.jsonl: 2 corrupt lines skipped (lines 31, 32;" in report
+
+    stages = run_dir / STAGES_FILE
+    stages.write_text(stages.read_text().replace('"mode":"concurrency"', '"mode":"burst"', 1))
+    assert main(["report", str(run_dir)]) == 2
+    (error,) = capsys.readouterr().err.splitlines()
+    assert error.startswith(f"quantbench: error: {stages}:1: not a stage record (mode: ")

@@ -32,14 +32,14 @@ def test_demo_targets_end_to_end(tmp_path: Path) -> None:
     assert sorted(set(summary["target"])) == sorted(TARGETS)
     assert summary["simulated"].all() and (summary["errors"] == 0).all()
     report = (run_dir / "report.md").read_text()
-    for section in ("## Comparison at each load", "## Capacity plan", "## Server-side figures"):
+    sections = ["## Comparison at each load", "## Every pair at equal load", "## Errors"]
+    sections += ["## Capacity plan", "## Server-side figures"]
+    for section in sections:
         assert section in report
     assert "FP16" in report and "vllm-fp16" in report
-    for name in TARGETS:
-        assert (
-            f"{name} (" in report
-            and (run_dir / "plots" / f"target-{name}-latency_throughput.png").exists()
-        )
+    assert all(f"{name} (" in report for name in TARGETS)
+    for chart in ("latency_cdf.png", "timeline.png", "latency_throughput_all.png"):
+        assert (run_dir / "plots" / chart).exists(), chart
     assert report.count("*(simulated)*") >= len(TARGETS)
     html = (run_dir / "report.html").read_text()
     assert 'src="http' not in html and "data:image/png;base64," in html

@@ -35,7 +35,10 @@ def test_plan_prints_writes_and_is_kept_by_later_reports(
     plan = json.loads((run_dir / "plan.json").read_text())
     assert plan["cheapest"] == "fast"
     assert plan["inputs"] == {
-        "slo": {"ttft_ms": 500.0, "tpot_ms": 50.0, "e2e_ms": None},
+        "slo": {
+            "ttft_ms": 500.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 95.0,
+            "ttft_percentile": 95.0, "tpot_percentile": 95.0, "e2e_percentile": None,
+        },
         "peak_rps": 40.0,
         "gpu_hour_cost": 2.5,
         "headroom": 0.2,
@@ -59,7 +62,8 @@ def test_without_slo_the_runs_own_slo_is_used(
 ) -> None:
     assert main(["plan", str(run_dir), "--headroom", "30%"]) == 0
     plan = json.loads((run_dir / "plan.json").read_text())
-    assert plan["inputs"]["slo"] == {"ttft_ms": 200.0, "tpot_ms": 30.0, "e2e_ms": None}
+    slo = plan["inputs"]["slo"]
+    assert (slo["ttft_ms"], slo["tpot_ms"], slo["e2e_ms"], slo["percentile"]) == (200, 30, None, 95)
     assert plan["inputs"]["headroom"] == pytest.approx(0.3)
     assert "GPUs for peak" in capsys.readouterr().out
 
@@ -109,3 +113,23 @@ def test_help_explains_every_flag_with_an_example(capsys: pytest.CaptureFixture[
     for flag in ("--slo", "--peak-rps", "--gpu-hour-cost", "--headroom", "run_dir"):
         assert flag in text
     assert "quantbench plan runs/RUN --slo ttft_p95=500ms,tpot_p95=50ms --peak-rps 40" in text
+
+
+def test_an_objective_at_another_percentile(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plan", str(run_dir), "--slo", "ttft_p99=0.3s,tpot_p50=40ms"]) == 0
+    out = capsys.readouterr().out
+    assert "SLO: TTFT p99 ≤ 300 ms, TPOT p50 ≤ 40 ms (p95, valid stages)" not in out
+    assert "TTFT p99 ≤ 300 ms, TPOT p50 ≤ 40 ms" in out
+    summary = (run_dir / "summary.csv").read_text().splitlines()[0].split(",")
+    assert "ttft_p99_ms" in summary and "tpot_p50_ms" in summary
+
+
+def test_no_target_with_a_valid_stage_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    thin = write_run(tmp_path, [FakeTarget("thin", rate_per_user=0.5)], loads=(1, 4))
+    assert main(["plan", str(thin), "--peak-rps", "10"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("quantbench: error: no target has a valid stage")

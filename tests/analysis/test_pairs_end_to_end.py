@@ -1,0 +1,132 @@
+"""AWQ against GPTQ through the whole pipeline (real simulators, real Locust): configured the
+same, they are "within noise" and no winner is called; with GPTQ's decode 15% slower, AWQ is
+named faster with an interval that excludes a tie. The first run also checks that every table
+of the report gives one TTFT p95 per stage, and that failures are broken down."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quantbench.cli import main
+
+pytestmark = pytest.mark.slow
+
+# Fixed timing (TTFT 100 ms, 6 ms per token) so that only the configured difference and the
+# machine's jitter separate the two; 16 tokens per answer (190 ms), 8 and 16 users, 2.5 s
+# stages: ~100 and ~200 ok requests per stage, enough for every p95.
+CONFIG = """\
+name: pairs
+targets:
+  - name: vllm-awq
+    sim: {{stack: vllm, quant: awq, timing: fixed, ttft_ms: 100, itl_ms: 6}}
+  - name: vllm-gptq
+    sim: {{stack: vllm, quant: gptq, timing: fixed, ttft_ms: 100, itl_ms: 6,
+           faults: {{slowdown: {slowdown}}}}}
+{extra}workload: {{endpoint: chat, prompt_tokens: 16, output_tokens: 16, seed: 1}}
+load: {{stages: [8, 16], warmup: 0.5s, stage_duration: 2.5s}}
+slo: {{ttft_ms: 1000, tpot_ms: 50}}
+"""
+BROKEN = """\
+  - name: broken
+    sim: {stack: vllm, quant: fp16, timing: fixed, ttft_ms: 20, itl_ms: 2,
+          faults: {errors: [{status: 503, rate: 0.4}]}}
+"""
+
+
+def run(tmp_path: Path, slowdown: float, extra: str = "") -> Path:
+    config = tmp_path / f"bench-{slowdown:g}.yaml"
+    config.write_text(CONFIG.format(slowdown=slowdown, extra=extra))
+    out = tmp_path / f"runs-{slowdown:g}"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def _table(report: str, heading: str) -> list[dict[str, str]]:
+    """The first table under `## heading`, as dicts keyed by its header cells."""
+    section = report[report.index(f"## {heading}") :]
+    lines = [line for line in section.splitlines()[1:] if line.startswith("|")]
+    end = next((i for i, line in enumerate(lines[2:], 2) if not line.startswith("|")), None)
+    cells = [[c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]] for line in lines[:end]]
+    header, rows = cells[0], cells[2:]
+    taken = []
+    for row in rows:
+        if len(row) != len(header):
+            break
+        taken.append(dict(zip(header, row, strict=True)))
+    return taken
+
+
+def test_identical_targets_tie_and_every_table_agrees(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = run(tmp_path, 1.0, BROKEN)
+    capsys.readouterr()
+    result = json.loads((run_dir / "result.json").read_text())
+    pairs = [p for p in result["verdict"]["pairs"] if {p["a"], p["b"]} == {"vllm-awq", "vllm-gptq"}]
+    assert len(pairs) == 8  # 2 loads × TTFT p50, p95, TPOT p50, p95
+    assert all(p["verdict"] == "within noise" for p in pairs), pairs
+    report = (run_dir / "report.md").read_text()
+    first = report.splitlines()[2]
+    assert "are within noise of each other" in first and "no winner is called" in first, first
+
+    # One TTFT p95 per stage, whichever table shows it (MEASUREMENT.md's stage definition).
+    summary = pd.read_csv(run_dir / "summary.csv")
+    shown = {
+        (r["target"], int(r["stage"])): f"{r['ttft_p95_ms']:.1f}"
+        for r in summary.to_dict("records")
+        if pd.notna(r["ttft_p95_ms"])
+    }
+    stage_of = {(r["target"], float(r["load"])): int(r["stage"]) for r in summary.to_dict("records")}
+    name = {label: label.split(" (")[0] for label in (r["target"] for r in _table(report, "Comparison at each load"))}
+    for r in _table(report, "Comparison at each load"):
+        key = (name[r["target"]], stage_of[(name[r["target"]], float(r["users"]))])
+        if key in shown:
+            assert r["TTFT p95"] == shown[key], (key, r)
+    stats = [r for r in _table(report, "Per-stage statistics") if r["metric"] == "TTFT"]
+    for r in stats:
+        if r["scope"] == "ok" and r["p95"] != "n/a":
+            target = r["target"].split(" (")[0]
+            assert r["p95"] == shown[(target, stage_of[(target, float(r["users"]))])], r
+    server = _table(report, "Server-side figures")
+    assert len(server) == 6
+    for r in server:
+        key = (r["target"].split(" (")[0], int(r["stage"]))
+        if key in shown:
+            assert r["client TTFT p95"] == shown[key], (key, r)
+    for stage in result["stages"]:
+        key = (stage["target"], stage["stage"])
+        if key in shown:
+            assert f"{stage['p95_ttft_ms']:.1f}" == shown[key]
+
+    # The broken target: every stage invalid for its errors, broken down by status.
+    broken = summary[summary["target"] == "broken"]
+    assert not broken["valid"].any()
+    assert all(r.startswith("error rate ") for r in broken["invalid_reason"])
+    errors = _table(report, "Errors")
+    assert errors and all(r["outcome"] == "http_error" and r["HTTP"] == "503" for r in errors)
+    assert all(r["example"] for r in errors)
+    assert "Not measured (no valid stage, so no verdict): broken." in report
+
+
+def test_a_fifteen_percent_slower_decode_names_the_faster_target(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = run(tmp_path, 1.15)
+    capsys.readouterr()
+    result = json.loads((run_dir / "result.json").read_text())
+    pairs = result["verdict"]["pairs"]
+    tpot = [p for p in pairs if p["metric"] == "TPOT p50"]
+    assert len(tpot) == 2
+    for pair in tpot:  # awq ÷ gptq: about 1/1.15, the whole interval below a tie
+        assert (pair["a"], pair["b"], pair["verdict"]) == ("vllm-awq", "vllm-gptq", "a faster")
+        assert pair["high"] < 1 / 1.02 and pair["ratio"] == pytest.approx(1 / 1.15, rel=0.05)
+    assert not any(p["verdict"] == "b faster" for p in pairs)  # TTFT is the same: no reversal
+    first = (run_dir / "report.md").read_text().splitlines()[2]
+    assert first.startswith("- **vllm-awq** (vllm awq) *(simulated)* sustains the most load")
+    assert "it is faster beyond noise (" in first and "TPOT p50 0.8" in first, first
