@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck bench prometheus clean
+.PHONY: demo test check lint typecheck bench prometheus chromium clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/quantbench demo
 
-## test: the whole suite (installs Debian's prometheus when missing and root)
-test: $(STAMP) prometheus
+## test: the whole suite (installs Debian's prometheus and chromium when missing and root)
+test: $(STAMP) prometheus chromium
 	$(PY) -m pytest -q
 
 prometheus:
@@ -28,6 +28,16 @@ prometheus:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
 	  else \
 	    echo "prometheus is not installed and this is not root: tests that need it will fail" >&2; \
+	  fi; \
+	fi
+
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian's chromium package (the report's browser test)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is not installed and this is not root: the browser test will fail" >&2; \
 	  fi; \
 	fi
 

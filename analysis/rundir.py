@@ -221,7 +221,7 @@ def write_parquet(run_dir: Path, requests: pd.DataFrame) -> Path:
     the size of the JSON lines it holds (see `parquet_is_current`).
 
     Columns have exactly `record_schema()`'s plain Arrow types and the file carries no pandas
-    metadata, so `pandas.read_parquet(path)`, pyarrow, DuckDB and polars open it with their
+    metadata, so `pandas.read_parquet(path)`, pyarrow and DuckDB open it with their
     defaults (pandas 3 cannot read back the `ArrowDtype` list metadata it writes itself).
     """
     path = run_dir / PARQUET_FILE

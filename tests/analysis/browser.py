@@ -115,6 +115,10 @@ async def _drive(port: int, url: str, timeout_s: float) -> PageLoad:
 
 def load_page(page: Path, profile: Path, timeout_s: float = 60.0) -> PageLoad:
     """Load `page` (a local file) in a fresh headless Chromium and read what it shows."""
+    if not Path(CHROMIUM).exists():
+        raise RuntimeError(
+            "Debian's chromium is missing: `apt-get install chromium` (`make test` does it as root)"
+        )
     profile.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [CHROMIUM, *_FLAGS, f"--user-data-dir={profile}", "about:blank"],

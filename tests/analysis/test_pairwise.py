@@ -60,7 +60,7 @@ def test_a_fifteen_percent_decode_difference_names_the_faster_one() -> None:
     frame = requests({("awq", 0): (80, 10, 400), ("gptq", 0): (80, 11.5, 400)}, seed=2)
     out = pairs_of(frame, stages([("awq", 0, 8, 0), ("gptq", 0, 8, 0)]))
     tpot = out[out["metric"] == "TPOT p95"].iloc[0]
-    assert tpot["verdict"] == "a faster" and tpot["high"] < 1 / 1.02
+    assert tpot["verdict"] == "a faster" and tpot["high"] < 1 / 1.05
     assert tpot["ratio"] == pytest.approx(1 / 1.15, rel=0.04)
     verdict = pair_verdict(out, "gptq", "awq")  # asked the other way round
     assert verdict.winner == "awq" and not verdict.mixed and verdict.load == 8
@@ -87,17 +87,17 @@ def test_every_pair_at_every_shared_valid_load() -> None:
 
 
 def test_the_spread_between_repeats_widens_the_tie_band() -> None:
-    """b is 5% slower in TPOT; with one run each that is a difference, but a's own two
-    repeats lie 10% apart, so it is within noise."""
-    single = requests({("a", 0): (80, 10, 400), ("b", 0): (80, 10.5, 400)}, seed=3)
+    """b is 8% slower in TPOT; with one run each that is a difference, but a's own two
+    repeats lie 12% apart, so it is within noise."""
+    single = requests({("a", 0): (80, 10, 400), ("b", 0): (80, 10.8, 400)}, seed=3)
     out = pairs_of(single, stages([("a", 0, 8, 0), ("b", 0, 8, 0)]))
     assert out[out["metric"] == "TPOT p95"].iloc[0]["verdict"] == "a faster"
     repeated = requests(
-        {("a", 0): (80, 10, 400), ("b", 0): (80, 10.5, 400), ("a", 1): (80, 11, 400)}, seed=3
+        {("a", 0): (80, 10, 400), ("b", 0): (80, 10.8, 400), ("a", 1): (80, 11.2, 400)}, seed=3
     )
     out = pairs_of(repeated, stages([("a", 0, 8, 0), ("b", 0, 8, 0), ("a", 1, 8, 1)]))
     tpot = out[out["metric"] == "TPOT p95"].iloc[0]
-    assert tpot["band"] > 0.08 and tpot["verdict"] == "within noise"
+    assert tpot["band"] > 0.1 and tpot["verdict"] == "within noise"
     assert tpot["n_a"] == 800  # the repeats' records are pooled
 
 

@@ -36,8 +36,13 @@ def test_plan_prints_writes_and_is_kept_by_later_reports(
     assert plan["cheapest"] == "fast"
     assert plan["inputs"] == {
         "slo": {
-            "ttft_ms": 500.0, "tpot_ms": 50.0, "e2e_ms": None, "percentile": 95.0,
-            "ttft_percentile": 95.0, "tpot_percentile": 95.0, "e2e_percentile": None,
+            "ttft_ms": 500.0,
+            "tpot_ms": 50.0,
+            "e2e_ms": None,
+            "percentile": 95.0,
+            "ttft_percentile": 95.0,
+            "tpot_percentile": 95.0,
+            "e2e_percentile": None,
         },
         "peak_rps": 40.0,
         "gpu_hour_cost": 2.5,
