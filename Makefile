@@ -18,26 +18,20 @@ demo: $(STAMP)
 	$(VENV)/bin/quantbench demo
 
 ## test: the whole suite (installs Debian's prometheus and chromium when missing and root)
-test: $(STAMP) prometheus chromium
+test: $(STAMP) $(DEBIAN_TOOLS)
 	$(PY) -m pytest -q
 
-prometheus:
-	@if ! command -v prometheus >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = "0" ]; then \
-	    echo "installing Debian's prometheus package"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; \
-	  else \
-	    echo "prometheus is not installed and this is not root: tests that need it will fail" >&2; \
-	  fi; \
-	fi
+# Debian packages the tests use for real: prometheus (server metrics) and chromium (the
+# report as a reader sees it); installed when missing and root, else the tests say so.
+DEBIAN_TOOLS := prometheus chromium
 
-chromium:
-	@if ! command -v chromium >/dev/null 2>&1; then \
+prometheus chromium:
+	@if ! command -v $@ >/dev/null 2>&1; then \
 	  if [ "$$(id -u)" = "0" ]; then \
-	    echo "installing Debian's chromium package (the report's browser test)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "installing Debian's $@ package"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $@ >/dev/null; \
 	  else \
-	    echo "chromium is not installed and this is not root: the browser test will fail" >&2; \
+	    echo "$@ is not installed and this is not root: tests that need it will fail" >&2; \
 	  fi; \
 	fi
 

@@ -16,6 +16,8 @@ from prometheus_client.openmetrics.parser import (
 )
 from prometheus_client.parser import text_string_to_metric_families
 
+from loadtest.jsonl import read_jsonl
+
 __all__ = [
     "SAMPLE_COLUMNS",
     "SCRAPE_COLUMNS",
@@ -98,18 +100,16 @@ def error_record(target: str, wall_s: float, duration_s: float, error: str) -> s
     return json.dumps(body, separators=(",", ":")) + "\n"
 
 
+def _scrape_record(raw: bytes) -> dict[str, Any]:
+    record = json.loads(raw)
+    if not isinstance(record, dict) or "target" not in record or "wall_s" not in record:
+        raise ValueError("not a scrape record")
+    return record
+
+
 def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a file, skipping a partial last line left by a killed process."""
-    if not path.exists():
-        return
-    with path.open(encoding="utf-8") as lines:
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(record, dict) and "target" in record and "wall_s" in record:
-                yield record
+    """The records of a file, by `loadtest.jsonl`'s rule (a torn last line is dropped)."""
+    yield from read_jsonl(path, _scrape_record).rows
 
 
 def _path(run_dir_or_file: Path) -> Path:
