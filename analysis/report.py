@@ -269,13 +269,15 @@ def plan_blocks(
         "on the same GPU type; ≥ / ≤ mark targets that met the SLO at every tested load (the "
         "real rate is higher, the GPU count an upper bound)."
     )
-    return [
-        Heading(title, level),
-        Bullets(facts),
-        Table(headers, rows),
-        Paragraph(verdict),
-        Paragraph(notes),
+    skipped = [
+        f"{labels.get(t.target, t.target)} at {reason}"
+        for t in plan.targets
+        for reason in t.capacity.skipped
     ]
+    blocks: list[Block] = [Heading(title, level), Bullets(facts), Table(headers, rows)]
+    if skipped:
+        blocks += [Paragraph("Stages left out as unknown (not as failures):"), Bullets(skipped)]
+    return [*blocks, Paragraph(verdict), Paragraph(notes)]
 
 
 def _stats(summary: pd.DataFrame, labels: dict[str, str], percentiles: list[float]) -> list[Block]:
