@@ -171,11 +171,11 @@ def _setup_lines(meta: RunMeta, requests: pd.DataFrame, slo: SloConfig) -> list[
         models.append(f"{t.name}: {t.model or 'not recorded'}")
         gpu = (t.sim or {}).get("gpu")
         gpus.append(f"{t.name}: {gpu} (simulated)" if gpu else f"{t.name}: not recorded")
-    ok = requests[requests["outcome"].astype(str) == "ok"] if len(requests) else requests
     measured = ""
-    if len(ok):
-        prompt = pd.to_numeric(ok["prompt_tokens"], errors="coerce").mean()
-        output = pd.to_numeric(ok["output_tokens"], errors="coerce").mean()
+    ok = (requests["outcome"].astype(str) == "ok").to_numpy() if len(requests) else None
+    if ok is not None and ok.any():  # column by column: never a copy of the whole frame
+        prompt = pd.to_numeric(requests["prompt_tokens"], errors="coerce")[ok].mean()
+        output = pd.to_numeric(requests["output_tokens"], errors="coerce")[ok].mean()
         measured = f" (measured on ok requests: mean {prompt:.1f} in, {output:.1f} out)"
     dataset = workload.get("dataset")
     lines = [
