@@ -100,16 +100,13 @@ def _winner(comparison: Comparison, labels: dict[str, str], slo: SloConfig) -> s
     if len(sustaining) == 1:
         return text + "; it is the only measured target within the SLO."
     second = comparison.capacity[sustaining[1]]
+    if top.lower_bound and second.lower_bound:
+        return _neither_limited(comparison, labels, slo, top, second)
     caveat = _tie_or_lead(comparison.verdict(top.target, second.target), labels, top, top.mode)
     ratio = _ratio(top, second)
     named = f"{labels[second.target]} ({second.text('req_per_s', 'req/s', note=False)})"
     if ratio is None:
         text += f"; next best {named}"
-    elif top.lower_bound and second.lower_bound:
-        text += (
-            f"; {ratio:.2f}× the next best, {named}, at the highest measured load "
-            "(neither reached its limit: add higher stages to find it)"
-        )
     elif top.lower_bound:
         text += f", at least {ratio:.2f}× the next best, {named}"
     else:
@@ -123,6 +120,34 @@ def _winner(comparison: Comparison, labels: dict[str, str], slo: SloConfig) -> s
         where = load_unit(top.mode, verdict.load)
         text += f"; at {where} it is faster beyond noise ({_evidence(verdict)})"
     return text + "."
+
+
+def _neither_limited(
+    comparison: Comparison, labels: dict[str, str], slo: SloConfig, top: Capacity, second: Capacity
+) -> str:
+    """The two best met the SLO at every measured load: their limits are unknown, so their
+    req/s there says little; the pair's intervals at equal load decide, or nothing does."""
+    verdict = comparison.verdict(top.target, second.target)
+    first, other = top.target, second.target
+    if verdict is not None and verdict.winner == second.target:
+        first, other = second.target, top.target
+        verdict = comparison.verdict(first, other)  # the evidence as winner ÷ other
+    both = (
+        f"{labels[first]} and {labels[other]} both met the SLO ({slo_text(slo)}) at every "
+        f"measured load, up to {load_unit(top.mode, top.load)} (add higher stages to find "
+        "their limits)"
+    )
+    if verdict is None or not verdict.compared:
+        return f"{both}; {top.target} completed more there: {_figures(top)}."
+    where = load_unit(top.mode, verdict.load)
+    ratios = f"{verdict.a} ÷ {verdict.b}, 95% intervals: {_evidence(verdict)}"
+    if verdict.winner is None:
+        kind = "mixed" if verdict.mixed else "within noise of each other"
+        return f"{both}; at {where} they are {kind} ({ratios}), so no winner is called."
+    return (
+        f"{labels[first]} is faster than {labels[other]} at equal load beyond noise "
+        f"({where}: {ratios}); {both}."
+    )
 
 
 def _skipped(comparison: Comparison, limit: int = 4) -> str | None:

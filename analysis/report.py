@@ -88,11 +88,11 @@ def _unit(summary: pd.DataFrame) -> str:
 
 
 def _objective_columns(report: ReportInput) -> list[tuple[str, str]]:
-    """(summary column, header) of the latencies the comparison shows: the SLO's objectives,
-    or p95 TTFT and TPOT."""
+    """(summary column, header) of the latencies the comparison shows: p95 TTFT and TPOT,
+    then any other SLO objective (e.g. TTFT p99)."""
+    shown = [("ttft_p95_ms", "TTFT p95"), ("tpot_p95_ms", "TPOT p95")]
     objectives = report.slo.objectives() if report.slo is not None else []
-    shown = [(o.column, o.label) for o in objectives]
-    return shown or [("ttft_p95_ms", "TTFT p95"), ("tpot_p95_ms", "TPOT p95")]
+    return shown + [(o.column, o.label) for o in objectives if o.column not in dict(shown)]
 
 
 def _comparison(report: ReportInput, labels: dict[str, str]) -> list[Block]:

@@ -112,3 +112,23 @@ def test_no_valid_stage_anywhere_is_not_measured_never_failed() -> None:
     assert lines[0].startswith("No target has a valid stage, so none was measured")
     assert "Not measured (no valid stage, so no verdict): a, b." in lines
     assert not any("met the SLO" in line and line.startswith("No measured") for line in lines)
+
+
+def test_when_neither_reaches_its_limit_the_pairs_intervals_decide() -> None:
+    """Both meet the SLO at every load: their req/s at the top says nothing about their
+    limits, so the one faster beyond noise leads, even with fewer req/s there."""
+    summary = summary_of(
+        stage_row("awq", 4), stage_row("awq", 16, req_per_s=15.0),
+        stage_row("gptq", 4), stage_row("gptq", 16, req_per_s=16.0),
+    )  # fmt: skip
+    pairs = _pairs("a faster", 0.85, 0.82, 0.88).assign(load=16.0)
+    first = headline(summary, SLO, compare_targets(summary, SLO, pairs=pairs))[0]
+    assert first.startswith(
+        "**awq** (vllm awq) is faster than **gptq** (vllm gptq) at equal load beyond noise "
+        "(16 users: awq ÷ gptq, 95% intervals: TTFT p95 0.85× (0.82–0.88))"
+    ), first
+    assert "both met the SLO (TTFT p95 ≤ 500 ms) at every measured load, up to 16 users" in first
+    tie = _pairs("within noise", 1.01, 0.97, 1.04).assign(load=16.0)
+    first = headline(summary, SLO, compare_targets(summary, SLO, pairs=tie))[0]
+    assert "at 16 users they are within noise of each other" in first
+    assert first.endswith("so no winner is called.")

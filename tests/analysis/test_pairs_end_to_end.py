@@ -1,7 +1,12 @@
 """AWQ against GPTQ through the whole pipeline (real simulators, real Locust): configured the
 same, they are "within noise" and no winner is called; with GPTQ's decode 15% slower, AWQ is
 named faster with an interval that excludes a tie. The first run also checks that every table
-of the report gives one TTFT p95 per stage, and that failures are broken down."""
+of the report gives one TTFT p95 per stage, and that failures are broken down.
+
+The SLO here holds medians (`percentile: 50`), so pairs are judged on TTFT and TPOT p50: the
+targets run one after the other, and on a busy shared 2-core host their p95 tails drift apart
+by up to 10% whatever they are (drift the bootstrap cannot see; repeats will), while medians
+stay within the ±5% tie band. Tails are compared by the unit tests, on synthetic records."""
 
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ targets:
            faults: {{slowdown: {slowdown}}}}}
 {extra}workload: {{endpoint: chat, prompt_tokens: 16, output_tokens: 16, seed: 1}}
 load: {{stages: [8, 16], warmup: 0.5s, stage_duration: 3.5s}}
-slo: {{ttft_ms: 2000, tpot_ms: 50}}
+slo: {{ttft_ms: 2000, tpot_ms: 50, percentile: 50}}
 """
 BROKEN = """\
   - name: broken
@@ -70,7 +75,7 @@ def test_identical_targets_tie_and_every_table_agrees(
     capsys.readouterr()
     result = json.loads((run_dir / "result.json").read_text())
     pairs = [p for p in result["verdict"]["pairs"] if {p["a"], p["b"]} == {"vllm-awq", "vllm-gptq"}]
-    assert len(pairs) == 8  # 2 loads × TTFT p50, p95, TPOT p50, p95
+    assert len(pairs) == 4  # 2 loads × TTFT p50, TPOT p50
     assert all(p["verdict"] == "within noise" for p in pairs), pairs
     report = (run_dir / "report.md").read_text()
     first = report.splitlines()[2]
@@ -78,19 +83,25 @@ def test_identical_targets_tie_and_every_table_agrees(
 
     # One TTFT p95 per stage, whichever table shows it (MEASUREMENT.md's stage definition).
     summary = pd.read_csv(run_dir / "summary.csv")
-    shown = {
-        (r["target"], int(r["stage"])): f"{r['ttft_p95_ms']:.1f}"
-        for r in summary.to_dict("records")
-        if pd.notna(r["ttft_p95_ms"])
+    truth = {
+        (stage["target"], stage["stage"]): stage["p95_ttft_ms"]
+        for stage in result["stages"]
+        if stage["p95_ttft_ms"] is not None
     }
+    shown = {key: f"{value:.1f}" for key, value in truth.items()}  # as the report rounds
     rows = summary.to_dict("records")
+    for r in rows:
+        if (r["target"], r["stage"]) in truth:
+            assert r["ttft_p95_ms"] == pytest.approx(truth[(r["target"], r["stage"])], abs=1e-3)
     stage_of = {(r["target"], float(r["load"])): int(r["stage"]) for r in rows}
 
     def key(r: dict[str, str], stage: str | None = None) -> tuple[str, int]:
         target = r["target"].split(" (")[0]  # "vllm-awq (vllm awq) *(simulated)*"
         return target, int(stage) if stage else stage_of[(target, float(r["users"]))]
 
-    for r in _table(report, "Comparison at each load"):
+    compared = _table(report, "Comparison at each load")
+    assert len(compared) == 6
+    for r in compared:
         if key(r) in shown:
             assert r["TTFT p95"] == shown[key(r)], r
     stats = [r for r in _table(report, "Per-stage statistics") if r["metric"] == "TTFT"]
@@ -102,10 +113,6 @@ def test_identical_targets_tie_and_every_table_agrees(
     for r in server:
         if key(r, r["stage"]) in shown:
             assert r["client TTFT p95"] == shown[key(r, r["stage"])], r
-    for stage in result["stages"]:
-        key = (stage["target"], stage["stage"])
-        if key in shown:
-            assert f"{stage['p95_ttft_ms']:.1f}" == shown[key]
 
     # The broken target: every stage invalid for its errors, broken down by status.
     broken = summary[summary["target"] == "broken"]
@@ -131,5 +138,9 @@ def test_a_fifteen_percent_slower_decode_names_the_faster_target(
         assert pair["high"] < 1 / 1.05 and pair["ratio"] == pytest.approx(1 / 1.15, rel=0.05)
     assert not any(p["verdict"] == "b faster" for p in pairs)  # TTFT is the same: no reversal
     first = (run_dir / "report.md").read_text().splitlines()[2]
-    assert first.startswith("- **vllm-awq** (vllm awq) *(simulated)* sustains the most load")
-    assert "it is faster beyond noise (" in first and "TPOT p50 0.8" in first, first
+    # Both meet this SLO at every load, so the pair's intervals decide who leads.
+    assert first.startswith(
+        "- **vllm-awq** (vllm awq) *(simulated)* is faster than **vllm-gptq** (vllm gptq) "
+        "*(simulated)* at equal load beyond noise (16 users: vllm-awq ÷ vllm-gptq"
+    ), first
+    assert "TPOT p50 0.8" in first, first
