@@ -1,7 +1,9 @@
 """A profile change moves the verdict: real simulators, real Locust, the whole pipeline twice.
 
 alpha (an H100 profile) outruns beta (an A100 profile) until alpha's decode is slowed 3×;
-then the headline and the capacity plan must name beta instead.
+then the headline and the capacity plan must name beta instead. The SLO holds medians: with
+TTFTs of 20–50 ms, a busy 2-core host moves the p95 tails of two targets measured in turn by
+more than the tie band, whatever they are (the pair tests use synthetic tails).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ targets:
     sim: {{stack: vllm, quant: awq, gpu: a100}}
 workload: {{endpoint: chat, prompt_tokens: 32, output_tokens: 8, seed: 1}}
 load: {{stages: [4, 8], warmup: 0.5s, stage_duration: 1.5s}}
-slo: {{ttft_ms: 1000, tpot_ms: 14}}
+slo: {{ttft_ms: 1000, tpot_ms: 14, percentile: 50}}
 """
 # Decode steps at 4 users: alpha ≈ 5.3 ms, beta ≈ 8.3 ms, alpha slowed 3× ≈ 16 ms; the 14 ms
 # TPOT objective separates the slowed alpha from beta with margin for a busy machine.
@@ -53,7 +55,11 @@ def test_slowing_one_target_moves_the_verdict_and_the_plan(
 ) -> None:
     normal = run_and_plan(tmp_path, 1, capsys)
     first, cheapest = verdict(normal)
-    assert first.startswith("- **alpha** (vllm awq) *(simulated)* sustains the most load"), first
+    # Both meet the SLO at both loads: the pair's intervals at equal load name the leader.
+    assert first.startswith(
+        "- **alpha** (vllm awq) *(simulated)* is faster than **beta** (vllm awq) *(simulated)* "
+        "at equal load beyond noise"
+    ), first
     assert cheapest == "alpha"
 
     slowed = run_and_plan(tmp_path, 3, capsys)
