@@ -64,7 +64,9 @@ def error_breakdown(requests: pd.DataFrame) -> pd.DataFrame:
     grouped = frame.groupby(keys, sort=False)
     out = grouped.size().rename("count").reset_index()
     examples = grouped["error"].agg(_first_message)
-    out["example"] = [one_line(server_message(v)) for v in examples.to_numpy()]
+    out["example"] = [
+        one_line(server_message(v)) if isinstance(v, str) else "" for v in examples.to_numpy()
+    ]
     out["http_status"] = out["http_status"].astype("Int64").where(out["http_status"] >= 0)
     out["_run_order"] = pd.factorize(out["target"])[0]
     out = out.sort_values(

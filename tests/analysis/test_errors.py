@@ -47,3 +47,13 @@ def test_failures_by_outcome_and_status_with_one_example_each() -> None:
 def test_no_failures_is_an_empty_breakdown() -> None:
     assert error_breakdown(rows(("a", 0, "ok", 200, None, False))).empty
     assert one_line(None) == "" and one_line(float("nan")) == ""
+
+
+def test_a_json_or_html_error_body_shows_its_message() -> None:
+    frame = rows(
+        ("a", 0, "http_error", 400,
+         '{"error": {"message": "maximum context length is 1024 tokens", "code": 400}}', False),
+        ("a", 0, "http_error", 502, "<html><title>502 Bad Gateway</title><body>...", False),
+    )  # fmt: skip
+    out = error_breakdown(frame)
+    assert list(out["example"]) == ["maximum context length is 1024 tokens", "502 Bad Gateway"]
