@@ -44,11 +44,11 @@ BROKEN = """\
 """
 
 
-def run(tmp_path: Path, slowdown: float, extra: str = "") -> Path:
+def run(tmp_path: Path, slowdown: float, extra: str = "", code: int = 0) -> Path:
     config = tmp_path / f"bench-{slowdown:g}.yaml"
     config.write_text(CONFIG.format(slowdown=slowdown, extra=extra))
     out = tmp_path / f"runs-{slowdown:g}"
-    assert main(["run", str(config), "--out", str(out)]) == 0
+    assert main(["run", str(config), "--out", str(out)]) == code
     (run_dir,) = out.iterdir()
     return run_dir
 
@@ -71,8 +71,9 @@ def _table(report: str, heading: str) -> list[dict[str, str]]:
 def test_identical_targets_tie_and_every_table_agrees(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    run_dir = run(tmp_path, 1.0, BROKEN)
-    capsys.readouterr()
+    run_dir = run(tmp_path, 1.0, BROKEN, code=2)  # broken has no valid stage: it cannot answer
+    (error,) = capsys.readouterr().err.strip().splitlines()
+    assert error.startswith("quantbench: error: target broken: no valid stage: error rate ")
     result = json.loads((run_dir / "result.json").read_text())
     pairs = [p for p in result["verdict"]["pairs"] if {p["a"], p["b"]} == {"vllm-awq", "vllm-gptq"}]
     assert len(pairs) == 4  # 2 loads × TTFT p50, TPOT p50
