@@ -202,7 +202,8 @@ def _plan(plan: Plan, labels: dict[str, str]) -> str:
     inputs = plan.inputs
     if plan.cheapest is None:
         slo = slo_text(inputs.objectives)
-        return f"Capacity plan ({slo}): no target meets the SLO, so none can be planned."
+        both = "both the SLO and the accuracy bar" if plan.excluded else "the SLO"
+        return f"Capacity plan ({slo}): no target meets {both}, so none can be planned."
     best = plan.target(plan.cheapest)
     assert best is not None and best.output_tok_per_s is not None
     facts = []
@@ -217,7 +218,8 @@ def _plan(plan: Plan, labels: dict[str, str]) -> str:
     else:
         facts.append(f"{best.output_tok_per_s * 3600 / 1e6:.3g} M output tokens per GPU-hour")
     text = (
-        f"Capacity plan ({slo_text(inputs.objectives)}): the cheapest per output token is "
+        f"Capacity plan ({slo_text(inputs.objectives)}): the cheapest per output token"
+        f"{' that meets the accuracy bar' if plan.excluded else ''} is "
         f"{labels.get(best.target, best.target)}, {', '.join(facts)}"
     )
     if inputs.source == "config":

@@ -29,7 +29,7 @@ from analysis.distributions import latency_cdfs
 from analysis.errors import error_breakdown
 from analysis.headline import headline
 from analysis.pairwise import compare_pairs
-from analysis.plan import Plan, PlanInputs, make_plan
+from analysis.plan import Plan, PlanInputs, exclude, make_plan
 from analysis.plots import write_plots
 from analysis.repeats import by_load
 from analysis.report import Flag, ReportInput, render_html, render_markdown, render_plan_markdown
@@ -48,6 +48,14 @@ from analysis.rundir import (
     write_text_atomic,
 )
 from analysis.server_view import SERVER_STAGES_FILE, ServerView, load_server_figures, server_view
+from analysis.speed_quality import (
+    SpeedQuality,
+    decision_line,
+    load_quality,
+    resolve_bar,
+    speed_quality,
+)
+from analysis.speed_quality_plot import write_speed_quality_chart
 from analysis.summary import FailureCost, StageRequests, TargetInfo, report_percentiles, summarize
 from analysis.timeline import Timeline, load_server_gauges, timeline
 from loadtest.records import StageRecord
@@ -81,6 +89,7 @@ class Run:
     gauges: pd.DataFrame
     saved_plan: PlanInputs | None
     problems: list[str] = field(default_factory=list)  # damaged lines skipped, one per file
+    quality: dict[str, Any] | None = None  # quality.json, when the run has one
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,7 @@ class Analysis:
     report: ReportInput
     result: dict[str, Any]
     name: str
+    speed_quality: SpeedQuality | None = None
 
 
 @dataclass(frozen=True)
@@ -254,12 +264,29 @@ def load_run(run_dir: Path) -> Run:
         gauges=load_server_gauges(run_dir, stacks),
         saved_plan=_saved_plan_inputs(run_dir),
         problems=problems,
+        quality=load_quality(run_dir),
     )
 
 
-def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
+def _speed_quality(
+    run: Run, plan: Plan, asked: PlanInputs | None, flag: float | None
+) -> tuple[SpeedQuality | None, Plan]:
+    """The speed-quality view (when the run has quality data, a `quality:` section or a bar)
+    and the plan without the targets the accuracy bar rules out."""
+    bar, source = resolve_bar(flag, asked, run.meta.config)
+    if run.quality is None and bar is None and not run.meta.config.get("quality"):
+        return None, plan
+    view = speed_quality(run.quality, plan, bar, source)
+    return view, plan if bar is None else exclude(plan, bar, view.excluded())
+
+
+def analyze(
+    run: Run, plan_inputs: PlanInputs | None = None, max_ppl_increase: float | None = None
+) -> Analysis:
     """Every figure and verdict of `run` (pure). `plan_inputs` (from `quantbench plan`)
-    replace the saved ones; without either, the plan uses the config's SLO."""
+    replace the saved ones; without either, the plan uses the config's SLO.
+    `max_ppl_increase` (`report --max-ppl-increase`) overrides the plan's and the config's
+    accuracy bar for this analysis."""
     asked = plan_inputs or run.saved_plan
     asked = asked.resolved(run.slo) if asked is not None else None
     percentiles = report_percentiles(run.limits, run.slo, asked.slo if asked else None)
@@ -282,10 +309,14 @@ def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
     pairs = compare_pairs(records, summary, run.slo, run.limits)
     comparison = compare_targets(summary, run.slo, run.limits.reference, pairs)
     plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config"))
+    quality, plan = _speed_quality(run, plan, asked, max_ppl_increase)
     name = run.meta.name or run.run_dir.name
     simulated = bool(summary["simulated"].any()) if len(summary) else False
     tag = " (simulated)" if simulated else ""
     lines = headline(summary, run.slo, comparison, plan, notes=run.problems)
+    accuracy = decision_line(quality) if quality is not None else None
+    if accuracy is not None:
+        lines.insert(1, accuracy)
     report = ReportInput(
         title=f"quantbench report — {name}{tag}",
         headline=lines,
@@ -300,8 +331,11 @@ def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
         server=server.reconciliation,
         errors=breakdown,
         percentiles=[p for p in percentiles if p in run.limits.percentiles] or percentiles,
+        quality=quality,
     )
     result = result_document(run.meta, summary, comparison, plan, lines, breakdown, percentiles)
+    if quality is not None:
+        result["quality"] = quality.to_json()
     return Analysis(
         run=run,
         summary=summary,
@@ -316,6 +350,7 @@ def analyze(run: Run, plan_inputs: PlanInputs | None = None) -> Analysis:
         report=report,
         result=result,
         name=f"{name}{tag}",
+        speed_quality=quality,
     )
 
 
@@ -347,7 +382,10 @@ def write_outputs(analysis: Analysis) -> AnalysisResult:
         analysis.cdfs,
         analysis.timeline,
     )
-    report = replace(analysis.report, plots=plots)
+    chart = None
+    if analysis.speed_quality is not None:
+        chart = write_speed_quality_chart(analysis.speed_quality, run_dir / "plots")
+    report = replace(analysis.report, plots=plots, quality_chart=chart)
     report_md = run_dir / "report.md"
     write_text_atomic(report_md, render_markdown(report))
     report_html = run_dir / "report.html"
@@ -366,6 +404,8 @@ def write_outputs(analysis: Analysis) -> AnalysisResult:
     )
 
 
-def analyze_run(run_dir: Path, plan_inputs: PlanInputs | None = None) -> AnalysisResult:
+def analyze_run(
+    run_dir: Path, plan_inputs: PlanInputs | None = None, max_ppl_increase: float | None = None
+) -> AnalysisResult:
     """Read, analyse and write a run directory's derived files; `plan_inputs` are kept."""
-    return write_outputs(analyze(load_run(run_dir), plan_inputs))
+    return write_outputs(analyze(load_run(run_dir), plan_inputs, max_ppl_increase))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import pandas as pd
@@ -26,6 +26,7 @@ __all__ = [
     "PlanInputs",
     "TargetPlan",
     "cost_per_million_tokens",
+    "exclude",
     "make_plan",
     "parse_number",
     "parse_slo",
@@ -54,6 +55,7 @@ class PlanInputs(BaseModel):
     peak_rps: float | None = Field(default=None, gt=0)
     gpu_hour_cost: float | None = Field(default=None, gt=0)
     headroom: float = Field(default=0.2, ge=0, lt=1)
+    max_ppl_increase: float | None = Field(default=None, ge=0, lt=1)  # the accuracy bar
     source: Literal["quantbench plan", "config"] = "quantbench plan"
 
     def resolved(self, config_slo: SloConfig) -> PlanInputs:
@@ -106,16 +108,26 @@ class TargetPlan:
 
 @dataclass(frozen=True)
 class Plan:
+    """`excluded`: targets an accuracy bar (`accuracy_bar`, a perplexity increase over FP16)
+    rules out, with why; `cheapest` is chosen among the others."""
+
     inputs: PlanInputs
     targets: list[TargetPlan]
     cheapest: str | None
+    accuracy_bar: float | None = None
+    excluded: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "inputs": self.inputs.model_dump(mode="json"),
             "slo": slo_text(self.inputs.objectives),
             "cheapest": self.cheapest,
-            "targets": [target.to_json() for target in self.targets],
+            "accuracy_bar": self.accuracy_bar,
+            "excluded_by_accuracy_bar": self.excluded,
+            "targets": [
+                {**target.to_json(), "excluded_by_accuracy_bar": self.excluded.get(target.target)}
+                for target in self.targets
+            ],
         }
 
     def target(self, name: str) -> TargetPlan | None:
@@ -228,6 +240,13 @@ def _cheapest(targets: list[TargetPlan]) -> str | None:
         return None
     best = min(usable, key=lambda t: (-(t.output_tok_per_s or 0.0), t.replicas or 0))
     return best.target
+
+
+def exclude(plan: Plan, bar: float, excluded: dict[str, str]) -> Plan:
+    """The plan with the targets an accuracy bar rules out set aside (each with why): the
+    cheapest is chosen among the rest."""
+    kept = [t for t in plan.targets if t.target not in excluded]
+    return replace(plan, cheapest=_cheapest(kept), accuracy_bar=bar, excluded=dict(excluded))
 
 
 def make_plan(summary: pd.DataFrame, inputs: PlanInputs) -> Plan:

@@ -22,6 +22,8 @@ from analysis.document import Block, Bullets, Heading, Image, Paragraph, Table, 
 from analysis.errors import BREAKDOWN_COLUMNS
 from analysis.headline import target_labels
 from analysis.plan import Plan
+from analysis.speed_quality import SpeedQuality
+from analysis.speed_quality_view import speed_quality_blocks
 from analysis.summary import STAT_METRICS, stat_column
 
 __all__ = [
@@ -61,6 +63,8 @@ class ReportInput:
     server: pd.DataFrame | None = None  # analysis.server.RECONCILE_COLUMNS rows
     errors: pd.DataFrame | None = None  # analysis.errors.BREAKDOWN_COLUMNS rows
     percentiles: list[float] = field(default_factory=lambda: list(DEFAULT_PERCENTILES))
+    quality: SpeedQuality | None = None  # the speed-quality section, when the run has one
+    quality_chart: tuple[str, Path] | None = None  # (title, PNG) of its chart
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -237,6 +241,11 @@ def plan_blocks(
         if inputs.gpu_hour_cost
         else "GPU-hour cost: not given (output tokens per GPU-hour shown instead)",
     ]
+    if plan.accuracy_bar is not None:
+        facts.append(
+            f"accuracy bar: perplexity at most +{plan.accuracy_bar:.2%} over FP16 (the whole "
+            "95% interval); targets that miss it, are uncertain or not measurable are excluded"
+        )
     cost_header = "$ per M out tok" if inputs.gpu_hour_cost else "M out tok per GPU-hour"
     headers = ["target", "max req/s per GPU", "GPUs for peak", "out tok/s at max", cost_header]
     rows = []
@@ -248,19 +257,23 @@ def plan_blocks(
         else:
             per_hour = t.output_tok_per_s * 3600 / 1e6 if t.output_tok_per_s else None
             cost = _num(per_hour, 2)
+        excluded = " (excluded: accuracy bar)" if t.target in plan.excluded else ""
         rows.append(
             [
                 labels.get(t.target, t.target)
-                + (" ← cheapest" if t.target == plan.cheapest else ""),
+                + (" ← cheapest" if t.target == plan.cheapest else excluded),
                 t.capacity.text("req_per_s"),
                 gpus,
                 t.capacity.text("output_tok_per_s"),
                 cost,
             ]
         )
+    among = " among the targets that meet the accuracy bar" if plan.excluded else ""
     verdict = (
-        f"Cheapest per output token: {labels.get(plan.cheapest, plan.cheapest)}."
+        f"Cheapest per output token{among}: {labels.get(plan.cheapest, plan.cheapest)}."
         if plan.cheapest
+        else "No target meets both the SLO and the accuracy bar, so none can be planned."
+        if plan.excluded
         else "No target meets the SLO, so none can be planned."
     )
     notes = (
@@ -277,6 +290,9 @@ def plan_blocks(
     blocks: list[Block] = [Heading(title, level), Bullets(facts), Table(headers, rows)]
     if skipped:
         blocks += [Paragraph("Stages left out as unknown (not as failures):"), Bullets(skipped)]
+    if plan.excluded:
+        reasons = [f"{labels.get(name, name)}: {why}" for name, why in plan.excluded.items()]
+        blocks += [Paragraph("Excluded by the accuracy bar:"), Bullets(reasons)]
     return [*blocks, Paragraph(verdict), Paragraph(notes)]
 
 
@@ -430,6 +446,8 @@ def report_blocks(report: ReportInput) -> list[Block]:
     blocks += _comparison(report, labels)
     blocks += _pairs(report, labels)
     blocks += _capacity(report, labels)
+    if report.quality is not None:
+        blocks += speed_quality_blocks(report.quality, labels, report.quality_chart)
     if report.plan is not None:
         blocks += plan_blocks(report.plan, labels)
     if report.plots:
