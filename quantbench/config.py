@@ -16,6 +16,7 @@ from analysis.config import AnalysisConfig, SloConfig
 from loadtest.config import EndpointSpec, LoadConfig, TimeoutConfig, WorkloadConfig
 from loadtest.limits import overload_problem
 from loadtest.prompts import DatasetError, load_dataset
+from loadtest.quality import QualityInputError, check_inputs
 from loadtest.quality.config import QualityConfig
 from loadtest.workload import prompt_source
 from quantbench.errors import ConfigError
@@ -92,7 +93,7 @@ class BenchConfig(BaseModel):
     slo: SloConfig = SloConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     prometheus: PrometheusConfig | None = None
-    quality: QualityConfig | None = None  # `quantbench quality`; not yet run by `run`
+    quality: QualityConfig | None = None  # probed after each target's stages, or alone
 
     @model_validator(mode="after")
     def _unique_names(self) -> BenchConfig:
@@ -168,13 +169,18 @@ def load_config(path: Path) -> BenchConfig:
 
 
 def _resolve_quality_files(config: BenchConfig, path: Path) -> None:
-    """The quality section's files are relative to the bench.yaml, like the workload's."""
+    """The quality section's files are relative to the bench.yaml, like the workload's; they
+    are read once now, so a bad one is one line before any target starts."""
     if config.quality is None:
         return
     for field in ("text", "tokenizer", "prompts", "tasks"):
         value = getattr(config.quality, field)
         if value is not None and not value.is_absolute():
             setattr(config.quality, field, (path.parent / value).resolve())
+    try:
+        check_inputs(config.quality)
+    except QualityInputError as exc:
+        raise ConfigError(f"{path}: quality: {exc}") from exc
 
 
 def _check_workload_files(config: BenchConfig, path: Path) -> None:

@@ -39,7 +39,7 @@ from quantbench.quality_view import print_quality, quality_markdown
 from quantbench.rundir import create_run_dir
 from quantbench.simproc import simulator
 
-__all__ = ["QualityOutcome", "pick_reference", "run_quality"]
+__all__ = ["QualityOutcome", "pick_reference", "run_quality", "target_info"]
 
 QualityOutcome = tuple[Path, dict[str, Any], int]
 _REFERENCE_QUANTS = ("fp16", "bf16")
@@ -61,7 +61,8 @@ def pick_reference(config: BenchConfig, quality: QualityConfig) -> str | None:
     return None
 
 
-def _info(target: TargetConfig) -> dict[str, Any]:
+def target_info(target: TargetConfig) -> dict[str, Any]:
+    """What quality.json says of a target besides its measures."""
     return {
         "name": target.name,
         "stack": target.resolved_stack,
@@ -176,7 +177,9 @@ def run_quality(
         for target in selected:
             if target.name in clients:
                 measured[target.name] = measure_target(clients[target.name], plan, console.print)
-    result = build_result(plan, [_info(t) for t in selected], measured, not_run, reference, bar)
+    result = build_result(
+        plan.describe(), [target_info(t) for t in selected], measured, not_run, reference, bar
+    )
     write_result(folder, result)
     (folder / "quality.md").write_text(quality_markdown(result))
     print_quality(result, console)

@@ -19,11 +19,11 @@ from analysis.quality import (
     perplexity,
     perplexity_delta,
 )
-from loadtest.quality import ProbePlan, TargetMeasurement
+from analysis.speed_quality import QUALITY_FILE
+from loadtest.quality import TargetMeasurement
 
 __all__ = ["QUALITY_FILE", "TargetInfo", "build_result", "write_result"]
 
-QUALITY_FILE = "quality.json"
 TargetInfo = dict[str, Any]  # name, stack, quant, simulated, api
 
 
@@ -58,14 +58,15 @@ def _agreement(m: TargetMeasurement, ref: TargetMeasurement | None) -> tuple[Any
 
 
 def build_result(
-    plan: ProbePlan,
+    text: dict[str, Any] | None,
     infos: list[TargetInfo],
     measured: dict[str, TargetMeasurement],
     not_run: dict[str, str],
     reference: str | None,
     bar: float | None,
 ) -> dict[str, Any]:
-    """Estimates for every target in `infos` (`not_run`: those never probed, with why)."""
+    """Estimates for every target in `infos` (`not_run`: those never probed, with why);
+    `text`: what was asked (`ProbePlan.describe()`)."""
     ref = measured.get(reference) if reference else None
     targets = []
     for info in infos:
@@ -110,7 +111,7 @@ def build_result(
     meets = [t["name"] for t in targets if t["verdict"] == "meets"]
     return {
         "simulated": any(t.get("simulated") for t in targets),
-        "text": plan.describe(),
+        "text": text,
         "reference": reference,
         "max_ppl_increase": bar,
         "meets_bar": meets if bar is not None else None,

@@ -51,6 +51,7 @@ from quantbench.probe import (
     wait_until_serving,
 )
 from quantbench.resume import finished_stages, set_aside_unfinished
+from quantbench.run_quality import QualityStep
 from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
 from quantbench.simproc import simulator
 
@@ -141,8 +142,10 @@ def _run_target(
     save: Callable[[], None],
     first_stage: int,
     lock_fd: int,
+    quality: QualityStep | None = None,
 ) -> None:
-    """Measure one target, filling `info` (its run.json entry) and saving as facts arrive."""
+    """Measure one target, filling `info` (its run.json entry) and saving as facts arrive;
+    then, its stages over and it still up, its quality probe (`quality:`)."""
     workload, timeouts = config.workload, config.timeouts
     with _endpoint(config, target, run_dir / "logs", info) as url:
         # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
@@ -184,6 +187,8 @@ def _run_target(
         with MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep):
             run_locust(settings, url, progress, keep_fds=(lock_fd,))
         info.ended_at = now_iso()
+        if quality is not None:  # after the stages: never while one is measured
+            quality.after_stages(target, url, model)
 
 
 def _resume_hint(run_dir: Path) -> str:
@@ -232,6 +237,7 @@ def _measure(
         write_run_meta(run_dir, meta)
 
     count = len(config.load.stages)
+    quality = QualityStep.for_run(config, targets, run_dir, console)
     try:
         for target in targets:
             info = meta.target(target.name)
@@ -242,9 +248,11 @@ def _measure(
             first = first_stages.get(target.name, 0)
             if first >= count:
                 console.print(f"{target.name}: all {count} stages already finished")
+                if quality is not None and quality.pending(target.name):
+                    quality.probe_alone(target, _endpoint(config, target, run_dir / "logs", info))
                 continue
             try:
-                _run_target(config, target, run_dir, console, info, save, first, lock_fd)
+                _run_target(config, target, run_dir, console, info, save, first, lock_fd, quality)
             except TargetDown as exc:
                 info.stopped = str(exc)
                 console.print(f"[red]{exc}[/]")

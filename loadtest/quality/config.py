@@ -39,11 +39,12 @@ Fraction = Annotated[float, BeforeValidator(parse_fraction), Field(ge=0)]
 
 
 class QualityConfig(BaseModel):
-    """What `quantbench quality` (and, later, `quality:` in `quantbench run`) measures.
+    """What the quality probe measures: `quantbench quality`, and `quantbench run` after each
+    target's load stages.
 
     `text`: perplexity text (default: the sample shipped with quantbench); `tokenizer`: a local
     tokenizer.json to cut it into tokens (default: `workload.tokenizer`, else the reference
-    target's own `/tokenize`); `prompts`: one prompt per line for greedy agreement (default:
+    target's own `/tokenize`; in `quantbench run`, the first target probed); `prompts`: one prompt per line for greedy agreement (default:
     the shipped set); `tasks`: JSON lines `{"prompt", "answer", "match": "contains"|"exact"}`
     for accuracy; `reference`: the FP16 target (default: the first target whose quant is fp16).
     """

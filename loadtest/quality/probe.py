@@ -75,6 +75,47 @@ class ProbePlan:
             "tasks": len(self.tasks),
         }
 
+    def to_json(self) -> dict[str, Any]:
+        """Everything asked, to be read back by `from_json` (a resumed run asks the same)."""
+        text = self.text
+        return {
+            "text_path": str(self.text_path),
+            "text": text.text,
+            "ids": text.ids,
+            "prefix": text.prefix,
+            "offsets": text.offsets,
+            "tokenizer": text.tokenizer,
+            "windows": [(w.index, w.begin, w.end, w.scored_from) for w in self.windows],
+            "window_texts": self.window_texts,
+            "window_text_problem": self.window_text_problem,
+            "prompts": self.prompts,
+            "tasks": [(t.prompt, t.answer, t.match) for t in self.tasks],
+        }
+
+    @classmethod
+    def from_json(
+        cls, data: dict[str, Any], config: QualityConfig, tokenizer: TextTokenizer
+    ) -> ProbePlan:
+        offsets = data["offsets"]
+        text = TokenizedText(
+            data["text"],
+            list(data["ids"]),
+            list(data["prefix"]),
+            None if offsets is None else [(int(a), int(b)) for a, b in offsets],
+            data["tokenizer"],
+        )
+        return cls(
+            Path(data["text_path"]),
+            text,
+            [Window(*w) for w in data["windows"]],
+            data["window_texts"],
+            data["window_text_problem"],
+            list(data["prompts"]),
+            [Task(*t) for t in data["tasks"]],
+            config,
+            tokenizer,
+        )
+
 
 def check_inputs(config: QualityConfig) -> None:
     """Read the text, prompt and task files once, before any target starts: a bad file is one
@@ -163,6 +204,23 @@ class TargetMeasurement:
             "tasks_error": self.tasks_error,
             "seconds": self.seconds,
         }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TargetMeasurement:
+        """The inverse of `to_json` (a probe saved in a run directory, read back)."""
+        windows = data.get("windows")
+        return cls(
+            windows=None if windows is None else [WindowScore(**w) for w in windows],
+            perplexity_error=data.get("perplexity_error"),
+            outputs=data.get("outputs"),
+            output_ids=data.get("output_ids"),
+            agreement_error=data.get("agreement_error"),
+            divergence_error=data.get("divergence_error"),
+            task_outputs=data.get("task_outputs"),
+            task_correct=data.get("task_correct"),
+            tasks_error=data.get("tasks_error"),
+            seconds=dict(data.get("seconds") or {}),
+        )
 
 
 def _in_parallel(fn: Callable[[_T], _R], items: Sequence[_T], workers: int) -> list[_R]:
