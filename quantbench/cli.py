@@ -15,6 +15,8 @@ from rich.console import Console
 
 from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
+from analysis.rundir import load_run_meta
+from analysis.speed_quality import load_quality
 from quantbench import __version__
 from quantbench.config import load_config
 from quantbench.doctor import add_parser as add_doctor_parser
@@ -30,7 +32,7 @@ from quantbench.errors import (
     translated,
 )
 from quantbench.interrupts import Stopped, stop_on_signals
-from quantbench.quality_cli import add_quality_parser, run_quality_command
+from quantbench.quality_cli import BAR_HELP, add_quality_parser, parse_bar, run_quality_command
 from quantbench.runner import resume_bench, run_bench
 from quantbench.tracecmd import add_trace_parser, run_trace
 
@@ -98,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="(re)build summary.csv and the reports of a run")
     report.add_argument("run_dir", type=Path, help="a run directory written by `quantbench run`")
+    report.add_argument(
+        "--max-ppl-increase",
+        metavar="PCT",
+        help=BAR_HELP + "; the report's speed-quality decision and plan section use it for "
+        "this rebuild (default: the bar of `quantbench plan`, else quality.max_ppl_increase)",
+    )
     _add_plan(commands)
     add_trace_parser(commands)
     add_doctor_parser(commands)
@@ -116,8 +124,13 @@ examples:
   quantbench plan runs/RUN --slo ttft_p95=500ms,tpot_p95=50ms --peak-rps 40
   quantbench plan runs/RUN --peak-rps 40 --gpu-hour-cost 2.5 --headroom 0.3
 
-exit codes: 0 a plan was made; 1 no target meets the SLO at any valid stage;
-2 a bad flag or not a run directory (one line on stderr).
+With --max-ppl-increase (or quality.max_ppl_increase in the run's config), targets
+that miss the accuracy bar, are uncertain against it or not measurable (quality.json, from
+`quality:` in bench.yaml) are excluded from the cheapest choice, and plan.md says why.
+
+exit codes: 0 a plan was made; 1 no target meets the SLO (and the accuracy bar) at any
+valid stage; 2 a bad flag, not a run directory, or a bar without quality.json (one line on
+stderr).
 """
 
 
@@ -153,10 +166,36 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="share of each replica's SLO-limited rate kept spare for bursts, "
         "0 <= h < 1, e.g. 0.2 or 20%% (default: 0.2)",
     )
+    plan.add_argument(
+        "--max-ppl-increase",
+        metavar="PCT",
+        help=BAR_HELP + "; targets that miss it, are uncertain or not measurable are excluded "
+        "(kept in plan.json for later reports; default: quality.max_ppl_increase)",
+    )
+
+
+def _check_quality(run_dir: Path, bar: float | None) -> None:
+    """A bar given on the command line needs the run's quality.json, with an FP16 reference."""
+    if bar is None:
+        return
+    load_run_meta(run_dir)  # not a run directory: that error first
+    quality = load_quality(run_dir)
+    if quality is None:
+        raise ConfigError(
+            f"--max-ppl-increase: {run_dir} has no quality.json; add a `quality:` section to "
+            "bench.yaml (probed after each target's stages), or copy there the quality.json "
+            "that `quantbench quality` wrote"
+        )
+    if quality.get("reference") is None:
+        raise ConfigError(
+            f"--max-ppl-increase: {run_dir}/quality.json has no FP16 reference (a target with "
+            "quant fp16, or quality.reference), so no perplexity change to judge"
+        )
 
 
 def _plan(args: argparse.Namespace) -> int:
     """Validate the flags (one ConfigError line each), plan, print the plan and its path."""
+    bar = parse_bar(args.max_ppl_increase)
     try:
         inputs = plan_inputs(
             slo=parse_slo(args.slo) if args.slo is not None else None,
@@ -165,9 +204,11 @@ def _plan(args: argparse.Namespace) -> int:
                 parse_number("--gpu-hour-cost", args.gpu_hour_cost) if args.gpu_hour_cost else None
             ),
             headroom=parse_number("--headroom", args.headroom, percent=True),
+            max_ppl_increase=bar,
         )
     except PlanInputError as exc:
         raise ConfigError(str(exc)) from exc
+    _check_quality(args.run_dir, bar)
     result = analyze_run(args.run_dir, inputs)
     _warn(result)
     assert result.plan is not None and result.plan_md is not None
@@ -179,7 +220,8 @@ def _plan(args: argparse.Namespace) -> int:
             f"(see the stage validity table of {result.report_md})"
         )
     if result.plan.cheapest is None:
-        raise ThresholdError(f"no target meets the SLO at any valid stage ({result.plan_md})")
+        both = "the SLO and the accuracy bar" if result.plan.excluded else "the SLO"
+        raise ThresholdError(f"no target meets {both} at any valid stage ({result.plan_md})")
     return EXIT_OK
 
 
@@ -221,7 +263,9 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "demo":
         return _run(_demo_config(), args.out, None, console, demo=True)
     if args.command == "report":
-        result = analyze_run(args.run_dir)
+        bar = parse_bar(args.max_ppl_increase)
+        _check_quality(args.run_dir, bar)
+        result = analyze_run(args.run_dir, max_ppl_increase=bar)
         _warn(result)
         print(result.report_html)
         return EXIT_OK

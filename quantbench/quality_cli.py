@@ -13,7 +13,12 @@ from quantbench.config import load_config
 from quantbench.errors import ConfigError
 from quantbench.quality import run_quality
 
-__all__ = ["add_quality_parser", "run_quality_command"]
+__all__ = ["BAR_HELP", "add_quality_parser", "parse_bar", "run_quality_command"]
+
+BAR_HELP = (
+    "accuracy bar: largest perplexity increase over FP16 a target may have, e.g. 2%% or 0.02; "
+    "a target meets it when its whole 95%% CI is within it"
+)
 
 _HELP = """Measure what each target serves, through its own HTTP API, next to FP16:
 - perplexity of a text (quality.text; default: a sample shipped with quantbench) over windows
@@ -54,20 +59,23 @@ def add_quality_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
     quality.add_argument(
         "--max-ppl-increase",
         metavar="PCT",
-        help="accuracy bar: largest perplexity increase over FP16 a target may have, e.g. 2%% "
-        "or 0.02 (default: quality.max_ppl_increase); a target meets it when its whole 95%% "
-        "CI is within it",
+        help=BAR_HELP + " (default: quality.max_ppl_increase)",
     )
 
 
+def parse_bar(text: str | None) -> float | None:
+    """`--max-ppl-increase` as a fraction (`2%` or `0.02`), or one ConfigError line."""
+    if text is None:
+        return None
+    try:
+        return float(TypeAdapter(Fraction).validate_python(text))
+    except ValidationError as exc:
+        message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"--max-ppl-increase: {message}") from exc
+
+
 def run_quality_command(args: argparse.Namespace, console: Console) -> int:
-    bar = None
-    if args.max_ppl_increase is not None:
-        try:
-            bar = TypeAdapter(Fraction).validate_python(args.max_ppl_increase)
-        except ValidationError as exc:
-            message = exc.errors(include_url=False)[0]["msg"].removeprefix("Value error, ")
-            raise ConfigError(f"--max-ppl-increase: {message}") from exc
+    bar = parse_bar(args.max_ppl_increase)
     config = load_config(args.config)
     folder, _, code = run_quality(config, args.out, args.target, bar, console)
     print(folder)
