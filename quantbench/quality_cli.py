@@ -29,6 +29,8 @@ _HELP = """Measure what each target serves, through its own HTTP API, next to FP
   divergence in tokens), and accuracy on an optional task file (quality.tasks).
 Targets whose API cannot give a measure are listed as not measurable, with the reason.
 Starts `sim:` targets like `quantbench run`; compose targets are not supported yet.
+The same probe runs inside `quantbench run`, after each target's load stages, when bench.yaml
+has a `quality:` section; its report then sets perplexity beside load within the SLO.
 
 Writes quality.json and quality.md to a new folder under --out and prints its path last.
 
