@@ -28,6 +28,7 @@ from analysis.timeline import Timeline
 __all__ = [
     "cdf_figure",
     "latency_throughput_figure",
+    "limit_line",
     "throughput_load_figure",
     "timeline_figure",
     "write_plots",
@@ -98,21 +99,24 @@ def _legend(fig: Figure, axes: list[Axes]) -> None:
         )
 
 
-def _slo_line(ax: Axes, limit: float | None, label: str = "SLO") -> None:
-    """The limit as a dashed line, labelled at its right end, inside the axes."""
-    if limit is None:
-        return
-    ax.axhline(limit, color="#b00", linestyle="--", linewidth=1.2, zorder=0)
+def limit_line(ax: Axes, y: float, text: str, color: str = "#b00") -> None:
+    """A limit as a dashed horizontal line, labelled at its right end, inside the axes."""
+    ax.axhline(y, color=color, linestyle="--", linewidth=1.2, zorder=0)
     ax.annotate(
-        f"{label} {limit:g} ms",
-        (1, limit),
+        text,
+        (1, y),
         xycoords=("axes fraction", "data"),
         xytext=(-4, 3),
         textcoords="offset points",
         ha="right",
         fontsize=8,
-        color="#b00",
+        color=color,
     )
+
+
+def _slo_line(ax: Axes, limit: float | None, label: str = "SLO") -> None:
+    if limit is not None:
+        limit_line(ax, limit, f"{label} {limit:g} ms")
 
 
 def _panels(slo: SloConfig | None) -> list[tuple[str, str, float | None]]:

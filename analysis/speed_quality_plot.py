@@ -19,6 +19,7 @@ import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from analysis.plots import limit_line
 from analysis.speed_quality import SpeedQuality
 
 __all__ = ["CHART_FILE", "speed_quality_figure", "write_speed_quality_chart"]
@@ -89,17 +90,7 @@ def speed_quality_figure(view: SpeedQuality, title: str) -> Figure:
         _label(ax, x, right, f"{t.target}: not measurable; {where}", at, _COLORS[None],
                transform)  # fmt: skip
     if view.bar is not None:
-        ax.axhline(100 * view.bar, color="#cf222e", linestyle="--", linewidth=1.2, zorder=0)
-        ax.annotate(
-            f"accuracy bar +{view.bar:.2%}",
-            (1, 100 * view.bar),
-            xycoords=("axes fraction", "data"),
-            xytext=(-4, 3),
-            textcoords="offset points",
-            ha="right",
-            fontsize=8,
-            color="#cf222e",
-        )
+        limit_line(ax, 100 * view.bar, f"accuracy bar +{view.bar:.2%}", _COLORS["misses"])
     ax.axhline(0, color="#8c959f", linewidth=0.8, zorder=0)
     ax.set_xlim(left=0, right=right)
     low_y, high_y = ax.get_ylim()

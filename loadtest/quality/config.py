@@ -44,9 +44,10 @@ class QualityConfig(BaseModel):
 
     `text`: perplexity text (default: the sample shipped with quantbench); `tokenizer`: a local
     tokenizer.json to cut it into tokens (default: `workload.tokenizer`, else the reference
-    target's own `/tokenize`; in `quantbench run`, the first target probed); `prompts`: one prompt per line for greedy agreement (default:
-    the shipped set); `tasks`: JSON lines `{"prompt", "answer", "match": "contains"|"exact"}`
-    for accuracy; `reference`: the FP16 target (default: the first target whose quant is fp16).
+    target's own `/tokenize`; in `quantbench run`, the first target probed); `prompts`: one
+    prompt per line for greedy agreement (default: the shipped set); `tasks`: JSON lines
+    `{"prompt", "answer", "match": "contains"|"exact"}` for accuracy; `reference`: the FP16
+    target (default: the first target whose quant is fp16).
     """
 
     model_config = ConfigDict(extra="forbid")
