@@ -158,7 +158,8 @@ class QualityStep:
         record |= {"ended_at": now_iso(), "ended_wall_s": time.time()}
         write_text_atomic(self._dir / f"{target.name}.json", json.dumps(record) + "\n")
         result = self.write()
-        self._console.print(_summary(result, target.name))
+        seconds = record["ended_wall_s"] - record["started_wall_s"]
+        self._console.print(f"{_summary(result, target.name)} (probe {seconds:.1f} s)")
 
     def probe_alone(self, target: TargetConfig, endpoint: AbstractContextManager[str]) -> None:
         """A resumed run whose target was stopped during its probe: bring it up for the probe
