@@ -61,8 +61,8 @@ def _decision_row(d: BarDecision, view: SpeedQuality, labels: dict[str, str]) ->
     bar = f"+{d.bar:.2%}" + (" (yours)" if yours else "")
     choice = labels.get(d.choice, d.choice) if d.choice else "none"
     rate = _rate(view.by_name[d.choice]) if d.choice else "—"
-    if yours:
-        bar, choice = f"**{bar}**", f"**{choice}**"
+    if yours:  # the label may carry *(simulated)*: only the bar is set in bold
+        bar = f"**{bar}**"
     return [
         bar,
         choice,
