@@ -22,6 +22,7 @@ __all__ = [
     "LoadConfig",
     "LoadMode",
     "LocustSettings",
+    "SampleGoal",
     "TimeoutConfig",
     "WorkloadConfig",
     "load_unit",
@@ -124,8 +125,13 @@ def load_unit(mode: str, load: float | None = None) -> str:
     return f"{load:g} {one if load == 1 else many}"
 
 
+DEFAULT_STAGE_CAP_S = 600.0
+
+
 class LoadConfig(_Strict):
-    """The load profile: stages, each running `warmup` (excluded) then `stage_duration`.
+    """The load profile: stages, each running `warmup` (excluded) then `stage_duration`, and
+    on until it holds the ok samples its percentiles need, at most `max_stage_duration`
+    (default: 10 minutes, or `stage_duration` when that is longer; see `loadtest.shapes`).
 
     `concurrency`: closed loop, N users each sending when its last request ended.
     `rate`: open loop, requests/s on a seeded `arrival` schedule, latency timed from the
@@ -138,6 +144,7 @@ class LoadConfig(_Strict):
     mode: LoadMode = "concurrency"
     stages: list[StageLoad] = Field(default=[1, 4, 16], min_length=1)
     stage_duration: PositiveDuration = 30.0
+    max_stage_duration: PositiveDuration | None = None
     warmup: Duration = 5.0
     drain_timeout: Duration = 30.0
     arrival: ArrivalProcess = "poisson"
@@ -151,6 +158,34 @@ class LoadConfig(_Strict):
         if self.mode != "rate" and any(load != int(load) for load in self.stages):
             raise ValueError(f"{self.mode} stages are counts of requests; use whole numbers")
         return self
+
+    @model_validator(mode="after")
+    def _cap_covers_duration(self) -> LoadConfig:
+        cap = self.max_stage_duration
+        if cap is not None and cap < self.stage_duration:
+            raise ValueError(
+                f"max_stage_duration ({cap:g} s) is shorter than stage_duration "
+                f"({self.stage_duration:g} s); it caps how far a stage is extended"
+            )
+        return self
+
+    @property
+    def stage_cap_s(self) -> float:
+        """How long a stage is measured at most, extended for its samples."""
+        if self.max_stage_duration is not None:
+            return self.max_stage_duration
+        return max(DEFAULT_STAGE_CAP_S, self.stage_duration)
+
+
+class SampleGoal(_Strict):
+    """When a stage has sampled enough: `min_ok` ok requests in its measured window, what
+    its `percentile` needs (`quantbench run` derives both with the analysis' validity rule:
+    59 for a p95, 299 for a p99). A stage whose error rate is above `max_error_rate` (the
+    validity limit) is invalid whatever its count, so it is not extended for samples."""
+
+    min_ok: int = Field(default=59, ge=1)
+    percentile: str = "p95"
+    max_error_rate: float = Field(default=0.01, ge=0, le=1)
 
 
 class TimeoutConfig(_Strict):
@@ -186,7 +221,10 @@ class LocustSettings(_Strict):
     load: LoadConfig = LoadConfig()
     timeouts: TimeoutConfig = TimeoutConfig()
     run_dir: Path = Path("runs/locust")
+    goal: SampleGoal = SampleGoal()
     first_stage: int = Field(default=0, ge=0)  # > 0 when a killed run is resumed
+    repeat: int = Field(default=0, ge=0)  # which repetition of the sweep this run is
+    stage_offset: int = Field(default=0, ge=0)  # the number of this run's stage 0
     tokens_per_word: float | None = Field(default=None, gt=0)  # from the target's /tokenize
 
     @model_validator(mode="after")

@@ -2,8 +2,9 @@
 
 Users, the shape and the listeners of the locustfile read and change the run through this
 object instead of module globals: its settings and plan, the time anchor (stage 0's start on
-both clocks, shared by the master with its workers), the record writers, and which stage
-windows have been written. Everything here runs inside Locust's gevent world.
+both clocks, shared by the master with its workers), the record writers, the ok and failed
+counts of each stage (which decide when an extended stage ends: `loadtest.shapes`), and
+which stage windows have been written. Everything here runs inside Locust's gevent world.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ from loadtest.records import (
     REQUESTS_FILE,
     SCHEDULED_FILE,
     STAGES_FILE,
+    Outcome,
     RecordWriter,
+    RequestRecord,
     StageRecord,
 )
 from loadtest.secrets import Redactor
-from loadtest.shapes import LoadPlan, StagePlan
+from loadtest.shapes import Counts, LoadPlan, SampledStage, StagePlan
 from loadtest.workload import RequestFactory, prompt_source
 
 if TYPE_CHECKING:  # importing locust monkey-patches the process; tests use this without it
@@ -60,9 +63,21 @@ class Anchor:
 class RunState:
     """One run, as one Locust process (local, master or worker) sees it."""
 
-    def __init__(self, settings: LocustSettings) -> None:
+    def __init__(self, settings: LocustSettings, lead_s: float = 0.0) -> None:
+        """`lead_s`: how far ahead a stage's end is decided (a master's workers must hear of
+        it before it passes)."""
         self.settings = settings
-        self.plan = LoadPlan(settings.load, settings.first_stage)
+        self.plan = LoadPlan(
+            settings.load,
+            settings.first_stage,
+            rule=SampledStage(settings.goal),
+            stage_offset=settings.stage_offset,
+            repeat=settings.repeat,
+            lead_s=lead_s,
+        )
+        self.counts: dict[int, Counts] = {}  # this process's, per stage
+        self.peer_counts: dict[str, dict[int, Counts]] = {}  # a master's: each worker's
+        self.decided = gevent.event.Event()  # set (and replaced) when an ending is decided
         workload = settings.workload
         self.prompts: PromptSource = prompt_source(workload, settings.tokens_per_word)
         self.dataset: list[DatasetItem] | None = (
@@ -126,27 +141,91 @@ class RunState:
     def restart_stages(self) -> None:
         self.stages_written = 0
 
+    # -- counts and endings ------------------------------------------------------------------
+    def count(self, record: RequestRecord) -> None:
+        """A request of the measured window ended: count it toward its stage's goal."""
+        if record.warmup:
+            return
+        ok = record.outcome is Outcome.OK
+        self.counts[record.stage] = self.counts.get(record.stage, Counts()) + Counts(
+            int(ok), int(not ok)
+        )
+
+    def stage_counts(self, index: int) -> Counts:
+        """This process's counts of a stage plus, on a master, every worker's last report."""
+        total = self.counts.get(index, Counts())
+        for peer in self.peer_counts.values():
+            total = total + peer.get(index, Counts())
+        return total
+
+    def decide(self) -> StagePlan | None:
+        """Where the ending of the running stage is decided (local or master): from its
+        counts now. Wakes whatever waits on `decided` when it ends one."""
+        run_time = self.anchor.run_time_s()
+        stage = self.plan.stage_at(run_time)
+        if stage is None or stage.end_s is not None:
+            return None
+        ended = self.plan.observe(run_time, self.stage_counts(stage.index))
+        if ended is not None:
+            self.wake()
+        return ended
+
+    def wake(self) -> None:
+        event, self.decided = self.decided, gevent.event.Event()
+        event.set()
+
+    def wait_until(self, run_time_s: float) -> None:
+        """Sleep until `run_time_s`, or less when an ending is decided meanwhile."""
+        self.decided.wait(timeout=max(run_time_s - self.anchor.run_time_s(), 0.0))
+
+    def counts_message(self) -> dict[str, list[int]]:
+        """A worker's counts, as it sends them to its master."""
+        return {str(index): [c.ok, c.failed] for index, c in self.counts.items()}
+
+    def take_peer_counts(self, peer: str, data: dict[str, list[int]]) -> None:
+        self.peer_counts[peer] = {int(k): Counts(int(v[0]), int(v[1])) for k, v in data.items()}
+
+    def endings_message(self) -> dict[str, list[object]]:
+        return {str(k): [e.end_s, e.by] for k, e in self.plan.endings().items()}
+
+    def take_endings(self, data: dict[str, list[object]]) -> None:
+        """A worker applies its master's decisions (sent again and again: idempotent)."""
+        before = len(self.plan.endings())
+        for index, (end_s, by) in data.items():
+            self.plan.end_stage(int(index), float(end_s), by)  # type: ignore[arg-type]
+        if len(self.plan.endings()) != before:
+            self.wake()
+
+    # -- stage windows -------------------------------------------------------------------------
     def write_stages(self, until_s: float, completed: bool) -> None:
         """Append the window of every stage that ended before `until_s` and is not yet
         written; with `completed=False` (the test stopped), also the one cut short."""
         if self.stages is None:
             return
-        for stage in self.plan.stages[self.stages_written :]:
-            if stage.end_s > until_s and completed:
-                return
-            end_s = min(stage.end_s, until_s)
-            if end_s <= stage.start_s:
-                return
-            self.stages.write(self._stage_record(stage, end_s, stage.end_s <= until_s))
+        ended, running = self.plan.ended(until_s), self.plan.stage_at(until_s)
+        for stage in ended[self.stages_written :]:
+            assert stage.end_s is not None
+            self.stages.write(self._stage_record(stage, stage.end_s, True))
+            self.stages_written += 1
+        if completed or running is None or until_s <= running.start_s:
+            return
+        if self.stages_written == len(ended):  # the stage cut short, once
+            self.stages.write(self._stage_record(running, until_s, False))
             self.stages_written += 1
 
     def _stage_record(self, stage: StagePlan, end_s: float, completed: bool) -> StageRecord:
         anchor = self.anchor
+        goal = self.settings.goal
         return StageRecord(
             target=self.settings.endpoint.name,
             stage=stage.index,
             mode=self.plan.mode,
             load=stage.load,
+            repeat=stage.repeat,
+            ended_by=stage.ended_by if completed else "stopped",
+            min_ok=goal.min_ok,
+            duration_s=stage.min_end_s - stage.measure_start_s,
+            max_duration_s=stage.cap_end_s - stage.measure_start_s,
             warmup_s=stage.measure_start_s - stage.start_s,
             start_wall_s=anchor.wall_s + stage.start_s,
             end_wall_s=anchor.wall_s + end_s,

@@ -12,7 +12,10 @@ windows to `stages.jsonl`. Closed loop (`concurrency`) runs one `LLMUser` per us
 loop (`rate`) and `batch` stages run one `DispatchUser` per generator process, which
 executes the pure plan of `loadtest.dispatch`. With `--processes N` (or master/workers) the
 master announces the run's time anchor and each worker's dispatcher takes every N-th
-arrival of the one global schedule. The run's state is a `RunState` on the environment.
+arrival of the one global schedule. A stage runs until it has its ok samples
+(`loadtest.shapes`): the process that owns the shape (local or master) counts them — a
+master from its workers' reports — decides each stage's end and, on a master, tells the
+workers a moment ahead. The run's state is a `RunState` on the environment.
 
 `locust --help` cannot list the `--qb-*` flags (Locust prints its help before it reads a
 locustfile: locustio/locust#2917); `python loadtest/locustfile.py --help` lists them.
@@ -48,7 +51,7 @@ from loadtest.clients import CLIENTS
 from loadtest.clients.base import RequestContext, StreamingClient
 from loadtest.config import LocustSettings, parse_duration
 from loadtest.discovery import DiscoveryError, served_model
-from loadtest.dispatch import AwaitRound, Launch, connect_backoff_s, dispatch_plan
+from loadtest.dispatch import AwaitRound, Launch, Wait, connect_backoff_s, dispatch_plan
 from loadtest.generator_stats import CpuSampler
 from loadtest.lifeline import die_with_parent
 from loadtest.locust_run import RunState
@@ -59,6 +62,13 @@ from loadtest.workload import GenRequest
 
 log = logging.getLogger("quantbench")
 _ANCHOR_MESSAGE = "quantbench_anchor"
+_COUNTS_MESSAGE = "quantbench_counts"  # worker → master: ok and failed requests per stage
+_ENDINGS_MESSAGE = "quantbench_endings"  # master → workers: the stage endings decided
+# A master decides an ending this far ahead, so that its workers hear of it before it passes
+# (loopback messages take about a millisecond); workers report their counts every
+# _REPORT_S, so a stage that has its samples in time still ends on time.
+_LEAD_S = 0.2
+_REPORT_S = 0.1
 _STOP_MARGIN_S = 5.0  # the dispatcher drains itself; Locust waits this much longer
 _ANCHOR_WAIT_S = 10.0
 _SUPERVISE_S = 0.25
@@ -73,6 +83,15 @@ def add_arguments(parser: Any) -> None:
     group.add_argument("--qb-mode", choices=["concurrency", "rate", "batch"])
     group.add_argument("--qb-stages", help="comma-separated loads: users, requests/s or batch")
     group.add_argument("--qb-stage-duration", help="measured time per stage, e.g. 30s")
+    group.add_argument(
+        "--qb-max-stage-duration",
+        help="measure a stage at most this long while it lacks samples, e.g. 10m",
+    )
+    group.add_argument(
+        "--qb-min-samples",
+        type=int,
+        help="ok requests a stage needs before it ends (default 59, what a p95 needs)",
+    )
     group.add_argument("--qb-warmup", help="warm-up before each stage, excluded, e.g. 5s")
     group.add_argument("--qb-arrival", choices=["constant", "poisson", "gamma"])
     group.add_argument("--qb-endpoint", choices=["chat", "completions"])
@@ -119,9 +138,15 @@ def settings_from_options(options: Any) -> LocustSettings:
         data["run_dir"] = options.qb_run_dir
     if options.qb_stages:
         load["stages"] = [value.strip() for value in options.qb_stages.split(",")]
-    for flag, key in (("qb_stage_duration", "stage_duration"), ("qb_warmup", "warmup")):
+    for flag, key in (
+        ("qb_stage_duration", "stage_duration"),
+        ("qb_max_stage_duration", "max_stage_duration"),
+        ("qb_warmup", "warmup"),
+    ):
         if getattr(options, flag):
             load[key] = parse_duration(getattr(options, flag))
+    if options.qb_min_samples:
+        data["goal"]["min_ok"] = options.qb_min_samples
     for flag, section, key in (
         ("qb_mode", load, "mode"),
         ("qb_arrival", load, "arrival"),
@@ -233,6 +258,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         # First, before anything yields: the master may already be announcing the anchor.
         runner.register_message(_ANCHOR_MESSAGE, _on_anchor)
+        runner.register_message(_ENDINGS_MESSAGE, _on_endings)
         if getattr(options, "processes", None):  # forked by this Locust: die with it
             die_with_parent(_LOADED_BY)
     settings = _settings(environment, options)
@@ -244,7 +270,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
         user_class.connection_timeout = settings.timeouts.connect
         user_class.network_timeout = settings.timeouts.total
     DispatchUser.concurrency = settings.load.max_in_flight
-    state = RunState(settings)
+    if isinstance(runner, MasterRunner):
+        runner.register_message(_COUNTS_MESSAGE, _on_counts)
+    state = RunState(settings, lead_s=_LEAD_S if isinstance(runner, MasterRunner) else 0.0)
     state.attach(environment)
     # Everything allocated so far (Locust, gevent, imports) lives for the whole run: freezing
     # it keeps the garbage collector's full passes, and their pauses, short.
@@ -284,6 +312,15 @@ def _start_process_side(environment: Environment, state: RunState, port: int) ->
             sampler.sample()
 
     gevent.spawn(sample_forever)
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+
+        def report_counts() -> None:
+            while True:
+                gevent.sleep(_REPORT_S)
+                runner.send_message(_COUNTS_MESSAGE, state.counts_message())
+
+        gevent.spawn(report_counts)
     if port:
         index = max(getattr(environment.runner, "worker_index", 0), 0)
         state.exporter.serve(port + index)
@@ -297,6 +334,30 @@ def _on_anchor(environment: Environment, msg: Any, **_: Any) -> None:
         return
     wall_s = msg.data["wall_s"]
     state.anchor.set(time.perf_counter() - (time.time() - wall_s), wall_s, msg.data["dispatchers"])
+
+
+def _on_endings(environment: Environment, msg: Any, **_: Any) -> None:
+    """Workers: the stage endings the master decided."""
+    state = RunState.find(environment)
+    if state is not None:
+        state.take_endings(msg.data)
+
+
+def _on_counts(environment: Environment, msg: Any, **_: Any) -> None:
+    """Master: a worker's ok and failed counts per stage (cumulative, so a lost message
+    costs nothing); the running stage may now have its samples."""
+    state = RunState.find(environment)
+    if state is not None and state.anchor.ready.is_set():
+        state.take_peer_counts(str(msg.node_id), msg.data)
+        _decide(environment, state)
+
+
+def _decide(environment: Environment, state: RunState) -> None:
+    """Local or master: end the running stage if its counts say so; a master tells its
+    workers at once (the ending lies `_LEAD_S` ahead)."""
+    runner = environment.runner
+    if state.decide() is not None and isinstance(runner, MasterRunner):
+        runner.send_message(_ENDINGS_MESSAGE, state.endings_message())
 
 
 def _ready_state(environment: Environment) -> RunState:
@@ -321,8 +382,9 @@ def _on_start(environment: Environment, **_: Any) -> None:
 
 
 def _supervise(environment: Environment) -> None:
-    """Local or master, while the shape runs: write each stage's window as it ends; a
-    master also notices lost workers and repeats the anchor (a worker may connect late)."""
+    """Local or master, while the shape runs: decide stage endings, write each stage's
+    window as it ends; a master also notices lost workers and repeats the anchor and the
+    endings (a worker may connect late; a repeated ending changes nothing)."""
     state = RunState.of(environment)
     state.anchor.ready.wait()
     runner = environment.runner
@@ -332,8 +394,11 @@ def _supervise(environment: Environment) -> None:
             if missing > state.workers_lost:
                 state.workers_lost = missing
                 log.error("a load-generator worker stopped answering; the stage will be marked")
+        _decide(environment, state)
+        if isinstance(runner, MasterRunner):
             data = {"wall_s": state.anchor.wall_s, "dispatchers": state.anchor.dispatchers}
             runner.send_message(_ANCHOR_MESSAGE, data)
+            runner.send_message(_ENDINGS_MESSAGE, state.endings_message())
         state.write_stages(state.anchor.run_time_s(), completed=True)
         gevent.sleep(_SUPERVISE_S)
 
@@ -400,7 +465,8 @@ class StagesShape(LoadTestShape):
         if shape is None:
             # The drain: users stop by themselves once the last stage is over; stopping the
             # test now would kill the requests still in flight (workers quit at once).
-            draining = run_time < state.plan.total_s + state.settings.load.drain_timeout
+            finished_s = state.plan.finished_at(run_time) or run_time
+            draining = run_time < finished_s + state.settings.load.drain_timeout
             users_left = self.runner is not None and self.runner.user_count > 0
             return self._last if draining and users_left else None
         users, rate = shape
@@ -440,6 +506,9 @@ def _send(
         raise
     record.error = state.redact.optional(record.error)
     state.requests.write(record)
+    state.count(record)
+    if not isinstance(environment.runner, WorkerRunner):
+        _decide(environment, state)
     state.exporter.observe(record)
     _fire(environment, client.path, record)
     # Yield before the next request: when many streams end together (closed loop, equal
@@ -517,9 +586,10 @@ class DispatchUser(FastHttpUser):
                 break
             if isinstance(step, AwaitRound):
                 self.pool.join()
-                continue
-            gevent.sleep(max(0.0, step.at_s - state.anchor.run_time_s()))
-            self._launch(step)
+            elif isinstance(step, Wait):
+                state.wait_until(step.until_s)
+            else:
+                self._launch(step)
         self.pool.join(timeout=load.drain_timeout)
         self.pool.kill()  # what is still running is written `cancelled`
         raise StopUser()

@@ -89,7 +89,11 @@ class StageRecord(BaseModel):
     """One load stage of one target: its window on both clocks.
 
     `stage` numbers a target's stages uniquely across repeats; `repeat` (0 for the first run
-    of the stages) says which repetition of the sweep a stage belongs to. `valid` and
+    of the stages) says which repetition of the sweep a stage belongs to. A stage is measured
+    for at least `duration_s` and until `min_ok` ok samples, at most `max_duration_s`;
+    `ended_by` says which ended it: `duration`, `samples` (extended until its count),
+    `cap` (extended to `max_duration_s` without reaching it), `errors` (not extended: its
+    error rate made it invalid anyway) or `stopped` (the test stopped inside it). `valid` and
     `invalid_reason` are legacy fields: validity is decided by the analysis (summary.csv).
     """
 
@@ -106,6 +110,10 @@ class StageRecord(BaseModel):
     start_ns: int
     end_ns: int
     completed: bool = True
+    ended_by: Literal["duration", "samples", "cap", "errors", "stopped"] | None = None
+    min_ok: int | None = None
+    duration_s: float | None = None
+    max_duration_s: float | None = None
     workers_lost: int = 0
     valid: bool | None = None
     invalid_reason: str | None = None

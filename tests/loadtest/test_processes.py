@@ -50,8 +50,10 @@ def lines(path: Path) -> list[dict[str, object]]:
 
 
 def test_two_processes_share_one_global_schedule(sim_url: str, tmp_path: Path) -> None:
+    # 80 and 160 arrivals per stage, and 10 ok samples asked for: no stage is extended.
     args = ("--qb-mode", "rate", "--qb-arrival", "poisson", "--qb-stages", "40,80",
-            "--qb-warmup", "0.5s", "--qb-stage-duration", "2s")  # fmt: skip
+            "--qb-warmup", "0.5s", "--qb-stage-duration", "2s",
+            "--qb-min-samples", "10")  # fmt: skip
     result = subprocess.run(locust(sim_url, tmp_path, *args), cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
@@ -119,3 +121,32 @@ def test_locust_rows_show_ttft_tpot_e2e_and_count_each_failure_once(tmp_path: Pa
     assert float(rows[("LLM", "E2E")]["Average Response Time"]) == pytest.approx(
         sum(e2e) / len(e2e), rel=1e-3
     )
+
+
+@pytest.mark.parametrize("mode", ["concurrency", "rate"])
+def test_workers_counts_extend_a_short_stage_until_it_has_its_samples(
+    mode: str, tmp_path: Path
+) -> None:
+    """The master ends a stage only once its workers' ok requests reach the count (custom
+    messages), and the window it writes is the one the workers labelled their requests by."""
+    proc, url = start_sim("--timing", "fixed", "--ttft-ms", "30", "--itl-ms", "1", "--port", "0")
+    try:
+        # 2 users or 10 req/s for 1 s: ~20-60 ok requests; 59 are needed, then stage 1 runs.
+        load = "2,4" if mode == "concurrency" else "10,20"
+        args = ("--qb-mode", mode, "--qb-arrival", "constant", "--qb-stages", load,
+                "--qb-warmup", "0s", "--qb-stage-duration", "1s")  # fmt: skip
+        result = subprocess.run(locust(url, tmp_path, *args), cwd=REPO_ROOT,
+                                capture_output=True, text=True, timeout=120)  # fmt: skip
+    finally:
+        stop_sim(proc)
+    assert result.returncode == 0, result.stderr[-2000:]
+    first, second = lines(tmp_path / "stages.jsonl")
+    records = lines(tmp_path / "requests.jsonl")
+    mine = [r for r in records if r["stage"] == 0]
+    ok_ends = sorted(r["end_ns"] for r in mine if r["outcome"] == "ok")
+    assert first["ended_by"] == "samples" and len(ok_ends) >= 59
+    assert first["end_ns"] >= ok_ends[58], "the stage ended only after its 59th ok request"
+    assert first["end_ns"] - first["start_ns"] > 1e9  # longer than its 1 s
+    assert all(r["scheduled_ns"] < first["end_ns"] for r in mine), "labelled by the window"
+    assert all(r["scheduled_ns"] >= second["start_ns"] for r in records if r["stage"] == 1)
+    assert second["start_ns"] == first["end_ns"]
