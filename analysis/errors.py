@@ -16,6 +16,7 @@ from loadtest.server_text import server_message
 __all__ = [
     "BREAKDOWN_COLUMNS",
     "CONNECTION_OUTCOMES",
+    "dominant_failure",
     "error_breakdown",
     "failure_text",
     "one_line",
@@ -77,6 +78,25 @@ def error_breakdown(requests: pd.DataFrame) -> pd.DataFrame:
 
 def _first_message(values: pd.Series) -> str | None:
     return next((v for v in values if isinstance(v, str) and v.strip()), None)
+
+
+def dominant_failure(rows: pd.DataFrame, requests: int) -> str | None:
+    """`400 http_error (57 of 60 requests): maximum context length is 1024 tokens` for the
+    most common failure of breakdown `rows` (e.g. one target's, across its stages) among
+    `requests` scheduled, or None when most of them were ok."""
+    if rows.empty or not requests:
+        return None
+    status = rows["http_status"].astype("Int64").fillna(-1)
+    keys = [rows["outcome"].astype(str), status]
+    counts = rows["count"].groupby(keys, sort=False).sum()
+    if int(counts.sum()) * 2 <= requests:
+        return None
+    (outcome, code), count = counts.idxmax(), int(counts.max())
+    label = f"{code} {outcome}" if code >= 0 else str(outcome)
+    text = f"{label} ({count:,} of {requests:,} requests)"
+    same = rows[(rows["outcome"].astype(str) == outcome) & (status == code)]
+    message = _first_message(same["example"])
+    return f"{text}: {message}" if message else text
 
 
 def failure_text(rows: pd.DataFrame, limit: int = 3) -> str:

@@ -124,6 +124,7 @@ class AnalysisResult:
     headline: list[str] = field(default_factory=list)
     result_json: Path | None = None
     warnings: list[str] = field(default_factory=list)  # damaged input lines, for stderr
+    breakdown: pd.DataFrame | None = None  # failures by target × stage × outcome × status
 
 
 def _targets(meta: RunMeta) -> dict[str, TargetInfo]:
@@ -401,6 +402,7 @@ def write_outputs(analysis: Analysis) -> AnalysisResult:
         analysis.headline,
         result_json,
         list(analysis.run.problems),
+        analysis.breakdown,
     )
 
 

@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-__all__ = ["JsonLines", "read_jsonl", "short_error"]
+__all__ = ["JsonLines", "JsonlFollower", "read_jsonl", "short_error"]
 
 T = TypeVar("T")
 
@@ -95,3 +95,39 @@ def read_jsonl(path: Path, parse: Callable[[bytes], T] = _loads) -> JsonLines[T]
                 continue
             out.numbers.append(number)
     return out
+
+
+class JsonlFollower(Generic[T]):
+    """The lines another process appends to `path`, read as they come (each call reads only
+    what is new), by `read_jsonl`'s rule: a last line without its newline is not read until
+    its newline comes; a complete line that does not parse is counted in `corrupt`.
+    `from_end`: skip what the file holds now (another run's lines)."""
+
+    def __init__(
+        self, path: Path, parse: Callable[[bytes], T] = _loads, *, from_end: bool = False
+    ) -> None:
+        self.path = path
+        self._parse = parse
+        self._offset = path.stat().st_size if from_end and path.exists() else 0
+        self._partial = b""
+        self.corrupt = 0
+
+    def read(self) -> list[T]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as handle:
+            handle.seek(self._offset)
+            chunk = handle.read()
+        self._offset += len(chunk)
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        rows = []
+        for raw in lines:
+            raw = raw.rstrip(b"\r")
+            if not raw.strip():
+                continue
+            try:
+                rows.append(self._parse(raw))
+            except ValueError:
+                self.corrupt += 1
+        return rows

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from analysis.compare import Comparison
 from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
 from analysis.rundir import load_run_meta
@@ -34,6 +35,7 @@ from quantbench.errors import (
 from quantbench.interrupts import Stopped, stop_on_signals
 from quantbench.quality_cli import BAR_HELP, add_quality_parser, parse_bar, run_quality_command
 from quantbench.runner import resume_bench, run_bench
+from quantbench.terminal import make_console, unmet_targets
 from quantbench.tracecmd import add_trace_parser, run_trace
 
 __all__ = ["build_parser", "main"]
@@ -51,6 +53,20 @@ examples:
 `run` prints the run directory last (requests.jsonl, stages.jsonl, summary.csv,
 report.md, report.html); `demo` and `report` print the path of report.html last.
 Metric definitions: README.md, "What the numbers mean".
+"""
+
+
+_RUN_HELP = """Measure every target of a bench.yaml, stage by stage, then analyse: prints each
+stage as it starts, and at the end a table of every target x stage, the invalid stages, the
+targets that met the SLO nowhere, and the verdict; the run directory's path comes last.
+
+A stage runs for its stage_duration and on until it holds the ok samples its SLO
+percentile needs (59 for a p95), at most load.max_stage_duration (10 minutes by default).
+
+exit codes: 0 the run answered (invalid stages are unknown, not failures: a sweep whose
+top stage breaks down is a normal result); 1 --fail-on-slo was given and a target met the
+SLO at no valid stage; 2 the run cannot answer (a target with no valid stage), bad input,
+a harness failure or an interruption (Ctrl-C: the line says how to --resume).
 """
 
 
@@ -74,7 +90,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"quantbench {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    run = commands.add_parser("run", help="run the benchmark described by a bench.yaml")
+    run = commands.add_parser(
+        "run",
+        help="run the benchmark described by a bench.yaml",
+        description=_RUN_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument(
         "config", type=Path, nargs="?", help="bench.yaml: targets, workload, load, slo"
     )
@@ -87,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_out(run)
     run.add_argument(
         "--target", action="append", metavar="NAME", help="run only this target (repeatable)"
+    )
+    run.add_argument(
+        "--fail-on-slo",
+        nargs="?",
+        const="",
+        metavar="NAMES",
+        help="exit 1 when a target meets the SLO at none of its valid stages; "
+        "--fail-on-slo=a,b checks only those targets (default: every target run)",
     )
 
     demo = commands.add_parser("demo", help="run a short sweep on simulated stacks (no GPU needed)")
@@ -235,15 +264,50 @@ def _demo_config() -> Path:
     return Path(str(resources.files("quantbench") / "examples" / "demo.yaml"))
 
 
+def _slo_names(flag: str | None, names: list[str]) -> list[str] | None:
+    """The targets `--fail-on-slo` holds to the SLO (None: the flag was not given)."""
+    if flag is None:
+        return None
+    asked = [name.strip() for name in flag.split(",") if name.strip()] or names
+    unknown = sorted(set(asked) - set(names))
+    if unknown:
+        raise ConfigError(
+            f"--fail-on-slo: {', '.join(unknown)}: no such target (have: {', '.join(names)})"
+        )
+    return asked
+
+
+def _enforce_slo(names: list[str] | None, comparison: Comparison | None, report: Path) -> None:
+    """`--fail-on-slo`: exit 1 (ThresholdError) when one of `names` met the SLO nowhere."""
+    if names is None or comparison is None:
+        return
+    never, _ = unmet_targets(comparison)
+    failed = [name for name in never if name in names]
+    if failed:
+        raise ThresholdError(
+            f"--fail-on-slo: {', '.join(failed)} met the SLO at no valid stage ({report})"
+        )
+
+
 def _run(
-    config_path: Path, out: Path, only: list[str] | None, console: Console, *, demo: bool = False
+    config_path: Path,
+    out: Path,
+    only: list[str] | None,
+    console: Console,
+    *,
+    demo: bool = False,
+    fail_on_slo: str | None = None,
 ) -> int:
     """Run, then print the run directory last (`run`) or the report's path last (`demo`)."""
     config = load_config(config_path)
+    enforce = _slo_names(
+        fail_on_slo, [t.name for t in config.targets if not only or t.name in only]
+    )
     run_dir, result = run_bench(config, out, only, console)
     _warn(result)
     console.print(f"summary: {result.summary_csv}")
     console.print(f"report:  {result.report_md}")
+    _enforce_slo(enforce, result.comparison, result.report_md)
     print(result.report_html if demo else run_dir)
     return EXIT_OK
 
@@ -253,13 +317,16 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         if args.resume is not None:
             if args.config is not None:
                 raise ConfigError("run: give a bench.yaml or --resume RUN_DIR, not both")
+            selected = load_run_meta(args.resume).selected_targets
+            enforce = _slo_names(args.fail_on_slo, selected)
             run_dir, result = resume_bench(args.resume, console)
             console.print(f"report:  {result.report_md}")
+            _enforce_slo(enforce, result.comparison, result.report_md)
             print(run_dir)
             return EXIT_OK
         if args.config is None:
             raise ConfigError("run: give a bench.yaml, or --resume RUN_DIR")
-        return _run(args.config, args.out, args.target, console)
+        return _run(args.config, args.out, args.target, console, fail_on_slo=args.fail_on_slo)
     if args.command == "demo":
         return _run(_demo_config(), args.out, None, console, demo=True)
     if args.command == "report":
@@ -288,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return sim_main(argv[1:], prog="quantbench sim")
     args = build_parser().parse_args(argv)
-    console = Console(stderr=False, highlight=False)
+    console = make_console()
     try:
         with stop_on_signals(), translated():
             return _dispatch(args, console)

@@ -13,7 +13,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from analysis.config import AnalysisConfig, SloConfig
-from loadtest.config import EndpointSpec, LoadConfig, TimeoutConfig, WorkloadConfig
+from analysis.validity import samples_needed
+from loadtest.config import EndpointSpec, LoadConfig, SampleGoal, TimeoutConfig, WorkloadConfig
 from loadtest.limits import overload_problem
 from loadtest.prompts import DatasetError, load_dataset
 from loadtest.quality import QualityInputError, check_inputs
@@ -82,10 +83,14 @@ class PrometheusConfig(BaseModel):
 
 
 class BenchConfig(BaseModel):
+    """The whole bench.yaml. `repeats`: how many times each target's stages run, interleaved
+    across targets (A, B, C, A, B, C, …) so that drift over the run hits all alike."""
+
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(default="bench", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     targets: list[TargetConfig] = Field(min_length=1)
+    repeats: int = Field(default=1, ge=1, le=100)
     compose_file: Path = Path("docker-compose.yml")  # relative to the bench.yaml
     workload: WorkloadConfig = WorkloadConfig()
     load: LoadConfig = LoadConfig()
@@ -94,6 +99,15 @@ class BenchConfig(BaseModel):
     analysis: AnalysisConfig = AnalysisConfig()
     prometheus: PrometheusConfig | None = None
     quality: QualityConfig | None = None  # probed after each target's stages, or alone
+
+    def sample_goal(self) -> SampleGoal:
+        """What each stage must sample before it ends: the ok requests the SLO's percentile
+        needs by the analysis' own validity rule (so a stage that ends is valid on its count),
+        and the error limit past which extending it is pointless."""
+        need, label = samples_needed(self.slo, self.analysis)
+        return SampleGoal(
+            min_ok=need, percentile=label, max_error_rate=self.analysis.max_error_rate
+        )
 
     @model_validator(mode="after")
     def _unique_names(self) -> BenchConfig:

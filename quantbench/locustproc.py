@@ -2,7 +2,9 @@
 
 Locust runs as `python -m locust -f loadtest/locustfile.py --headless ...` — the same file a
 user can run by hand — with a `LocustSettings` JSON. Progress is read from the records it
-appends to requests.jsonl, so the CLI never imports Locust (or gevent's monkey-patching).
+appends to requests.jsonl and the stage windows it appends to stages.jsonl (a stage runs
+until it has its samples, so only the generator knows when it ends), so the CLI never
+imports Locust (or gevent's monkey-patching).
 The same reading notices a target that went down (nothing but connection failures for
 `timeouts.down`): Locust is stopped and `TargetDown` raised, instead of hammering a closed
 port for the rest of the plan.
@@ -10,17 +12,18 @@ port for the rest of the plan.
 
 from __future__ import annotations
 
-import json
 import socket
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import loadtest
 from loadtest.config import LocustSettings
-from loadtest.records import REQUESTS_FILE
+from loadtest.jsonl import JsonlFollower
+from loadtest.records import REQUESTS_FILE, STAGES_FILE
 from quantbench.children import spawn
 from quantbench.errors import HarnessError
 from quantbench.failures import DownWatch
@@ -34,9 +37,16 @@ _STOP_GRACE_S = 15.0  # Locust writes `cancelled` for what is in flight and clos
 
 @dataclass
 class LocustProgress:
+    """Where one target's Locust run stands: seconds since it started, its requests and
+    errors so far, how many of its stages have ended, and the running stage's ok samples
+    and start (in `elapsed_s` terms)."""
+
     elapsed_s: float = 0.0
     requests: int = 0
     errors: int = 0
+    stages_done: int = 0
+    stage_ok: int = 0
+    stage_started_s: float = 0.0
 
 
 class TargetDown(HarnessError):
@@ -72,37 +82,40 @@ def locust_command(
     ]  # fmt: skip
 
 
-class _Tail:
-    """Reads the records appended to requests.jsonl for one target since the run began."""
+class _Watch:
+    """Follows one target's records and stage windows since its Locust run began."""
 
-    def __init__(self, path: Path, target: str, watch: DownWatch) -> None:
-        self._path = path
+    def __init__(self, run_dir: Path, target: str, first_stage: int, watch: DownWatch) -> None:
+        self._requests: JsonlFollower[Any] = JsonlFollower(run_dir / REQUESTS_FILE, from_end=True)
+        self._stages: JsonlFollower[Any] = JsonlFollower(run_dir / STAGES_FILE, from_end=True)
         self._target = target
         self._watch = watch
-        self._offset = path.stat().st_size if path.exists() else 0
-        self._partial = b""
-        self.requests = 0
-        self.errors = 0
+        self._started = time.monotonic()
+        self._started_wall = time.time()
+        self._ok: dict[int, int] = {}
+        self.progress = LocustProgress()
+        self._stage = first_stage
 
-    def poll(self) -> None:
-        if not self._path.exists():
-            return
-        with self._path.open("rb") as handle:
-            handle.seek(self._offset)
-            chunk = handle.read()
-        self._offset += len(chunk)
-        lines = (self._partial + chunk).split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue  # not a record (the analysis reports such lines)
+    def poll(self) -> LocustProgress:
+        p = self.progress
+        for record in self._requests.read():
             if not isinstance(record, dict) or record.get("target") != self._target:
-                continue
-            self.requests += 1
-            self.errors += record.get("outcome") != "ok"
+                continue  # not a record of this target (the analysis reports odd lines)
+            p.requests += 1
+            ok = record.get("outcome") == "ok"
+            p.errors += not ok
+            if ok and not record.get("warmup"):
+                stage = int(record.get("stage", -1))
+                self._ok[stage] = self._ok.get(stage, 0) + 1
             self._watch.feed(str(record.get("outcome")), record.get("error"))
+        for stage in self._stages.read():
+            if isinstance(stage, dict) and stage.get("target") == self._target:
+                p.stages_done += 1
+                self._stage = int(stage.get("stage", self._stage)) + 1
+                p.stage_started_s = float(stage.get("end_wall_s", 0.0)) - self._started_wall
+        p.elapsed_s = time.monotonic() - self._started
+        p.stage_ok = self._ok.get(self._stage, 0)
+        return p
 
 
 def run_locust(
@@ -125,14 +138,12 @@ def run_locust(
         settings_file, host, locust_dir / name, stop_timeout, settings.load.processes
     )
     watch = DownWatch(settings.timeouts.down)
-    tail = _Tail(run_dir / REQUESTS_FILE, name, watch)
-    started = time.monotonic()
+    tail = _Watch(run_dir, name, settings.stage_offset + settings.first_stage, watch)
     child = spawn(command, log, keep_fds=keep_fds)
     try:
         while child.poll() is None:
             time.sleep(_POLL_S)
-            tail.poll()
-            on_progress(LocustProgress(time.monotonic() - started, tail.requests, tail.errors))
+            on_progress(tail.poll())
             down_s = watch.down_for()
             if down_s is not None:
                 child.stop(_STOP_GRACE_S)
@@ -142,8 +153,7 @@ def run_locust(
                 )
     finally:
         child.stop(_STOP_GRACE_S)  # at once if it has ended; an error or signal stops it
-    tail.poll()
-    on_progress(LocustProgress(time.monotonic() - started, tail.requests, tail.errors))
+    on_progress(tail.poll())
     if child.returncode != 0:
         lines = log.read_text(errors="replace").strip().splitlines() or ["(no output)"]
         raise HarnessError(

@@ -74,10 +74,11 @@ def wait_until_serving(
     workload: WorkloadConfig,
     timeouts: TimeoutConfig,
     probe: GenRequest,
-) -> None:
-    """Send `probe` until it succeeds; an HTTP 4xx answer (the request itself is refused:
-    its length, the model name, the key) fails at once, anything else (not up yet, loading,
-    an injected fault) is retried until `timeouts.ready`."""
+) -> RequestRecord:
+    """Send `probe` until it succeeds, and return its record (its timings tell how long a
+    request takes); an HTTP 4xx answer (the request itself is refused: its length, the model
+    name, the key) fails at once, anything else (not up yet, loading, an injected fault) is
+    retried until `timeouts.ready`."""
     transport = HttpxTransport(base_url, timeout_s=min(timeouts.total, timeouts.ready))
     client = CLIENTS[endpoint.api](transport, endpoint, workload, timeouts)
     redact = Redactor(endpoint.api_key_env)
@@ -88,7 +89,7 @@ def wait_until_serving(
             ctx = RequestContext(endpoint.name, -1, "concurrency", 1, time.perf_counter_ns())
             record = client.execute(probe, ctx)
             if record.outcome is Outcome.OK and record.output_tokens > 0:
-                return
+                return record
             last = _describe(record, redact)
             if record.http_status is not None and _refused(record.http_status):
                 raise HarnessError(f"target {endpoint.name}: refuses {probe_label(probe)}: {last}")

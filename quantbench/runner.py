@@ -5,11 +5,17 @@ request, read its server info, run the stages, stop it. Records land in the run 
 they are made, and run.json is rewritten as soon as each fact is known, so an error, a
 signal or a `kill -9` keeps everything recorded and `--resume` finds the run as it was.
 
+With `repeats: N` the targets take turns, each running all its stages once per turn (A, B,
+C, A, B, C, …), so drift over the run hits every target alike; a target's stage numbers run
+on across its repeats. Before its stages, each target's probe time tells which stages will be
+extended to collect their samples, and which cannot plausibly do so within their cap.
+
 While it runs, the run directory is locked (`quantbench.rundir.locked`); SIGTERM, SIGHUP and
 Ctrl-C stop it cleanly (Locust closes the stage and writes `cancelled` for what is in
 flight, children are stopped, run.json says so) and exit 2 with the `--resume` hint. A
-target that goes down mid-run has its remaining stages skipped; a target whose every stage
-is invalid makes the run exit 2 naming the failure that dominated, in the server's words.
+target that goes down mid-run has its remaining stages skipped; at the end the terminal
+shows every stage, the invalid ones and the verdict, and a target whose every stage is
+invalid makes the run exit 2 naming the failure that dominated, in the server's words.
 """
 
 from __future__ import annotations
@@ -22,13 +28,15 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 
+from analysis.errors import dominant_failure
 from analysis.pipeline import AnalysisResult, analyze_run
-from analysis.rundir import load_requests, load_run_meta
+from analysis.rundir import load_run_meta
 from analysis.server import STACK_MAPPINGS, MetricsRecorder, sample_filter
-from loadtest.config import LocustSettings
+from loadtest.config import LocustSettings, WorkloadConfig
 from loadtest.prompts import load_dataset
+from loadtest.records import RequestRecord
 from loadtest.run_meta import RunMeta, TargetMeta
-from loadtest.shapes import LoadPlan
+from loadtest.sampling import estimate_stages
 from loadtest.workload import longest_request, prompt_source
 from quantbench import __version__
 from quantbench.compose import ComposeProject
@@ -40,9 +48,8 @@ from quantbench.errors import (
     NoValidStageError,
     QuantbenchError,
 )
-from quantbench.failures import dominant_failure
 from quantbench.interrupts import Stopped
-from quantbench.locustproc import LocustProgress, TargetDown, run_locust
+from quantbench.locustproc import TargetDown, run_locust
 from quantbench.probe import (
     TINY_PROBE,
     discover_model,
@@ -50,10 +57,12 @@ from quantbench.probe import (
     tokens_per_word,
     wait_until_serving,
 )
+from quantbench.progress import StageProgress
 from quantbench.resume import finished_stages, set_aside_unfinished
 from quantbench.run_quality import QualityStep
 from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
 from quantbench.simproc import simulator
+from quantbench.terminal import print_run_end
 
 __all__ = ["RunOutcome", "resume_bench", "run_bench"]
 
@@ -92,33 +101,25 @@ def _endpoint(
             yield url
 
 
-_LOAD_UNITS = {"concurrency": "users", "rate": "requests/s", "batch": "requests per batch"}
+def _request_s(probe: RequestRecord, workload: WorkloadConfig) -> float:
+    """One request's time, from the probe: its TTFT and time per token at the workload's
+    mean output length (the probe asks for the longest), else its whole time."""
+    if probe.ttft_ms is not None and probe.tpot_ms is not None:
+        tokens = workload.output_tokens.mean
+        return (probe.ttft_ms + probe.tpot_ms * max(tokens - 1, 0)) / 1000
+    return (probe.e2e_ms or 0.0) / 1000
 
 
-class _Progress:
-    """One line per stage change, and a live status line when stdout is a terminal."""
-
-    def __init__(self, console: Console, target: str, plan: LoadPlan, stage_count: int) -> None:
-        self._console = console
-        self._target = target
-        self._plan = plan
-        self._count = stage_count
-        self._stage = -1
-
-    def __call__(self, progress: LocustProgress) -> None:
-        stage = self._plan.stage_at(progress.elapsed_s)
-        if stage is not None and stage.index != self._stage:
-            self._stage = stage.index
-            self._console.print(
-                f"  {self._target}: stage {stage.index + 1}/{self._count} · {stage.load:g} "
-                f"{_LOAD_UNITS[self._plan.mode]} · {stage.end_s - stage.start_s:.0f} s"
-            )
-        if self._console.is_terminal:
-            left = max(self._plan.total_s - progress.elapsed_s, 0)
-            self._console.print(
-                f"    {progress.requests} requests · {progress.errors} errors · {left:.0f} s left",
-                end="\r",
-            )
+def _warn_sampling(
+    console: Console, config: BenchConfig, target: str, probe: RequestRecord, first: int
+) -> None:
+    """Before a target's stages: which will be extended for samples, which cannot make it."""
+    request_s = _request_s(probe, config.workload)
+    for estimate in estimate_stages(config.load, config.sample_goal(), request_s)[first:]:
+        line = estimate.describe(request_s)
+        if line:
+            colour = "yellow" if estimate.capped else "dim"
+            console.print(f"  [{colour}]{target}: {line}[/]", highlight=False)
 
 
 def _target_meta(target: TargetConfig) -> TargetMeta:
@@ -141,11 +142,13 @@ def _run_target(
     info: TargetMeta,
     save: Callable[[], None],
     first_stage: int,
+    repeat: int,
     lock_fd: int,
     quality: QualityStep | None = None,
 ) -> None:
-    """Measure one target, filling `info` (its run.json entry) and saving as facts arrive;
-    then, its stages over and it still up, its quality probe (`quality:`)."""
+    """Measure one repeat of a target's stages, from `first_stage` on, filling `info` (its
+    run.json entry) and saving as facts arrive; then, its stages over and it still up, its
+    quality probe (`quality:`, given on its last repeat)."""
     workload, timeouts = config.workload, config.timeouts
     with _endpoint(config, target, run_dir / "logs", info) as url:
         # TGI's OpenAI routes take any other model name as a LoRA adapter (STACKS.md 2.3).
@@ -168,23 +171,31 @@ def _run_target(
         save()
         dataset = load_dataset(workload.dataset) if workload.dataset else None
         longest = longest_request(workload, prompt_source(workload, per_word), dataset)
-        wait_until_serving(url, endpoint, workload, timeouts, longest)
+        probe = wait_until_serving(url, endpoint, workload, timeouts, longest)
+        if repeat == 0:
+            _warn_sampling(console, config, target.name, probe, first_stage)
+        goal = config.sample_goal()
         settings = LocustSettings(
             endpoint=endpoint,
             workload=workload,
             load=config.load,
             timeouts=timeouts,
             run_dir=run_dir,
+            goal=goal,
             first_stage=first_stage,
+            repeat=repeat,
+            stage_offset=repeat * len(config.load.stages),
             tokens_per_word=per_word,
         )
-        plan = LoadPlan(config.load, first_stage)
-        progress = _Progress(console, target.name, plan, len(config.load.stages))
         metrics_url = target.metrics_url or f"{url}/metrics"
         info.metrics_url = metrics_url
         stack = target.resolved_stack
         keep = sample_filter(stack) if stack in STACK_MAPPINGS else None
-        with MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep):
+        turn = (repeat, config.repeats)
+        with (
+            MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep),
+            StageProgress(console, target.name, config.load, goal, first_stage, turn) as progress,
+        ):
             run_locust(settings, url, progress, keep_fds=(lock_fd,))
         info.ended_at = now_iso()
         if quality is not None:  # after the stages: never while one is measured
@@ -198,23 +209,21 @@ def _resume_hint(run_dir: Path) -> str:
     )
 
 
-def _unanswered(run_dir: Path, result: AnalysisResult, meta: RunMeta, names: list[str]) -> None:
+def _unanswered(result: AnalysisResult, meta: RunMeta, names: list[str]) -> None:
     """Exit 2 (NoValidStageError) if a target has no valid stage: the run cannot answer for
     it. The line names the failure that dominated, in the server's own words."""
     summary = result.summary
     problems = []
-    requests = None
     for name in names:
         rows = summary[summary["target"] == name]
         if len(rows) and rows["valid"].astype(bool).any():
             continue
-        if requests is None:
-            requests = load_requests(run_dir)
-        mine = requests[(requests["target"] == name) & ~requests["warmup"].astype(bool)]
         info = meta.target(name)
-        why = dominant_failure(mine) or (
-            str(rows["invalid_reason"].iloc[0]) if len(rows) else "no stage ran"
-        )
+        breakdown = result.breakdown
+        failed = breakdown[breakdown["target"] == name] if breakdown is not None else None
+        requests = int(rows["requests"].sum()) if len(rows) else 0
+        dominant = dominant_failure(failed, requests) if failed is not None else None
+        why = dominant or (str(rows["invalid_reason"].iloc[0]) if len(rows) else "no stage ran")
         stopped = f" ({info.stopped})" if info is not None and info.stopped else ""
         problems.append(f"target {name}: no valid stage: {why}{stopped}")
     if problems:
@@ -227,10 +236,12 @@ def _measure(
     run_dir: Path,
     meta: RunMeta,
     console: Console,
-    first_stages: dict[str, int],
+    finished: dict[str, int],
     lock_fd: int,
 ) -> RunOutcome:
-    """Run each target from its first unfinished stage, keeping run.json current; analyse."""
+    """Run each target's unfinished stages, repeats interleaved (`finished`: how many of a
+    target's stages, counted across its repeats, are already done), keeping run.json
+    current; analyse, show the end of the run."""
     console.print(f"run directory: {run_dir}")
 
     def save() -> None:
@@ -238,25 +249,34 @@ def _measure(
 
     count = len(config.load.stages)
     quality = QualityStep.for_run(config, targets, run_dir, console)
+    down: set[str] = set()
     try:
-        for target in targets:
-            info = meta.target(target.name)
-            if info is None:
-                info = _target_meta(target)
-                meta.targets.append(info)
+        for repeat in range(config.repeats):
+            step = quality if repeat == config.repeats - 1 else None  # once, after the last
+            for target in targets:
+                info = meta.target(target.name)
+                if info is None:
+                    info = _target_meta(target)
+                    meta.targets.append(info)
+                    save()
+                if target.name in down:
+                    continue
+                first = finished.get(target.name, 0) - repeat * count
+                if first >= count:
+                    if step is not None and step.pending(target.name):
+                        endpoint = _endpoint(config, target, run_dir / "logs", info)
+                        step.probe_alone(target, endpoint)
+                    continue
+                try:
+                    _run_target(
+                        config, target, run_dir, console, info, save, max(first, 0), repeat,
+                        lock_fd, step,
+                    )  # fmt: skip
+                except TargetDown as exc:
+                    info.stopped = str(exc)
+                    down.add(target.name)
+                    console.print(f"[red]{exc}[/]")
                 save()
-            first = first_stages.get(target.name, 0)
-            if first >= count:
-                console.print(f"{target.name}: all {count} stages already finished")
-                if quality is not None and quality.pending(target.name):
-                    quality.probe_alone(target, _endpoint(config, target, run_dir / "logs", info))
-                continue
-            try:
-                _run_target(config, target, run_dir, console, info, save, first, lock_fd, quality)
-            except TargetDown as exc:
-                info.stopped = str(exc)
-                console.print(f"[red]{exc}[/]")
-            save()
     except (Stopped, KeyboardInterrupt) as exc:  # Stopped: see quantbench.interrupts
         meta.interrupted = exc.name if isinstance(exc, Stopped) else "SIGINT"
         raise InterruptedRun(
@@ -269,7 +289,8 @@ def _measure(
         save()
     console.print("analysing…")
     result = analyze_run(run_dir)
-    _unanswered(run_dir, result, meta, [t.name for t in targets])
+    print_run_end(console, result.summary, result.comparison, result.headline, config.slo)
+    _unanswered(result, meta, [t.name for t in targets])
     return run_dir, result
 
 
@@ -305,13 +326,17 @@ def run_bench(
         return _measure(config, targets, run_dir, meta, console, {}, lock_fd)
 
 
-def _resume_line(finished: dict[str, int], count: int, moved: int) -> str:
-    parts = [
-        f"{name}: all {count} stages finished"
-        if done >= count
-        else f"{name} from stage {done + 1} of {count}"
-        for name, done in finished.items()
-    ]
+def _resume_line(finished: dict[str, int], per_repeat: int, repeats: int, moved: int) -> str:
+    count = per_repeat * repeats
+    parts = []
+    for name, done in finished.items():
+        if done >= count:
+            parts.append(f"{name}: all {count} stages finished")
+        elif repeats > 1:
+            repeat, stage = divmod(done, per_repeat)
+            parts.append(f"{name} from repeat {repeat + 1}, stage {stage + 1} of {per_repeat}")
+        else:
+            parts.append(f"{name} from stage {done + 1} of {count}")
     return f"resuming: {', '.join(parts)} ({moved} records of unfinished stages set aside)"
 
 
@@ -329,10 +354,11 @@ def resume_bench(run_dir: Path, console: Console | None = None) -> RunOutcome:
     targets = [t for t in config.targets if t.name in selected]
     _check_secrets(targets)
     with locked(run_dir) as lock_fd:
-        count = len(config.load.stages)
+        per_repeat = len(config.load.stages)
+        count = per_repeat * config.repeats  # stage numbers run on across repeats
         finished = finished_stages(run_dir, {t.name: count for t in targets})
         moved = set_aside_unfinished(run_dir, finished)
-        console.print(_resume_line(finished, count, moved))
+        console.print(_resume_line(finished, per_repeat, config.repeats, moved))
         meta.resumed_at.append(now_iso())
         meta.interrupted = None
         meta.ended_at = None

@@ -1,6 +1,6 @@
 import pandas as pd
 
-from analysis.errors import error_breakdown, failure_text, one_line
+from analysis.errors import dominant_failure, error_breakdown, failure_text, one_line
 
 
 def rows(*specs: tuple[str, int, str, int | None, str | None, bool]) -> pd.DataFrame:
@@ -57,3 +57,41 @@ def test_a_json_or_html_error_body_shows_its_message() -> None:
     )  # fmt: skip
     out = error_breakdown(frame)
     assert list(out["example"]) == ["maximum context length is 1024 tokens", "502 Bad Gateway"]
+
+
+def failed(rows: list[tuple[str, int | None, str | None]]) -> pd.DataFrame:
+    """Requests of one target, two stages, as error_breakdown reads them."""
+    return pd.DataFrame(
+        {
+            "target": "t",
+            "stage": [i % 2 for i in range(len(rows))],
+            "warmup": False,
+            "outcome": [r[0] for r in rows],
+            "http_status": [r[1] for r in rows],
+            "error": [r[2] for r in rows],
+        }
+    )
+
+
+def test_the_dominant_failure_names_status_count_and_the_servers_message() -> None:
+    body = (
+        '{"error": {"message": "This model\'s maximum context length is 1024 tokens. However, '
+        'you requested 1100 tokens.", "type": "BadRequestError", "code": 400}}'
+    )
+    rows = (
+        [("http_error", 400, body)] * 57 + [("http_error", 503, "busy")] * 2 + [("ok", 200, None)]
+    )
+    assert dominant_failure(error_breakdown(failed(rows)), len(rows)) == (
+        "400 http_error (57 of 60 requests): This model's maximum context length is 1024 "
+        "tokens. However, you requested 1100 tokens."
+    )
+    refused = [("connect_error", None, "127.0.0.1:9: connection refused")] * 3
+    assert dominant_failure(error_breakdown(failed(refused)), 3) == (
+        "connect_error (3 of 3 requests): 127.0.0.1:9: connection refused"
+    )
+
+
+def test_no_dominant_failure_when_most_requests_are_ok() -> None:
+    rows = [("ok", 200, None)] * 3 + [("timeout_ttft", None, "")]
+    assert dominant_failure(error_breakdown(failed(rows)), 4) is None
+    assert dominant_failure(error_breakdown(failed([])), 0) is None

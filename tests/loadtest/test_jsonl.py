@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from loadtest.jsonl import read_jsonl
+from loadtest.jsonl import JsonlFollower, read_jsonl
 from loadtest.records import StageRecord
 
 
@@ -49,3 +49,17 @@ def test_a_model_validates_each_line_and_names_the_field(tmp_path: Path) -> None
 def test_a_missing_file_reads_as_empty(tmp_path: Path) -> None:
     lines = read_jsonl(tmp_path / "absent.jsonl")
     assert lines.rows == [] and lines.corrupt == [] and not lines.torn
+
+
+def test_a_follower_reads_only_new_complete_lines(tmp_path: Path) -> None:
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(b'{"old": 1}\n')
+    follow = JsonlFollower(path, from_end=True)
+    assert follow.read() == []
+    with path.open("ab") as sink:
+        sink.write(b'{"a": 1}\n{"b": ')  # the writer is mid-line
+        sink.flush()
+        assert follow.read() == [{"a": 1}]
+        sink.write(b'2}\nnot json\n')
+    assert follow.read() == [{"b": 2}] and follow.corrupt == 1
+    assert JsonlFollower(path).read()[0] == {"old": 1}
