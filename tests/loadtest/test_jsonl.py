@@ -60,6 +60,6 @@ def test_a_follower_reads_only_new_complete_lines(tmp_path: Path) -> None:
         sink.write(b'{"a": 1}\n{"b": ')  # the writer is mid-line
         sink.flush()
         assert follow.read() == [{"a": 1}]
-        sink.write(b'2}\nnot json\n')
+        sink.write(b"2}\nnot json\n")
     assert follow.read() == [{"b": 2}] and follow.corrupt == 1
     assert JsonlFollower(path).read()[0] == {"old": 1}
