@@ -306,6 +306,7 @@ def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str,
         restart=ctx.restarts.get((stage.target, stage.stage)),
         schedule_lag_p99_ms=lag,
         generator_cpu_percent=_generator_cpu(ctx.generator, stage),
+        capped_s=stage.max_duration_s if stage.ended_by == "cap" else None,
     )
     reasons = invalid_reasons(evidence, ctx.limits, ctx.slo)
     tokens, prompt = rec.tokens[ok], rec.prompt_tokens[ok]

@@ -32,6 +32,7 @@ class StageEvidence:
     restart: str | None = None  # why the server is thought to have restarted, if it did
     schedule_lag_p99_ms: float | None = None
     generator_cpu_percent: float | None = None
+    capped_s: float | None = None  # the stage ran to its cap (load.max_stage_duration)
 
 
 def samples_needed(slo: SloConfig, limits: AnalysisConfig) -> tuple[int, str]:
@@ -75,7 +76,10 @@ def invalid_reasons(
         reasons.append(text)
     need, label = samples_needed(slo or SloConfig(), limits)
     if e.ok < need:
-        reasons.append(f"{e.ok} ok samples, {label} needs {need}")
+        text = f"{e.ok} ok samples, {label} needs {need}"
+        if e.capped_s is not None:
+            text += f" (not reached within load.max_stage_duration, {e.capped_s:g} s)"
+        reasons.append(text)
     if e.mode != "concurrency" and e.requests:
         not_sent = e.failures.get("not_sent", 0)
         sent = e.requests - not_sent

@@ -43,7 +43,7 @@ class StageEstimate:
     def describe(self, request_s: float) -> str:
         """One line for the user, or "" when the stage's duration is enough."""
         where = f"stage {self.position + 1} ({load_unit(self.mode, self.load)})"
-        pace = f"at ~{request_s:.2g} s per request (the readiness probe's)"
+        pace = f"at the readiness probe's ~{request_s:.2g} s per request"
         count = f"the {self.need} ok samples a {self.percentile} needs"
         if self.capped:
             return (

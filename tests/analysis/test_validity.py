@@ -59,3 +59,10 @@ def test_the_samples_a_stage_needs_follow_the_slos_percentiles() -> None:
     assert invalid_reasons(evidence, LIMITS, SloConfig(percentile=99)) == [
         "200 ok samples, p99 needs 299"
     ]
+
+
+def test_a_stage_that_ran_to_its_cap_says_so() -> None:
+    evidence = StageEvidence("concurrency", 12, 12, capped_s=600.0)
+    assert invalid_reasons(evidence, LIMITS) == [
+        "12 ok samples, p95 needs 59 (not reached within load.max_stage_duration, 600 s)"
+    ]
