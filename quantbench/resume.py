@@ -12,33 +12,42 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
+from loadtest.jsonl import read_jsonl
 from loadtest.records import REQUESTS_FILE, SCHEDULED_FILE, STAGES_FILE
 
 __all__ = ["finished_stages", "set_aside_unfinished"]
 
 
-def _lines(path: Path) -> list[dict[str, object]]:
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_bytes().splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue  # the partial last line of a killed writer (or a corrupt one)
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+def _object(raw: bytes) -> dict[str, Any]:
+    row = json.loads(raw)
+    if not isinstance(row, dict):
+        raise ValueError("not a JSON object")
+    return row
+
+
+def _keyed(raw: bytes) -> tuple[str, int]:
+    """(target, stage) of a record, journal or stage line."""
+    row = _object(raw)
+    try:
+        return str(row["target"]), int(row["stage"])
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"no target and stage: {exc}") from exc
+
+
+def _rows(path: Path) -> list[dict[str, Any]]:
+    """The readable lines (a killed writer's partial last line, or a corrupt one, is not)."""
+    return read_jsonl(path, _object).rows
 
 
 def finished_stages(run_dir: Path, stage_counts: dict[str, int]) -> dict[str, int]:
     """Per target, how many leading stages are finished (0 … its number of stages)."""
-    completed = {(str(s.get("target")), s.get("stage")) for s in _lines(run_dir / STAGES_FILE)
+    completed = {(str(s.get("target")), s.get("stage")) for s in _rows(run_dir / STAGES_FILE)
                  if s.get("completed")}  # fmt: skip
-    recorded = {r.get("request_id") for r in _lines(run_dir / REQUESTS_FILE)}
+    recorded = {r.get("request_id") for r in _rows(run_dir / REQUESTS_FILE)}
     missing = defaultdict(set)
-    for entry in _lines(run_dir / SCHEDULED_FILE):
+    for entry in _rows(run_dir / SCHEDULED_FILE):
         if entry.get("request_id") not in recorded:
             missing[str(entry.get("target"))].add(entry.get("stage"))
     finished = {}
@@ -50,21 +59,20 @@ def finished_stages(run_dir: Path, stage_counts: dict[str, int]) -> dict[str, in
     return finished
 
 
-def _split(path: Path, keep: dict[str, int], stage_key: str = "stage") -> int:
+def _split(path: Path, keep: dict[str, int]) -> int:
     """Keep the lines of finished stages; append the rest to `<name>.discarded.jsonl`."""
     if not path.exists():
         return 0
+    found = read_jsonl(path, _keyed)
+    stage_of = dict(zip(found.numbers, found.rows, strict=True))
     kept: list[bytes] = []
     dropped: list[bytes] = []
-    for line in path.read_bytes().splitlines():
-        try:
-            row = json.loads(line)
-            finished = keep.get(str(row.get("target")), 0)
-            stage = int(row[stage_key])
-        except (ValueError, TypeError, KeyError, AttributeError):
-            dropped.append(line)  # a partial or corrupt line: kept aside, never analysed
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
             continue
-        (kept if stage < finished else dropped).append(line)
+        key = stage_of.get(number)  # None: a partial or corrupt line, kept aside
+        finished = key is not None and key[1] < keep.get(key[0], 0)
+        (kept if finished else dropped).append(line)
     if dropped:
         with path.with_suffix(".discarded.jsonl").open("ab") as sink:
             sink.write(b"".join(line + b"\n" for line in dropped))

@@ -120,3 +120,30 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path, capsys: pytest.CaptureFix
         assert (run_dir / name).exists() and (whole / name).exists(), name
     report = (run_dir / "report.md").read_text()
     assert "resumed" in report and "*simulated*" in report
+
+
+def test_unfinished_stages_and_damaged_lines_are_set_aside(tmp_path: Path) -> None:
+    from quantbench.resume import finished_stages, set_aside_unfinished
+
+    (tmp_path / "stages.jsonl").write_text(
+        '{"target": "a", "stage": 0, "completed": true}\n'
+        '{"target": "a", "stage": 1, "completed": true}\n'
+    )
+    (tmp_path / "scheduled.jsonl").write_text(
+        '{"target": "a", "stage": 0, "request_id": "r1"}\n'
+        '{"target": "a", "stage": 1, "request_id": "r2"}\n'
+        '{"target": "a", "stage": 1, "request_id": "lost"}\n'
+    )
+    (tmp_path / "requests.jsonl").write_bytes(
+        b'{"target": "a", "stage": 0, "request_id": "r1"}\n'
+        b"garbage\n"
+        b'{"target": "a", "stage": 1, "request_id": "r2"}\n'
+        b'{"target": "a", "stage": 1, "requ'  # the killed writer's partial last line
+    )
+    finished = finished_stages(tmp_path, {"a": 2})
+    assert finished == {"a": 1}, "stage 1 lost a request in flight: it runs again"
+    assert set_aside_unfinished(tmp_path, finished) == 3
+    assert lines(tmp_path / "requests.jsonl") == [{"target": "a", "stage": 0, "request_id": "r1"}]
+    aside = (tmp_path / "requests.discarded.jsonl").read_bytes().splitlines()
+    assert aside[0] == b"garbage" and aside[-1].endswith(b'"requ')
+    assert [s["stage"] for s in lines(tmp_path / "stages.jsonl")] == [0]
