@@ -5,11 +5,6 @@ a run killed in the middle of a repeat resumes exactly where it stopped."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -17,10 +12,8 @@ import pandas as pd
 import pytest
 
 from quantbench.cli import main
-from quantbench.errors import HarnessError
-from quantbench.rundir import locked
-from tests.procs import REPO_ROOT
 from tests.procs import written_rows as lines
+from tests.quantbench.killed_run import kill_run_when
 
 pytestmark = pytest.mark.slow
 
@@ -38,47 +31,20 @@ analysis: {max_generator_cpu_percent: 100}
 """
 
 
-def lock_is_free(run_dir: Path) -> bool:
-    try:
-        with locked(run_dir):
-            return True
-    except HarnessError:
-        return False
-
-
 def test_two_repeats_interleave_and_resume_after_a_kill_inside_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG)
     out = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quantbench", "run", str(config), "--out", str(out)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 90
-    run_dir = None
-    while time.monotonic() < deadline:  # kill it inside b's second stage of repeat 1
-        runs = list(out.iterdir()) if out.exists() else []
-        if runs:
-            run_dir = runs[0]
-            done = {(s["target"], s["stage"]) for s in lines(run_dir / "stages.jsonl")}
-            in_b1 = [r for r in lines(run_dir / "requests.jsonl")
-                     if r["target"] == "b" and r["stage"] == 1]  # fmt: skip
-            if ("b", 0) in done and len(in_b1) >= 5:
-                break
-        time.sleep(0.05)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the run never reached b's second stage")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert run_dir is not None
-    deadline = time.monotonic() + 10
-    while not lock_is_free(run_dir):
-        assert time.monotonic() < deadline, "the killed run's generator kept its lock"
-        time.sleep(0.05)
+
+    def inside_b_second_stage(run_dir: Path) -> bool:
+        done = {(s["target"], s["stage"]) for s in lines(run_dir / "stages.jsonl")}
+        in_b1 = [r for r in lines(run_dir / "requests.jsonl")
+                 if r["target"] == "b" and r["stage"] == 1]  # fmt: skip
+        return ("b", 0) in done and len(in_b1) >= 5
+
+    run_dir = kill_run_when(config, out, inside_b_second_stage, "b's second stage")
     capsys.readouterr()
 
     assert main(["run", "--resume", str(run_dir)]) == 0

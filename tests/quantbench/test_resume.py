@@ -4,11 +4,6 @@ looks like an uninterrupted run of the same config except for the note of the re
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,10 +12,8 @@ import pandas as pd
 import pytest
 
 from quantbench.cli import main
-from quantbench.errors import HarnessError
-from quantbench.rundir import locked
-from tests.procs import REPO_ROOT
 from tests.procs import written_rows as lines
+from tests.quantbench.killed_run import kill_run_when
 
 pytestmark = pytest.mark.slow
 
@@ -33,14 +26,6 @@ workload: {prompt_tokens: 8, output_tokens: 4}
 load: {stages: [2, 3, 2], warmup: 0.5s, stage_duration: 2s}
 analysis: {max_generator_cpu_percent: 100}  # a busy test machine must not void a stage
 """
-
-
-def lock_is_free(run_dir: Path) -> bool:
-    try:
-        with locked(run_dir):
-            return True
-    except HarnessError:
-        return False
 
 
 def comparable(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -58,38 +43,15 @@ def test_sigkill_mid_stage_then_resume(tmp_path: Path, capsys: pytest.CaptureFix
     config = tmp_path / "bench.yaml"
     config.write_text(CONFIG)
     out = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "quantbench", "run", str(config), "--out", str(out)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    run_dir = None
-    while time.monotonic() < deadline:
-        runs = list(out.iterdir()) if out.exists() else []
-        if runs:
-            run_dir = runs[0]
-            in_stage_1 = [r for r in lines(run_dir / "requests.jsonl") if r["stage"] == 1]
-            stage_0_done = any(s["stage"] == 0 for s in lines(run_dir / "stages.jsonl"))
-            if stage_0_done and len(in_stage_1) >= 5:
-                break
-        time.sleep(0.05)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("the run never reached its second stage")
-    # quantbench alone (its own session): Locust and the simulator die with it, mid-stage.
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert run_dir is not None
+
+    def in_stage_1(run_dir: Path) -> bool:
+        in_stage_1 = [r for r in lines(run_dir / "requests.jsonl") if r["stage"] == 1]
+        stage_0_done = any(s["stage"] == 0 for s in lines(run_dir / "stages.jsonl"))
+        return stage_0_done and len(in_stage_1) >= 5
+
+    run_dir = kill_run_when(config, out, in_stage_1, "its second stage")
     before = {r["request_id"]: r for r in lines(run_dir / "requests.jsonl") if r["stage"] == 0}
     assert before
-
-    # The generator dies with quantbench (parent-death signal), a moment later: until then
-    # it holds the run directory's lock and a resume is refused.
-    deadline = time.monotonic() + 10
-    while not lock_is_free(run_dir):
-        assert time.monotonic() < deadline, "the killed run's generator kept its lock"
-        time.sleep(0.05)
     capsys.readouterr()
     assert main(["run", "--resume", str(run_dir)]) == 0
     out = capsys.readouterr().out
