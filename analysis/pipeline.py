@@ -206,12 +206,25 @@ def _setup_lines(meta: RunMeta, requests: pd.DataFrame, slo: SloConfig) -> list[
             (
                 "load",
                 f"{load.get('mode', '?')}: {stages} ({load_unit(str(load.get('mode', '')))}), "
-                f"warm-up {load.get('warmup', '?')} s + {load.get('stage_duration', '?')} s "
-                "measured per stage",
+                f"warm-up {load.get('warmup', '?')} s + at least "
+                f"{load.get('stage_duration', '?')} s measured per stage, longer until it had "
+                f"its samples (at most {_stage_cap(meta)} s)" + _repeats(meta),
             )
         )
     lines.append(("SLO", ", ".join(f"{o.label} ≤ {o.limit_ms:g} ms" for o in slo.objectives())))
     return lines
+
+
+def _stage_cap(meta: RunMeta) -> str:
+    try:
+        return f"{meta.load().stage_cap_s:g}"
+    except ValueError:  # a by-hand run.json whose load section this version cannot read
+        return "?"
+
+
+def _repeats(meta: RunMeta) -> str:
+    repeats = meta.config.get("repeats") or 1
+    return f", each target's stages run {repeats} times" if repeats != 1 else ""
 
 
 def _config(meta: RunMeta) -> tuple[SloConfig, AnalysisConfig, FailureCost]:
