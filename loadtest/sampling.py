@@ -11,9 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from loadtest.config import LoadConfig, SampleGoal, load_unit
+from loadtest.config import LoadConfig, SampleGoal, WorkloadConfig, load_unit
+from loadtest.records import RequestRecord
 
-__all__ = ["StageEstimate", "estimate_stages"]
+__all__ = ["StageEstimate", "estimate_stages", "request_seconds"]
+
+
+def request_seconds(probe: RequestRecord, workload: WorkloadConfig) -> float:
+    """One request's time from a probe's record: its TTFT plus its time per token over the
+    workload's mean output length (a readiness probe asks for the longest), else its E2E."""
+    if probe.ttft_ms is not None and probe.tpot_ms is not None:
+        tokens = workload.output_tokens.mean
+        return (probe.ttft_ms + probe.tpot_ms * max(tokens - 1, 0)) / 1000
+    return (probe.e2e_ms or 0.0) / 1000
 
 
 @dataclass(frozen=True)

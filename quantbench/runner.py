@@ -32,11 +32,11 @@ from analysis.errors import dominant_failure
 from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.rundir import load_run_meta
 from analysis.server import STACK_MAPPINGS, MetricsRecorder, sample_filter
-from loadtest.config import LocustSettings, WorkloadConfig
+from loadtest.config import LocustSettings
 from loadtest.prompts import load_dataset
 from loadtest.records import RequestRecord
 from loadtest.run_meta import RunMeta, TargetMeta
-from loadtest.sampling import estimate_stages
+from loadtest.sampling import estimate_stages, request_seconds
 from loadtest.workload import longest_request, prompt_source
 from quantbench import __version__
 from quantbench.compose import ComposeProject
@@ -101,20 +101,11 @@ def _endpoint(
             yield url
 
 
-def _request_s(probe: RequestRecord, workload: WorkloadConfig) -> float:
-    """One request's time, from the probe: its TTFT and time per token at the workload's
-    mean output length (the probe asks for the longest), else its whole time."""
-    if probe.ttft_ms is not None and probe.tpot_ms is not None:
-        tokens = workload.output_tokens.mean
-        return (probe.ttft_ms + probe.tpot_ms * max(tokens - 1, 0)) / 1000
-    return (probe.e2e_ms or 0.0) / 1000
-
-
 def _warn_sampling(
     console: Console, config: BenchConfig, target: str, probe: RequestRecord, first: int
 ) -> None:
     """Before a target's stages: which will be extended for samples, which cannot make it."""
-    request_s = _request_s(probe, config.workload)
+    request_s = request_seconds(probe, config.workload)
     for estimate in estimate_stages(config.load, config.sample_goal(), request_s)[first:]:
         line = estimate.describe(request_s)
         if line:

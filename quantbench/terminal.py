@@ -2,10 +2,8 @@
 stages and the targets that met the SLO nowhere, and the verdict (the report's headline).
 
 Rendering only: every figure comes from the analysis (summary.csv's rows, the comparison).
-`make_console`: on a terminal rich uses its colours and sizes tables to its width, but
-leaves the wrapping of long lines (paths) to the terminal, so a copied path stays whole; in
-a pipe or a file lines are never wrapped — rich would otherwise break them at 80 columns —
-and carry no colour.
+`make_console`: on a terminal rich uses its width and colours; in a pipe or a file lines
+are never wrapped — rich would otherwise break them at 80 columns — and carry no colour.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ def make_console(file: Any = None) -> Console:
     """The console for stdout (or `file`): a terminal's width, or no wrapping at all."""
     stream = file if file is not None else sys.stdout
     if stream.isatty():
-        return Console(file=file, highlight=False, soft_wrap=True)
+        return Console(file=file, highlight=False)
     return Console(file=file, highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
 
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from loadtest.config import LoadConfig, SampleGoal
-from loadtest.sampling import estimate_stages
+from loadtest.config import LoadConfig, SampleGoal, WorkloadConfig
+from loadtest.records import Outcome, RequestRecord
+from loadtest.sampling import estimate_stages, request_seconds
 
 
 def test_one_slow_user_is_extended_and_warned_when_its_cap_is_too_short() -> None:
@@ -27,3 +28,11 @@ def test_open_loop_collects_its_offered_rate() -> None:
         slow.describe(5.0)
     )
     assert not fast.extended
+
+
+def test_a_requests_time_is_the_probes_ttft_and_tpot_at_the_mean_output_length() -> None:
+    probe = RequestRecord(target="t", stage=-1, mode="concurrency", load=1, outcome=Outcome.OK,
+                          scheduled_ns=0, ttft_ms=100.0, tpot_ms=20.0, e2e_ms=5000.0)  # fmt: skip
+    assert request_seconds(probe, WorkloadConfig(output_tokens=11)) == pytest.approx(0.3)
+    no_tokens = probe.model_copy(update={"tpot_ms": None})
+    assert request_seconds(no_tokens, WorkloadConfig()) == 5.0
