@@ -123,7 +123,7 @@ def test_locust_rows_show_ttft_tpot_e2e_and_count_each_failure_once(tmp_path: Pa
     )
 
 
-@pytest.mark.parametrize("mode", ["concurrency", "rate"])
+@pytest.mark.parametrize("mode", ["concurrency", "rate", "batch"])
 def test_workers_counts_extend_a_short_stage_until_it_has_its_samples(
     mode: str, tmp_path: Path
 ) -> None:
@@ -131,8 +131,8 @@ def test_workers_counts_extend_a_short_stage_until_it_has_its_samples(
     messages), and the window it writes is the one the workers labelled their requests by."""
     proc, url = start_sim("--timing", "fixed", "--ttft-ms", "30", "--itl-ms", "1", "--port", "0")
     try:
-        # 2 users or 10 req/s for 1 s: ~20-60 ok requests; 59 are needed, then stage 1 runs.
-        load = "2,4" if mode == "concurrency" else "10,20"
+        # 2 users, 10 req/s or batches of 2 for 1 s: ~20-60 ok requests; 59 are needed.
+        load = "10,20" if mode == "rate" else "2,4"
         args = ("--qb-mode", mode, "--qb-arrival", "constant", "--qb-stages", load,
                 "--qb-warmup", "0s", "--qb-stage-duration", "1s")  # fmt: skip
         result = subprocess.run(locust(url, tmp_path, *args), cwd=REPO_ROOT,

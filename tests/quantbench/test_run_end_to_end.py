@@ -34,8 +34,9 @@ def fixed_sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
 
 
 def served(log: Path) -> dict[str, dict[str, float]]:
-    """The simulator's own account per request id: when it received the request and when it
-    really wrote the first and last token (its due times plus its own lateness)."""
+    """The simulator's own account per request id: when it really wrote the first token (its
+    due time plus its own lateness, wall clock), its time per output token, and how long it
+    took from the request's arrival to the last token."""
     out = {}
     for line in log.read_text().splitlines():
         entry = json.loads(line)
@@ -46,6 +47,7 @@ def served(log: Path) -> dict[str, dict[str, float]]:
         last = entry["last_token"] + late[-1] / 1000
         tokens = entry["tokens_sent"]
         out[entry["request_id"]] = {
+            "first_token_wall_s": first,
             "ttft_ms": (first - entry["arrival"]) * 1000,
             "tpot_ms": (last - first) * 1000 / (tokens - 1),
             "e2e_s": last - entry["arrival"],
@@ -90,11 +92,21 @@ load: {{stages: [8], warmup: 1s, stage_duration: 5s}}
     truth = served(log)
     measured = [r for r in records if not r["warmup"]]
     assert all(r["request_id"] in truth for r in measured), "every request was served once"
-    for metric in ("ttft_ms", "tpot_ms"):
-        got = np.array([r[metric] for r in measured])
-        true = np.array([truth[r["request_id"]][metric] for r in measured])
-        assert abs(np.median(got - true)) <= 2.0, metric  # per request, as the server saw it
-        assert abs(row[f"{metric[:4]}_p50_ms"] - np.median(true)) <= 2.0, (metric, row)
+    # The client saw each first token when the simulator wrote it (same host clock): its TTFT
+    # holds exactly the simulator's lateness, whatever this busy machine made it.
+    seen_late_ms = np.array([
+        (r["wall_sent_s"] + (r["first_token_ns"] - r["sent_ns"]) / 1e9
+         - truth[r["request_id"]]["first_token_wall_s"]) * 1000
+        for r in measured
+    ])  # fmt: skip
+    assert -0.5 <= np.median(seen_late_ms) <= 2.0, np.median(seen_late_ms)
+    got_ttft = np.array([r["ttft_ms"] for r in measured])
+    served_ttft = np.array([truth[r["request_id"]]["ttft_ms"] for r in measured])
+    assert np.median(got_ttft - served_ttft) >= -0.5, "never less than the server took"
+    got_tpot = np.array([r["tpot_ms"] for r in measured])
+    served_tpot = np.array([truth[r["request_id"]]["tpot_ms"] for r in measured])
+    assert abs(np.median(got_tpot - served_tpot)) <= 2.0  # per request, as the server wrote
+    assert row["ttft_p50_ms"] == pytest.approx(np.median(got_ttft), abs=0.01)
     # The simulator is never early: its configured times are a lower bound.
     assert row["ttft_p50_ms"] >= TTFT_MS - 0.5 and row["tpot_p50_ms"] >= ITL_MS - 0.5
     # 8 closed-loop users, each request lasting what the simulator took to serve it.
