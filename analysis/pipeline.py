@@ -31,6 +31,7 @@ from analysis.headline import headline
 from analysis.pairwise import compare_pairs
 from analysis.plan import Plan, PlanInputs, exclude, make_plan
 from analysis.plots import write_plots
+from analysis.regression_report import ComparisonDoc, comparison_blocks, load_comparison
 from analysis.repeats import by_load
 from analysis.report import Flag, ReportInput, render_html, render_markdown, render_plan_markdown
 from analysis.result_file import RESULT_FILE, result_document
@@ -65,9 +66,11 @@ __all__ = [
     "Analysis",
     "AnalysisResult",
     "Run",
+    "StageFigures",
     "analyze",
     "analyze_run",
     "load_run",
+    "stage_figures",
     "write_outputs",
 ]
 
@@ -89,6 +92,7 @@ class Run:
     gauges: pd.DataFrame
     saved_plan: PlanInputs | None
     problems: list[str] = field(default_factory=list)  # damaged lines skipped, one per file
+    base_comparison: ComparisonDoc | None = None  # left by `quantbench compare`
     quality: dict[str, Any] | None = None  # quality.json, when the run has one
 
 
@@ -279,6 +283,7 @@ def load_run(run_dir: Path) -> Run:
         saved_plan=_saved_plan_inputs(run_dir),
         problems=problems,
         quality=load_quality(run_dir),
+        base_comparison=load_comparison(run_dir),
     )
 
 
@@ -294,16 +299,20 @@ def _speed_quality(
     return view, plan if bar is None else exclude(plan, bar, view.excluded())
 
 
-def analyze(
-    run: Run, plan_inputs: PlanInputs | None = None, max_ppl_increase: float | None = None
-) -> Analysis:
-    """Every figure and verdict of `run` (pure). `plan_inputs` (from `quantbench plan`)
-    replace the saved ones; without either, the plan uses the config's SLO.
-    `max_ppl_increase` (`report --max-ppl-increase`) overrides the plan's and the config's
-    accuracy bar for this analysis."""
-    asked = plan_inputs or run.saved_plan
-    asked = asked.resolved(run.slo) if asked is not None else None
-    percentiles = report_percentiles(run.limits, run.slo, asked.slo if asked else None)
+@dataclass(frozen=True)
+class StageFigures:
+    """A run's per-stage figures and the records they rest on (`analyze` and `compare`)."""
+
+    summary: pd.DataFrame
+    records: StageRequests
+    server: ServerView
+    breakdown: pd.DataFrame
+
+
+def stage_figures(run: Run, percentiles: list[float] | None = None) -> StageFigures:
+    """summary.csv's rows of `run` (validity decided with every cause, server restarts
+    included), with the grouped records behind them."""
+    percentiles = percentiles or report_percentiles(run.limits, run.slo)
     server = server_view(run.server_figures, run.server_note, run.stages, run.requests)
     breakdown = error_breakdown(run.requests)
     records = StageRequests(run.requests, run.slo)
@@ -320,6 +329,22 @@ def analyze(
         percentiles=percentiles,
         records=records,
     )
+    return StageFigures(summary, records, server, breakdown)
+
+
+def analyze(
+    run: Run, plan_inputs: PlanInputs | None = None, max_ppl_increase: float | None = None
+) -> Analysis:
+    """Every figure and verdict of `run` (pure). `plan_inputs` (from `quantbench plan`)
+    replace the saved ones; without either, the plan uses the config's SLO.
+    `max_ppl_increase` (`report --max-ppl-increase`) overrides the plan's and the config's
+    accuracy bar for this analysis."""
+    asked = plan_inputs or run.saved_plan
+    asked = asked.resolved(run.slo) if asked is not None else None
+    percentiles = report_percentiles(run.limits, run.slo, asked.slo if asked else None)
+    figures = stage_figures(run, percentiles)
+    server, breakdown = figures.server, figures.breakdown
+    records, summary = figures.records, figures.summary
     pairs = compare_pairs(records, summary, run.slo, run.limits)
     comparison = compare_targets(summary, run.slo, run.limits.reference, pairs)
     plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config"))
@@ -346,6 +371,11 @@ def analyze(
         errors=breakdown,
         percentiles=[p for p in percentiles if p in run.limits.percentiles] or percentiles,
         quality=quality,
+        base_comparison=(
+            comparison_blocks(run.base_comparison, "Comparison with base run", level=2)
+            if run.base_comparison is not None
+            else []
+        ),
     )
     result = result_document(run.meta, summary, comparison, plan, lines, breakdown, percentiles)
     if quality is not None:

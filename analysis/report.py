@@ -65,6 +65,7 @@ class ReportInput:
     percentiles: list[float] = field(default_factory=lambda: list(DEFAULT_PERCENTILES))
     quality: SpeedQuality | None = None  # the speed-quality section, when the run has one
     quality_chart: tuple[str, Path] | None = None  # (title, PNG) of its chart
+    base_comparison: list[Block] = field(default_factory=list)  # from `quantbench compare`
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -441,6 +442,7 @@ def report_blocks(report: ReportInput) -> list[Block]:
     blocks: list[Block] = [Heading(report.title, 1), Bullets(report.headline)]
     if report.setup:
         blocks += [Heading("What was measured"), Bullets([f"{k}: {v}" for k, v in report.setup])]
+    blocks += report.base_comparison
     if report.summary.empty:
         return [*blocks, Heading("Run"), Bullets([f"{k}: {v}" for k, v in report.meta])]
     blocks += _comparison(report, labels)

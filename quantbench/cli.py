@@ -19,6 +19,7 @@ from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
 from analysis.rundir import load_run_meta
 from analysis.speed_quality import load_quality
 from quantbench import __version__
+from quantbench.compare_cli import add_compare_parser, run_compare
 from quantbench.config import load_config
 from quantbench.doctor import add_parser as add_doctor_parser
 from quantbench.doctor import run_doctor
@@ -32,6 +33,7 @@ from quantbench.errors import (
     one_line,
     translated,
 )
+from quantbench.history_cli import add_history_parser, run_history
 from quantbench.interrupts import Stopped, stop_on_signals
 from quantbench.quality_cli import BAR_HELP, add_quality_parser, parse_bar, run_quality_command
 from quantbench.runner import resume_bench, run_bench
@@ -49,6 +51,8 @@ examples:
   quantbench report runs/20261126T120000Z-bench
   quantbench plan runs/20261126T120000Z-bench --peak-rps 40 --gpu-hour-cost 2.5
   quantbench trace describe examples/traces/synthetic_mooncake.jsonl --out plots/
+  quantbench compare runs/last-good runs/tonight --junit compare.xml
+  quantbench history runs/nightly/
 
 `run` prints the run directory last (requests.jsonl, stages.jsonl, summary.csv,
 report.md, report.html); `demo` and `report` print the path of report.html last.
@@ -139,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_trace_parser(commands)
     add_doctor_parser(commands)
     add_quality_parser(commands)
+    add_compare_parser(commands)
+    add_history_parser(commands)
     return parser
 
 
@@ -344,6 +350,10 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
         return run_doctor(args, console)
     if args.command == "quality":
         return run_quality_command(args, console)
+    if args.command == "compare":
+        return run_compare(args, console)
+    if args.command == "history":
+        return run_history(args, console)
     raise ConfigError(f"unknown command {args.command!r}")
 
 

@@ -1,0 +1,202 @@
+"""Intervals for the change of one figure between two runs (pure): the statistics of the gate.
+
+Each function compares a base and a new sample and returns the change with a 95% interval, on
+one scale: a relative change (new ÷ base − 1) for latencies and throughputs, a difference of
+proportions for the error rate.
+
+- A latency percentile's ratio (`percentile_change`): with at most `BOOTSTRAP_CAP` values per
+  side, SciPy's bootstrap of each side (`analysis.stats.ratio_interval`, as the pairs of
+  targets use); above it — a nightly run has thousands, a big one millions — each side's
+  distribution-free order-statistic interval, q ± 1.96·√(q(1−q)/n), combined on the log
+  scale: log(new/base) ± 1.96·√(se_base² + se_new²), where se is the interval's log width
+  ÷ 3.92. No resampling, all values used, O(n) per side (`np.quantile` selects, it does not
+  sort). Pooled inter-token gaps are not independent (a request's gaps share its batch), so
+  their `n` is the number of requests they came from, not the number of gaps.
+- A throughput's ratio (`throughput_change`): batch means — the stage's measured window cut
+  into equal time bins, each bin's rate a sample — then SciPy's two-sample bootstrap of the
+  ratio of the mean rates; the mean of the bins is exactly the stage's figure.
+- The error rate's difference (`error_rate_change`): Newcombe's hybrid score interval from
+  each side's Wilson interval (SciPy's `binomtest(...).proportion_ci`).
+
+tests/analysis/test_change.py checks the coverage of each against known distributions.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy import stats as scipy_stats
+
+from analysis.stats import BOOTSTRAP_CAP, min_samples, ratio_interval
+
+__all__ = [
+    "MIN_BINS",
+    "THROUGHPUT_BINS",
+    "Change",
+    "error_rate_change",
+    "percentile_change",
+    "seed_of",
+    "throughput_change",
+    "time_bins",
+]
+
+_Z95 = 1.959963984540054
+THROUGHPUT_BINS = 20
+MIN_BINS = 4
+_PER_BIN = 5  # fewer bins when a stage completed fewer than 5 requests per bin
+
+
+@dataclass(frozen=True)
+class Change:
+    """`value` (new ÷ base − 1, or new − base for a rate of errors) within [`low`, `high`];
+    `method` says how the interval was found; `n_base`/`n_new` what it rests on."""
+
+    value: float
+    low: float
+    high: float
+    n_base: int
+    n_new: int
+    method: str
+
+
+def seed_of(*parts: object) -> int:
+    """A reproducible seed per compared figure (the same runs give the same intervals)."""
+    return zlib.crc32("|".join(str(p) for p in parts).encode())
+
+
+def _finite(values: npt.ArrayLike) -> np.ndarray:
+    data = np.asarray(values, dtype=float)
+    return data[np.isfinite(data)]
+
+
+def _log_side(data: np.ndarray, q: float, n_eff: int) -> tuple[float, float] | None:
+    """(log of the q-quantile, its standard error) from the order-statistic interval."""
+    half = _Z95 * math.sqrt(q * (1 - q) / n_eff)
+    value, low, high = np.quantile(data, [q, max(q - half, 0.0), min(q + half, 1.0)])
+    if low <= 0 or value <= 0:
+        return None
+    return math.log(value), (math.log(high) - math.log(low)) / (2 * _Z95)
+
+
+def percentile_change(
+    base: npt.ArrayLike,
+    new: npt.ArrayLike,
+    q: float,
+    *,
+    n_base: int | None = None,
+    n_new: int | None = None,
+    seed: int = 0,
+) -> Change | str:
+    """The q-quantile's relative change from `base` to `new`, or why it cannot be given.
+
+    `n_base`/`n_new` are the effective sample sizes when the values are not independent
+    (pooled inter-token gaps: the requests they came from); the values' counts otherwise.
+    """
+    a, b = _finite(base), _finite(new)
+    n_a = len(a) if n_base is None else min(n_base, len(a))
+    n_b = len(b) if n_new is None else min(n_new, len(b))
+    need = min_samples(q)
+    if n_a < need or n_b < need:
+        return f"too few samples (base {n_a}, new {n_b}; p{100 * q:g} needs {need})"
+    effective = n_base is not None or n_new is not None
+    if not effective and max(n_a, n_b) <= BOOTSTRAP_CAP:
+        found = ratio_interval(b, a, q, seed=seed)  # new ÷ base
+        if found is None:
+            return "a percentile is zero"
+        return Change(found.ratio - 1, found.low - 1, found.high - 1, n_a, n_b, "bootstrap")
+    sides = _log_side(a, q, n_a), _log_side(b, q, n_b)
+    if sides[0] is None or sides[1] is None:
+        return "a percentile is zero"
+    (log_a, se_a), (log_b, se_b) = sides
+    centre, spread = log_b - log_a, _Z95 * math.hypot(se_a, se_b)
+    return Change(
+        math.expm1(centre),
+        math.expm1(centre - spread),
+        math.expm1(centre + spread),
+        n_a,
+        n_b,
+        "order statistics",
+    )
+
+
+def time_bins(
+    scheduled_ns: np.ndarray, weights: np.ndarray, start_ns: int, end_ns: int, bins: int
+) -> np.ndarray:
+    """Per-second rate of `weights` in each of `bins` equal parts of [start_ns, end_ns), by
+    when each request was scheduled; their mean is the total over the window's length."""
+    width_ns = (end_ns - start_ns) / bins
+    where = np.clip(((scheduled_ns - start_ns) // width_ns).astype(np.int64), 0, bins - 1)
+    return np.bincount(where, weights=weights, minlength=bins) / (width_ns / 1e9)
+
+
+def bin_count(completed: int) -> int:
+    """How many time bins a stage's window is cut into: `THROUGHPUT_BINS`, fewer for a stage
+    with few completed requests (at least `_PER_BIN` per bin on average)."""
+    return max(min(THROUGHPUT_BINS, completed // _PER_BIN), 0)
+
+
+def throughput_change(base_bins: np.ndarray, new_bins: np.ndarray, *, seed: int = 0) -> Change | str:
+    """The relative change of the mean rate from `base_bins` to `new_bins` (`time_bins`)."""
+    if len(base_bins) < MIN_BINS or len(new_bins) < MIN_BINS:
+        return f"too few completed requests to split the window (fewer than {MIN_BINS} bins)"
+    mean_a, mean_b = float(base_bins.mean()), float(new_bins.mean())
+    if mean_a <= 0:
+        return "nothing completed in the base run"
+    if np.ptp(base_bins) == 0 and np.ptp(new_bins) == 0:
+        value = mean_b / mean_a - 1
+        return Change(value, value, value, len(base_bins), len(new_bins), "batch means")
+
+    def ratio(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.mean(b, axis=axis) / np.mean(a, axis=axis)
+
+    low, high = np.nan, np.nan
+    for method in ("BCa", "percentile"):  # BCa is undefined when every resample is the same
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            result = scipy_stats.bootstrap(
+                (base_bins, new_bins),
+                ratio,
+                vectorized=True,
+                paired=False,
+                n_resamples=2000,
+                method=method,
+                rng=np.random.default_rng(seed),
+            )
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            break
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no interval: the bootstrap found no spread to measure"
+    return Change(
+        mean_b / mean_a - 1,
+        float(low) - 1,
+        float(high) - 1,
+        len(base_bins),
+        len(new_bins),
+        "batch means bootstrap",
+    )
+
+
+def _wilson(errors: int, requests: int) -> tuple[float, float, float]:
+    ci = scipy_stats.binomtest(errors, requests).proportion_ci(0.95, method="wilson")
+    return errors / requests, float(ci.low), float(ci.high)
+
+
+def error_rate_change(
+    base_errors: int, base_requests: int, new_errors: int, new_requests: int
+) -> Change | str:
+    """The error rate's difference (new − base, a proportion) with Newcombe's interval."""
+    if base_requests == 0 or new_requests == 0:
+        return "no request in one of the runs"
+    p1, l1, u1 = _wilson(base_errors, base_requests)
+    p2, l2, u2 = _wilson(new_errors, new_requests)
+    diff = p2 - p1
+    low = diff - math.hypot(p2 - l2, u1 - p1)
+    high = diff + math.hypot(u2 - p2, p1 - l1)
+    return Change(diff, low, high, base_requests, new_requests, "Newcombe (Wilson)")
