@@ -46,7 +46,8 @@ def error_breakdown(requests: pd.DataFrame) -> pd.DataFrame:
     if requests.empty:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
     warmup = requests["warmup"].fillna(False).astype(bool)
-    failed = requests.loc[(requests["outcome"].astype(str) != "ok") & ~warmup]
+    columns = ["target", "stage", "outcome", "http_status", "error"]  # never copy ITL lists
+    failed = requests.loc[(requests["outcome"].astype(str) != "ok") & ~warmup, columns]
     if failed.empty:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
     frame = pd.DataFrame(

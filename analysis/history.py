@@ -15,7 +15,8 @@ series over nights; an invalid stage is a gap, never a value.
   t ≥ `T_MIN`. A change is then kept only when the mean moved by at least the metric's
   threshold (the gate's `Thresholds`: 5% latency, 3% throughput, 0.5 points of errors), so
   a real but harmless drift is not a finding. A change point is named by the first night of
-  the new level.
+  the new level. A level of fewer than `LASTING` nights between two equal ones is an
+  excursion, not two changes: its nights are judged as suspects instead.
 - **Suspect nights**: a night farther from the median of the (up to `RECENT`) nights before
   it on the same level than both the threshold and `SUSPECT_SIGMAS` · σ: a one-off, not a
   new level (one night cannot form a segment).
@@ -39,6 +40,7 @@ from analysis.thresholds import Thresholds
 
 __all__ = [
     "HISTORY_COLUMNS",
+    "LASTING",
     "MIN_SEGMENT",
     "RECENT",
     "SUSPECT_SIGMAS",
@@ -52,9 +54,10 @@ __all__ = [
 ]
 
 MIN_SEGMENT = 2
-T_MIN = 4.0
+LASTING = 3
+T_MIN = 5.0
 RECENT = 5
-SUSPECT_SIGMAS = 4.0
+SUSPECT_SIGMAS = 6.0
 _Z95 = 1.959963984540054
 _MIN_NIGHTS = 4  # fewer nights than this: no change point search, no suspects
 
@@ -130,16 +133,33 @@ def change_points(
         return {}
     signal = ((series - float(np.median(series))) / sigma).reshape(-1, 1)
     search = ruptures.Pelt(model="l2", min_size=MIN_SEGMENT, jump=1).fit(signal)
-    breaks = search.predict(pen=T_MIN**2)[:-1]
+    edges = [0, *search.predict(pen=T_MIN**2)]
+    edges = _without_excursions(series, edges, spec, threshold)
     found: dict[int, float] = {}
-    edges = [0, *breaks, len(series)]
-    for k, start in enumerate(breaks, start=1):
-        before = float(np.mean(series[edges[k - 1] : start]))
-        after = float(np.mean(series[start : edges[k + 1]]))
+    for k in range(1, len(edges) - 1):
+        before = float(np.mean(series[edges[k - 1] : edges[k]]))
+        after = float(np.mean(series[edges[k] : edges[k + 1]]))
         change = _relative(after, before, spec)
         if abs(change) >= threshold:
-            found[int(index[start])] = change
+            found[int(index[edges[k]])] = change
     return found
+
+
+def _without_excursions(
+    series: np.ndarray, edges: list[int], spec: MetricSpec, threshold: float
+) -> list[int]:
+    """Segment edges less any short inner segment (under `LASTING` nights) whose neighbours
+    share a level: a night or two away and back is a suspect night, not two changes."""
+    k = 1
+    while k < len(edges) - 2:
+        short = edges[k + 1] - edges[k] < LASTING
+        before = float(np.mean(series[edges[k - 1] : edges[k]]))
+        after = float(np.mean(series[edges[k + 1] : edges[k + 2]]))
+        if short and abs(_relative(after, before, spec)) < threshold:
+            del edges[k : k + 2]
+            continue
+        k += 1
+    return edges
 
 
 def suspects(

@@ -30,17 +30,25 @@ from services.sim.engine_factory import build_engine
 
 S = 1_000_000_000
 
+# A small nightly: one closed-loop stage of 16 users, lengths drawn per request (the noise).
 NIGHTLY_WORKLOAD: dict[str, Any] = {
     "endpoint": "chat",
     "prompt_tokens": {"dist": "normal", "mean": 256, "std": 64, "min": 16, "max": 512},
-    "output_tokens": {"dist": "normal", "mean": 48, "std": 16, "min": 8, "max": 96},
+    "output_tokens": {"dist": "normal", "mean": 32, "std": 12, "min": 8, "max": 96},
 }
 NIGHTLY_LOAD: dict[str, Any] = {
     "mode": "concurrency",
     "stages": [16],
-    "warmup": 3.0,
-    "stage_duration": 30.0,
+    "warmup": 2.0,
+    "stage_duration": 20.0,
 }
+AWQ: dict[str, Any] = {"stack": "vllm", "quant": "awq", "gpu": "h100"}
+FP16: dict[str, Any] = {"stack": "vllm", "quant": "fp16", "gpu": "h100"}
+
+
+def slowed(sim: dict[str, Any], factor: float) -> dict[str, Any]:
+    """`sim` with the decode `slowdown` fault: every decode step takes `factor` times longer."""
+    return sim | {"faults": {"slowdown": factor}}
 
 
 async def _user(
