@@ -109,10 +109,10 @@ def percentile_change(
         if found is None:
             return "a percentile is zero"
         return Change(found.ratio - 1, found.low - 1, found.high - 1, n_a, n_b, "bootstrap")
-    sides = _log_side(a, q, n_a), _log_side(b, q, n_b)
-    if sides[0] is None or sides[1] is None:
+    side_a, side_b = _log_side(a, q, n_a), _log_side(b, q, n_b)
+    if side_a is None or side_b is None:
         return "a percentile is zero"
-    (log_a, se_a), (log_b, se_b) = sides
+    (log_a, se_a), (log_b, se_b) = side_a, side_b
     centre, spread = log_b - log_a, _Z95 * math.hypot(se_a, se_b)
     return Change(
         math.expm1(centre),
@@ -140,7 +140,9 @@ def bin_count(completed: int) -> int:
     return max(min(THROUGHPUT_BINS, completed // _PER_BIN), 0)
 
 
-def throughput_change(base_bins: np.ndarray, new_bins: np.ndarray, *, seed: int = 0) -> Change | str:
+def throughput_change(
+    base_bins: np.ndarray, new_bins: np.ndarray, *, seed: int = 0
+) -> Change | str:
     """The relative change of the mean rate from `base_bins` to `new_bins` (`time_bins`)."""
     if len(base_bins) < MIN_BINS or len(new_bins) < MIN_BINS:
         return f"too few completed requests to split the window (fewer than {MIN_BINS} bins)"

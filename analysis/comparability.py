@@ -52,9 +52,6 @@ def _first_difference(path: str, base: Any, new: Any) -> Difference | None:
             if found is not None:
                 return found
         return None
-    if isinstance(base, int | float) and isinstance(new, int | float):
-        if not isinstance(base, bool) and not isinstance(new, bool) and float(base) == float(new):
-            return None
     return None if base == new else Difference(path, base, new)
 
 
@@ -90,10 +87,12 @@ def _target_differences(name: str, base: TargetMeta, new: TargetMeta) -> list[Di
     found = []
     for field in ("stack", "quant", "api", "simulated"):
         if getattr(base, field) != getattr(new, field):
-            found.append(Difference(f"target {name}: {field}", getattr(base, field), getattr(new, field)))
+            found.append(
+                Difference(f"target {name}: {field}", getattr(base, field), getattr(new, field))
+            )
     if base.model and new.model and base.model != new.model:
         found.append(Difference(f"target {name}: model", base.model, new.model))
-    return found  # fmt: skip
+    return found
 
 
 def differences(
@@ -108,7 +107,9 @@ def differences(
     if set(names_base) != set(names_new):
         only_base = sorted(set(names_base) - set(names_new)) or "none"
         only_new = sorted(set(names_new) - set(names_base)) or "none"
-        refusals.append(Difference("targets", f"only in base: {only_base}", f"only in new: {only_new}"))  # fmt: skip
+        refusals.append(
+            Difference("targets", f"only in base: {only_base}", f"only in new: {only_new}")
+        )
     for section in ("workload", "load", "slo"):
         found = _first_difference(section, _section(base, section), _section(new, section))
         if found is not None:

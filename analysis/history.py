@@ -254,7 +254,11 @@ def _series(nights: list[Night], metrics: list[str]) -> list[Series]:
 def _stage_info(nights: list[Night], target: str, stage: int | None) -> tuple[object, object, bool]:
     for night in reversed(nights):
         s = night.summary
-        rows = s[s["target"] == target] if stage is None else s[(s["target"] == target) & (s["stage"] == stage)]  # fmt: skip
+        rows = (
+            s[s["target"] == target]
+            if stage is None
+            else s[(s["target"] == target) & (s["stage"] == stage)]
+        )
         if len(rows):
             row = rows.iloc[-1]
             return (None if stage is None else row["load"]), row["mode"], bool(row["simulated"])

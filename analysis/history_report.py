@@ -43,10 +43,12 @@ def findings(table: pd.DataFrame) -> list[str]:
     for row in marked.to_dict("records"):
         where = f"{row['target']} {where_text(row)} {row['label']}"
         if row["change_point"]:
-            lines.append(f"night {row['night']} ({row['run']}): {where} changed level, {_change(row)}")
+            lines.append(
+                f"night {row['night']} ({row['run']}): {where} changed level, {_change(row)}"
+            )
         else:
             lines.append(f"night {row['night']} ({row['run']}): {where} suspect, {_value(row)}")
-    return lines  # fmt: skip
+    return lines
 
 
 def _value(row: dict[str, Any]) -> str:
@@ -77,7 +79,13 @@ def _chart(rows: pd.DataFrame, title: str, path: Path) -> Path:
         for night in mine[mine["change_point"]]["night"]:
             ax.axvline(night - 0.5, color="#d62728", linestyle="--", linewidth=1)
         odd = mine[mine["suspect"]]
-        ax.scatter(odd["night"], pd.to_numeric(odd["value"]) * scale, s=80, facecolors="none", edgecolors="#d62728")  # fmt: skip
+        ax.scatter(
+            odd["night"],
+            pd.to_numeric(odd["value"]) * scale,
+            s=80,
+            facecolors="none",
+            edgecolors="#d62728",
+        )
         ax.set_title(f"{mine['label'].iloc[0]} ({mine['unit'].iloc[0]})", fontsize=9)
         ax.tick_params(labelsize=8)
         ax.set_xlabel("night", fontsize=8)
@@ -135,11 +143,16 @@ def write_history(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
         blocks.append(Paragraph("*simulated*: figures from simulated stacks, not from a GPU."))
     keys = table[["target", "stage"]].drop_duplicates(keep="first")
     for target, stage in keys.itertuples(index=False):
-        rows = table[(table["target"] == target) & (table["stage"].isna() if pd.isna(stage) else (table["stage"] == stage))]  # fmt: skip
+        rows = table[
+            (table["target"] == target)
+            & (table["stage"].isna() if pd.isna(stage) else (table["stage"] == stage))
+        ]
         first = rows.iloc[0].to_dict()
         title = f"{target} — {where_text(first)}{tag}"
         path = _chart(rows, title, plots / f"{_slug(f'{target}-{where_text(first)}')}.png")
         blocks += [Heading(title), _trend_table(rows), Image(title, path)]
     html = out / HISTORY_HTML
-    write_text_atomic(html, to_html(blocks[0].text if isinstance(blocks[0], Heading) else "history", blocks))  # fmt: skip
+    write_text_atomic(
+        html, to_html(blocks[0].text if isinstance(blocks[0], Heading) else "history", blocks)
+    )
     return csv, html

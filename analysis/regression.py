@@ -89,13 +89,17 @@ METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in [
         *(_latency(m, p) for m in ("ttft", "tpot", "itl", "e2e") for p in (50.0, 95.0)),
-        MetricSpec("output_tok_per_s", "output tok/s", "throughput", "tok/s", True, "output_tok_per_s"),
+        MetricSpec(
+            "output_tok_per_s", "output tok/s", "throughput", "tok/s", True, "output_tok_per_s"
+        ),
         MetricSpec("req_per_s", "req/s", "throughput", "req/s", True, "req_per_s"),
-        MetricSpec("goodput_req_per_s", "goodput", "throughput", "req/s", True, "goodput_req_per_s"),
+        MetricSpec(
+            "goodput_req_per_s", "goodput", "throughput", "req/s", True, "goodput_req_per_s"
+        ),
         MetricSpec("error_rate", "error rate", "error_rate", "%", False, "error_rate"),
         MetricSpec("capacity", "max load within SLO", "throughput", "load", True, "load"),
     ]
-}  # fmt: skip
+}
 
 CHANGE_COLUMNS = [
     "target",
@@ -186,18 +190,34 @@ def _stage_keys(base: RunFigures, new: RunFigures) -> list[tuple[str, int]]:
     ]
 
 
+_Values = dict[tuple[str, str, int], tuple[np.ndarray, int | None]]
+
+
+def _latencies(
+    figures: RunFigures, latency: str, target: str, stage: int, cache: _Values
+) -> tuple[np.ndarray, int | None]:
+    """A stage's ok values of one latency (gathered once for all its percentiles), and the
+    number of independent units behind them when that is not their count."""
+    key = (latency, target, stage)
+    if key not in cache:
+        rows = figures.records.of(target, stage)
+        values = figures.records.metric(latency, rows)
+        # pooled gaps: as many independent units as the ok requests that produced them
+        units = int(figures.records.ok[rows].sum()) if latency == "itl" else None
+        cache[key] = (values, units)
+    return cache[key]
+
+
 def _latency_change(
-    spec: MetricSpec, base: RunFigures, new: RunFigures, target: str, stage: int
+    spec: MetricSpec,
+    sides: tuple[tuple[RunFigures, _Values], tuple[RunFigures, _Values]],
+    target: str,
+    stage: int,
 ) -> Change | str:
     assert spec.latency is not None and spec.q is not None
-    sides = []
-    for figures in (base, new):
-        rows = figures.records.of(target, stage)
-        values = figures.records.metric(spec.latency, rows)
-        # pooled gaps: as many independent units as the ok requests that produced them
-        units = int(figures.records.ok[rows].sum()) if spec.latency == "itl" else None
-        sides.append((values, units))
-    (a, n_a), (b, n_b) = sides
+    (base, base_cache), (new, new_cache) = sides
+    a, n_a = _latencies(base, spec.latency, target, stage, base_cache)
+    b, n_b = _latencies(new, spec.latency, target, stage, new_cache)
     return percentile_change(
         a, b, spec.q, n_base=n_a, n_new=n_b, seed=seed_of(target, stage, spec.name)
     )
@@ -329,9 +349,11 @@ def _capacity_change(
     low = low_n / high_b - 1 if high_b else -1.0
     high = high_n / low_b - 1 if low_b else np.inf
     change = point_n / point_b - 1
-    return Change(change, min(low, change), max(high, change), 1, 1, "SLO limit bounds"), (
-        point_b
-    ), point_n
+    return (
+        Change(change, min(low, change), max(high, change), 1, 1, "SLO limit bounds"),
+        (point_b),
+        point_n,
+    )
 
 
 def compare_runs(
@@ -345,6 +367,7 @@ def compare_runs(
     thresholds = thresholds or Thresholds()
     specs = [METRICS[name] for name in (metrics or list(METRICS))]
     rows = []
+    sides: tuple[tuple[RunFigures, _Values], tuple[RunFigures, _Values]] = ((base, {}), (new, {}))
     for target, stage in _stage_keys(base, new):
         base_row, new_row = base.row(target, stage), new.row(target, stage)
         assert base_row is not None and new_row is not None
@@ -354,7 +377,7 @@ def compare_runs(
             threshold = thresholds.percent(target, spec.name, spec.group) / 100
             found: Change | str
             if spec.group == "latency":
-                found = _latency_change(spec, base, new, target, stage)
+                found = _latency_change(spec, sides, target, stage)
             elif spec.group == "throughput":
                 found = _throughput_change(spec, base, new, target, stage)
             else:

@@ -65,9 +65,7 @@ class ComparisonDoc:
         return f"quantbench compare: {word}{tag}"
 
     def to_json(self) -> dict[str, Any]:
-        rows = [
-            {k: _plain(v) for k, v in row.items()} for row in self.table.to_dict("records")
-        ]
+        rows = [{k: _plain(v) for k, v in row.items()} for row in self.table.to_dict("records")]
         return {
             "version": _VERSION,
             "verdict": "regressed" if self.regressed else "passed",

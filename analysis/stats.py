@@ -2,7 +2,8 @@
 and bootstrap intervals for the ratio of two targets' percentiles.
 
 Several quantiles of one sample share one sort (numpy's vectorised sort beats `np.partition`
-with several ranks), so a stage's pooled inter-token latencies are sorted once.
+with several ranks on small samples); from `_SELECT_FROM` values on (a big stage's pooled
+inter-token latencies) one `np.partition` at every needed rank is ~4x faster than sorting.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 _Z95 = 1.959963984540054
+_SELECT_FROM = 200_000
 
 PERCENTILES = (50, 90, 95, 99)
 """The percentiles every latency is reported at by default (MEASUREMENT.md)."""
@@ -88,7 +90,12 @@ def quantiles(values: npt.ArrayLike, qs: Sequence[float]) -> list[Quantile]:
     n = int(data.size)
     usable = [q for q in qs if n and n >= min_samples(q)]
     ranks = {q: _ranks(n, q) for q in usable}
-    ordered = np.sort(data) if usable else data
+    if not usable:
+        ordered = data
+    elif n >= _SELECT_FROM:  # a stage's pooled gaps: select the ranks, do not sort them all
+        ordered = np.partition(data, sorted({r for rs in ranks.values() for r in rs[:2] + rs[3:]}))
+    else:
+        ordered = np.sort(data)
     out = []
     for q in qs:
         if q not in ranks:

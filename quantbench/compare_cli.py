@@ -131,9 +131,7 @@ def load_thresholds(path: Path | None) -> Thresholds:
         raise ConfigError(format_validation_error(str(path), exc)) from exc
     unknown = thresholds.unknown_metrics(set(METRICS))
     if unknown:
-        raise ConfigError(
-            f"{path}: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}"
-        )
+        raise ConfigError(f"{path}: unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
     return thresholds
 
 
@@ -174,7 +172,9 @@ def _check_valid(base: RunFigures, new: RunFigures, runs: dict[str, Path]) -> No
         if base.row(str(r.target), int(r.stage)) is not None
     ]
     if not keys:
-        raise NoValidStageError(f"{runs['base']} and {runs['new']} have no target x stage in common")
+        raise NoValidStageError(
+            f"{runs['base']} and {runs['new']} have no target x stage in common"
+        )
     bad = invalid_stages(base, new, keys)
     if bad:
         side, target, stage, why = bad[0]

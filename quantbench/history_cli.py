@@ -53,16 +53,23 @@ def add_history_parser(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "runs", type=Path, nargs="+", help="run directories, or one folder of run directories"
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("history"), help="folder for the outputs (default: history/)"
-    )  # fmt: skip
+        "--out",
+        type=Path,
+        default=Path("history"),
+        help="folder for the outputs (default: history/)",
+    )
     parser.add_argument(
-        "--thresholds", type=Path, metavar="FILE",
+        "--thresholds",
+        type=Path,
+        metavar="FILE",
         help="the thresholds file of `quantbench compare` (a change smaller is not reported)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--metrics", action="append", metavar="NAMES",
+        "--metrics",
+        action="append",
+        metavar="NAMES",
         help="only these metrics, comma-separated or repeated (default: all)",
-    )  # fmt: skip
+    )
 
 
 def collect_runs(paths: list[Path]) -> list[Path]:
@@ -86,7 +93,9 @@ def _night(run_dir: Path) -> Night:
         try:
             summary = pd.read_csv(csv)
         except (OSError, ValueError, pd.errors.ParserError) as exc:
-            raise InputError(f"{csv}: unreadable ({exc}); rebuild it: quantbench report {run_dir}") from exc  # fmt: skip
+            raise InputError(
+                f"{csv}: unreadable ({exc}); rebuild it: quantbench report {run_dir}"
+            ) from exc
         if not {"target", "stage", "valid", "simulated"} <= set(summary.columns):
             raise InputError(f"{csv}: not a summary.csv; rebuild it: quantbench report {run_dir}")
     else:
@@ -104,7 +113,8 @@ def run_history(args: argparse.Namespace, console: Console) -> int:
     table = history(nights, thresholds, metrics)
     csv, html = write_history(table, args.out)
     lines = findings(table)
-    console.print(f"{len(nights)} nights, {table[['target', 'stage']].drop_duplicates().shape[0]} target x stage series")  # fmt: skip
+    series = len(table[["target", "stage"]].drop_duplicates())
+    console.print(f"{len(nights)} nights, {series} target x stage series")
     for line in lines or ["no change point and no suspect night"]:
         console.print(f"  {line}")
     console.print(f"history: {csv}")

@@ -154,9 +154,7 @@ def _simulate(
         for target, settings in targets.items():
             for index, users in enumerate(load.stages):
                 stages.append(
-                    await _stage(
-                        settings, target, index, int(users), load, workload, seed, records
-                    )
+                    await _stage(settings, target, index, int(users), load, workload, seed, records)
                 )
 
     loop = looptime.new_event_loop(start=1000.0)

@@ -10,12 +10,28 @@ from loadtest.run_meta import RunMeta
 
 def meta(**changes: Any) -> RunMeta:
     targets = changes.pop("targets", None) or [
-        {"name": "vllm-awq", "stack": "vllm", "quant": "awq", "model": "m-awq",
-         "compose": {"image": {"image": "vllm/vllm-openai:v0.11", "image_id": "sha256:aa",
-                               "repo_digest": "vllm/vllm-openai@sha256:11"}}},
-        {"name": "vllm-fp16", "stack": "vllm", "quant": "fp16", "model": "m",
-         "sim": {"stack": "vllm", "quant": "fp16", "gpu": "h100"}, "simulated": True},
-    ]  # fmt: skip
+        {
+            "name": "vllm-awq",
+            "stack": "vllm",
+            "quant": "awq",
+            "model": "m-awq",
+            "compose": {
+                "image": {
+                    "image": "vllm/vllm-openai:v0.11",
+                    "image_id": "sha256:aa",
+                    "repo_digest": "vllm/vllm-openai@sha256:11",
+                }
+            },
+        },
+        {
+            "name": "vllm-fp16",
+            "stack": "vllm",
+            "quant": "fp16",
+            "model": "m",
+            "sim": {"stack": "vllm", "quant": "fp16", "gpu": "h100"},
+            "simulated": True,
+        },
+    ]
     config: dict[str, Any] = {
         "workload": {"endpoint": "chat", "prompt_tokens": {"mean": 256}, "seed": 1},
         "load": {"mode": "concurrency", "stages": [16], "stage_duration": 60.0, "processes": 1},

@@ -36,8 +36,10 @@ def nights(tmp_path_factory: pytest.TempPathFactory) -> list[Night]:
         run = load_run(
             write_simulated_run(root, f"night{night:02d}", {"awq": awq, "fp16": FP16}, seed=night)
         )
-        found.append(Night(run.meta.run_id, f"2026-11-{night:02d}", stage_figures(run).summary, run.slo))
-    return found  # fmt: skip
+        found.append(
+            Night(run.meta.run_id, f"2026-11-{night:02d}", stage_figures(run).summary, run.slo)
+        )
+    return found
 
 
 def test_a_step_at_night_6_is_found_there_and_nothing_else_is_flagged(nights: list[Night]) -> None:
@@ -110,4 +112,6 @@ def test_history_csv_and_html(nights: list[Night], tmp_path: Path) -> None:
     assert "quantbench history — 10 nights (simulated)" in page
     assert "http://" not in page and "https://" not in page and "data:image/png;base64," in page
     lines = findings(table)
-    assert lines and all(f"night {STEP_NIGHT} " in line or "night 5 " in line or "night 7 " in line for line in lines)  # fmt: skip
+    assert lines and all(
+        f"night {STEP_NIGHT} " in line or "night 5 " in line or "night 7 " in line for line in lines
+    )

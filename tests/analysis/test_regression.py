@@ -123,6 +123,4 @@ def test_an_invalid_stage_is_named_with_its_reason(base: RunFigures) -> None:
     summary["valid"] = False
     summary["invalid_reason"] = "error rate 5.0% > 1%"
     broken = RunFigures(summary, base.records, base.scheduled_ns, base.stages, base.slo)
-    assert invalid_stages(base, broken, [("awq", 0)]) == [
-        ("new", "awq", 0, "error rate 5.0% > 1%")
-    ]
+    assert invalid_stages(base, broken, [("awq", 0)]) == [("new", "awq", 0, "error rate 5.0% > 1%")]

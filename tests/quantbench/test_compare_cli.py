@@ -30,7 +30,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "base": write_simulated_run(root, "base", {"awq": AWQ}, seed=1, load=LONGER),
         "slow": write_simulated_run(root, "slow", {"awq": slowed(AWQ, 1.10)}, seed=2, load=LONGER),
         "same": write_simulated_run(root, "same", {"awq": AWQ}, seed=3, load=LONGER),
-    }  # fmt: skip
+    }
 
 
 def copy_run(run: Path, to: Path) -> Path:
@@ -107,8 +107,16 @@ def test_an_invalid_run_exits_2_naming_the_stage_and_why(
     for i, line in enumerate(lines):
         record = json.loads(line)
         if i % 10 == 0:  # 10% of the requests fail: the stage is invalid (limit 1%)
-            record.update(outcome="http_error", http_status=503, output_tokens=0, itl_ms=[],
-                          ttft_ms=None, tpot_ms=None, e2e_ms=None, first_token_ns=None)  # fmt: skip
+            record.update(
+                outcome="http_error",
+                http_status=503,
+                output_tokens=0,
+                itl_ms=[],
+                ttft_ms=None,
+                tpot_ms=None,
+                e2e_ms=None,
+                first_token_ns=None,
+            )
         failed.append(json.dumps(record))
     (broken / "requests.jsonl").write_text("\n".join(failed) + "\n")
     assert main(["compare", str(runs["base"]), str(broken)]) == 2
