@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,6 +41,8 @@ __all__ = [
     "Change",
     "error_rate_change",
     "percentile_change",
+    "percentile_changes",
+    "samples_needed",
     "seed_of",
     "throughput_change",
     "time_bins",
@@ -74,13 +77,74 @@ def _finite(values: npt.ArrayLike) -> np.ndarray:
     return data[np.isfinite(data)]
 
 
-def _log_side(data: np.ndarray, q: float, n_eff: int) -> tuple[float, float] | None:
-    """(log of the q-quantile, its standard error) from the order-statistic interval."""
-    half = _Z95 * math.sqrt(q * (1 - q) / n_eff)
-    value, low, high = np.quantile(data, [q, max(q - half, 0.0), min(q + half, 1.0)])
-    if low <= 0 or value <= 0:
-        return None
-    return math.log(value), (math.log(high) - math.log(low)) / (2 * _Z95)
+def _log_sides(
+    data: np.ndarray, qs: Sequence[float], n_eff: int
+) -> list[tuple[float, float] | None]:
+    """For each q: (log of the q-quantile, its standard error) from the order-statistic
+    interval, all from one selection pass over `data`."""
+    halves = [_Z95 * math.sqrt(q * (1 - q) / n_eff) for q in qs]
+    positions = [
+        p for q, h in zip(qs, halves, strict=True) for p in (q, max(q - h, 0.0), min(q + h, 1.0))
+    ]
+    found = np.quantile(data, positions).reshape(-1, 3)
+    out: list[tuple[float, float] | None] = []
+    for value, low, high in found:
+        ok = low > 0 and value > 0
+        out.append((math.log(value), (math.log(high) - math.log(low)) / (2 * _Z95)) if ok else None)
+    return out
+
+
+def percentile_changes(
+    base: npt.ArrayLike,
+    new: npt.ArrayLike,
+    qs: Sequence[float],
+    *,
+    n_base: int | None = None,
+    n_new: int | None = None,
+    seed: int = 0,
+) -> list[Change | str]:
+    """Each q-quantile's relative change from `base` to `new`, or why it cannot be given.
+
+    `n_base`/`n_new` are the effective sample sizes when the values are not independent
+    (pooled inter-token gaps: the requests they came from); the values' counts otherwise.
+    """
+    a, b = _finite(base), _finite(new)
+    n_a = len(a) if n_base is None else min(n_base, len(a))
+    n_b = len(b) if n_new is None else min(n_new, len(b))
+    effective = n_base is not None or n_new is not None
+    resample = not effective and max(n_a, n_b) <= BOOTSTRAP_CAP
+    usable = [q for q in qs if min(n_a, n_b) >= min_samples(q)]
+    sides = {}
+    if usable and not resample:
+        sides = dict(
+            zip(
+                usable,
+                zip(_log_sides(a, usable, n_a), _log_sides(b, usable, n_b), strict=True),
+                strict=True,
+            )
+        )
+    out: list[Change | str] = []
+    for q in qs:
+        if q not in usable:
+            need = min_samples(q)
+            out.append(f"too few samples (base {n_a}, new {n_b}; p{100 * q:g} needs {need})")
+        elif resample:
+            found = ratio_interval(b, a, q, seed=seed + int(1000 * q))  # new ÷ base
+            out.append(
+                "a percentile is zero"
+                if found is None
+                else Change(found.ratio - 1, found.low - 1, found.high - 1, n_a, n_b, "bootstrap")
+            )
+        else:
+            side_a, side_b = sides[q]
+            if side_a is None or side_b is None:
+                out.append("a percentile is zero")
+                continue
+            (log_a, se_a), (log_b, se_b) = side_a, side_b
+            centre, spread = log_b - log_a, _Z95 * math.hypot(se_a, se_b)
+            low, high = math.expm1(centre - spread), math.expm1(centre + spread)
+            out.append(Change(math.expm1(centre), low, high, n_a, n_b, "order statistics"))
+    return out
 
 
 def percentile_change(
@@ -92,36 +156,22 @@ def percentile_change(
     n_new: int | None = None,
     seed: int = 0,
 ) -> Change | str:
-    """The q-quantile's relative change from `base` to `new`, or why it cannot be given.
+    """One quantile's change: see `percentile_changes`."""
+    return percentile_changes(base, new, [q], n_base=n_base, n_new=n_new, seed=seed)[0]
 
-    `n_base`/`n_new` are the effective sample sizes when the values are not independent
-    (pooled inter-token gaps: the requests they came from); the values' counts otherwise.
-    """
-    a, b = _finite(base), _finite(new)
-    n_a = len(a) if n_base is None else min(n_base, len(a))
-    n_b = len(b) if n_new is None else min(n_new, len(b))
-    need = min_samples(q)
-    if n_a < need or n_b < need:
-        return f"too few samples (base {n_a}, new {n_b}; p{100 * q:g} needs {need})"
-    effective = n_base is not None or n_new is not None
-    if not effective and max(n_a, n_b) <= BOOTSTRAP_CAP:
-        found = ratio_interval(b, a, q, seed=seed)  # new ÷ base
-        if found is None:
-            return "a percentile is zero"
-        return Change(found.ratio - 1, found.low - 1, found.high - 1, n_a, n_b, "bootstrap")
-    side_a, side_b = _log_side(a, q, n_a), _log_side(b, q, n_b)
-    if side_a is None or side_b is None:
-        return "a percentile is zero"
-    (log_a, se_a), (log_b, se_b) = side_a, side_b
-    centre, spread = log_b - log_a, _Z95 * math.hypot(se_a, se_b)
-    return Change(
-        math.expm1(centre),
-        math.expm1(centre - spread),
-        math.expm1(centre + spread),
-        n_a,
-        n_b,
-        "order statistics",
-    )
+
+def samples_needed(
+    change: float, dispersion: float, *, q: float = 0.95, power: float = 0.80
+) -> int:
+    """Requests per run for `percentile_change` to tell a true `change` (0.05 = 5%) of the
+    q-quantile from none, with `power`, at the 5% level, when the latency's logarithm has
+    spread `dispersion` (lognormal): the order-statistic standard error of the log quantile,
+    s·√(q(1−q)/n)/φ(z_q) per run, √2 times that for the ratio (profiles/nightly.yaml)."""
+    z_q = float(scipy_stats.norm.ppf(q))
+    per_run = math.sqrt(q * (1 - q)) / float(scipy_stats.norm.pdf(z_q))
+    z_power = float(scipy_stats.norm.ppf(power))
+    root = (_Z95 + z_power) * math.sqrt(2) * per_run * dispersion / math.log1p(change)
+    return math.ceil(root**2)
 
 
 def time_bins(

@@ -29,7 +29,7 @@ from analysis.change import (
     Change,
     bin_count,
     error_rate_change,
-    percentile_change,
+    percentile_changes,
     seed_of,
     throughput_change,
     time_bins,
@@ -190,37 +190,34 @@ def _stage_keys(base: RunFigures, new: RunFigures) -> list[tuple[str, int]]:
     ]
 
 
-_Values = dict[tuple[str, str, int], tuple[np.ndarray, int | None]]
+_Changes = dict[tuple[str, int, str], list[Change | str]]
 
 
-def _latencies(
-    figures: RunFigures, latency: str, target: str, stage: int, cache: _Values
-) -> tuple[np.ndarray, int | None]:
-    """A stage's ok values of one latency (gathered once for all its percentiles), and the
-    number of independent units behind them when that is not their count."""
-    key = (latency, target, stage)
-    if key not in cache:
-        rows = figures.records.of(target, stage)
-        values = figures.records.metric(latency, rows)
-        # pooled gaps: as many independent units as the ok requests that produced them
-        units = int(figures.records.ok[rows].sum()) if latency == "itl" else None
-        cache[key] = (values, units)
-    return cache[key]
-
-
-def _latency_change(
-    spec: MetricSpec,
-    sides: tuple[tuple[RunFigures, _Values], tuple[RunFigures, _Values]],
-    target: str,
-    stage: int,
-) -> Change | str:
-    assert spec.latency is not None and spec.q is not None
-    (base, base_cache), (new, new_cache) = sides
-    a, n_a = _latencies(base, spec.latency, target, stage, base_cache)
-    b, n_b = _latencies(new, spec.latency, target, stage, new_cache)
-    return percentile_change(
-        a, b, spec.q, n_base=n_a, n_new=n_b, seed=seed_of(target, stage, spec.name)
-    )
+def _latency_changes(
+    specs: list[MetricSpec], base: RunFigures, new: RunFigures, target: str, stage: int
+) -> dict[str, Change | str]:
+    """Every latency metric of one stage, each latency's values gathered once per run and
+    all its percentiles found in one pass."""
+    out: dict[str, Change | str] = {}
+    by_latency: dict[str, list[MetricSpec]] = {}
+    for spec in specs:
+        if spec.latency is not None:
+            by_latency.setdefault(spec.latency, []).append(spec)
+    for latency, mine in by_latency.items():
+        sides = []
+        for figures in (base, new):
+            rows = figures.records.of(target, stage)
+            values = figures.records.metric(latency, rows)
+            # pooled gaps: as many independent units as the ok requests that produced them
+            units = int(figures.records.ok[rows].sum()) if latency == "itl" else None
+            sides.append((values, units))
+        (a, n_a), (b, n_b) = sides
+        qs = [float(spec.q) for spec in mine if spec.q is not None]
+        found = percentile_changes(
+            a, b, qs, n_base=n_a, n_new=n_b, seed=seed_of(target, stage, latency)
+        )
+        out.update({spec.name: change for spec, change in zip(mine, found, strict=True)})
+    return out
 
 
 def _bins(figures: RunFigures, spec: MetricSpec, target: str, stage: int) -> np.ndarray:
@@ -367,17 +364,17 @@ def compare_runs(
     thresholds = thresholds or Thresholds()
     specs = [METRICS[name] for name in (metrics or list(METRICS))]
     rows = []
-    sides: tuple[tuple[RunFigures, _Values], tuple[RunFigures, _Values]] = ((base, {}), (new, {}))
     for target, stage in _stage_keys(base, new):
         base_row, new_row = base.row(target, stage), new.row(target, stage)
         assert base_row is not None and new_row is not None
+        latencies = _latency_changes(specs, base, new, target, stage)
         for spec in specs:
             if spec.name == "capacity":
                 continue
             threshold = thresholds.percent(target, spec.name, spec.group) / 100
             found: Change | str
             if spec.group == "latency":
-                found = _latency_change(spec, sides, target, stage)
+                found = latencies[spec.name]
             elif spec.group == "throughput":
                 found = _throughput_change(spec, base, new, target, stage)
             else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from analysis.regression_report import (
     markdown,
     where_text,
 )
-from analysis.rundir import write_text_atomic
+from analysis.rundir import load_run_meta, write_text_atomic
 from analysis.thresholds import Thresholds
 from loadtest.config import load_unit
 from quantbench.config import format_validation_error
@@ -155,14 +156,19 @@ def _figures(run: Run) -> RunFigures:
     return RunFigures.of(found.summary, found.records, run.requests, run.stages, run.slo)
 
 
-def _check_comparable(base: Run, new: Run, thresholds: Thresholds) -> list[str]:
-    refusals, warnings = differences(base.meta, new.meta, thresholds.image_digest)
+def _check_comparable(base_dir: Path, new_dir: Path, thresholds: Thresholds) -> list[str]:
+    """From the two run.json files alone, before any record is read."""
+    base, new = load_run_meta(base_dir), load_run_meta(new_dir)
+    refusals, warnings = differences(base, new, thresholds.image_digest)
     if refusals:
         more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
-        raise InputError(
-            f"{base.run_dir} and {new.run_dir} are not comparable: {refusals[0].text()}{more}"
-        )
+        raise InputError(f"{base_dir} and {new_dir} are not comparable: {refusals[0].text()}{more}")
     return [w.text() for w in warnings]
+
+
+def _load(run_dir: Path) -> tuple[Run, RunFigures]:
+    run = load_run(run_dir)
+    return run, _figures(run)
 
 
 def _check_valid(base: RunFigures, new: RunFigures, runs: dict[str, Path]) -> None:
@@ -248,9 +254,11 @@ def run_compare(args: argparse.Namespace, console: Console) -> int:
     if args.image_digest is not None:
         thresholds = thresholds.model_copy(update={"image_digest": args.image_digest})
     metrics = parse_metrics(args.metrics)
-    base, new = load_run(args.base_run), load_run(args.new_run)
-    warnings = _check_comparable(base, new, thresholds)
-    figures_base, figures_new = _figures(base), _figures(new)
+    warnings = _check_comparable(args.base_run, args.new_run, thresholds)
+    # Both runs at once: Arrow's parquet reader and numpy's selections release the GIL.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        loading = [pool.submit(_load, path) for path in (args.base_run, args.new_run)]
+        (base, figures_base), (new, figures_new) = (job.result() for job in loading)
     _check_valid(figures_base, figures_new, {"base": base.run_dir, "new": new.run_dir})
     table = compare_runs(figures_base, figures_new, thresholds, metrics)
     doc = ComparisonDoc(
