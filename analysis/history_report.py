@@ -110,7 +110,8 @@ def _trend_table(rows: pd.DataFrame) -> Table:
             row = by_metric.get(metric)
             text = _value(row) if row is not None else ""
             if row is not None and row["change_point"]:
-                text = f"**{text}** ▲▼ {_change(row)}"
+                arrow = "▲" if (row.get("level_change") or 0) > 0 else "▼"
+                text = f"**{text}** {arrow} {_change(row)}"
             elif row is not None and row["suspect"]:
                 text = f"*{text}* (suspect)"
             line.append(text)
@@ -133,10 +134,10 @@ def write_history(table: pd.DataFrame, out: Path) -> tuple[Path, Path]:
         Heading(f"quantbench history — {nights} nights{tag}", 1),
         Bullets(found or ["no change point and no suspect night"]),
         Paragraph(
-            "A change point (dashed line, ▲▼) is the first night of a new level: a shift in the "
-            "mean that the PELT search finds beyond the night-to-night noise and that is at "
-            "least the metric's regression threshold. A suspect night (circled) lies far from "
-            "the median of the nights before it on the same level."
+            "A change point (dashed line, ▲ up or ▼ down) is the first night of a new "
+            "level: a shift in the mean that the PELT search finds beyond the night-to-night "
+            "noise and that is at least the metric's regression threshold. A suspect night "
+            "(circled) lies far from the median of the nights before it on the same level."
         ),
     ]
     if simulated:

@@ -16,6 +16,8 @@
    described in a child process: seconds and peak memory (benchmarks/trace_memory.py).
 6. Quality probe: a 50,000-token text and 50 greedy prompts against three simulated targets:
    seconds per target (benchmarks/quality_speed.py).
+7. Regression gate: `quantbench compare` on two synthetic runs of 1,000,000 records each:
+   wall and CPU seconds, peak memory (benchmarks/compare_speed.py).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.accuracy import measure_accuracy
+from benchmarks.compare_speed import describe as describe_compare
+from benchmarks.compare_speed import measure_compare_speed
 from benchmarks.generator_memory import measure_generator_memory
 from benchmarks.quality_speed import describe as describe_quality
 from benchmarks.quality_speed import measure_quality_speed
@@ -79,6 +83,7 @@ def run() -> None:
     parser.add_argument("--report-records", type=int, default=1_000_000)
     parser.add_argument("--trace-rows", type=int, default=1_000_000)
     parser.add_argument("--quality-tokens", type=int, default=50_000)
+    parser.add_argument("--compare-records", type=int, default=1_000_000)
     args = parser.parse_args()
     sim_speed(256, 10.0, args.seconds)
     client_accuracy(64, args.seconds, "targets: TTFT p50 <= 1 ms, p95 <= 3 ms; ITL p95 <= 1 ms")
@@ -90,6 +95,7 @@ def run() -> None:
     print("\n" + describe(measure_report_speed(args.report_records)))
     print("\n" + describe_trace_memory(measure_trace_memory(args.trace_rows)))
     print("\n" + describe_quality(measure_quality_speed(args.quality_tokens)))
+    print("\n" + describe_compare(measure_compare_speed(args.compare_records)))
 
 
 run()
