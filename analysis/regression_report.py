@@ -22,12 +22,14 @@ from loadtest.config import load_unit
 __all__ = [
     "COMPARISON_JSON",
     "COMPARISON_MD",
+    "ROW_HEADERS",
     "ComparisonDoc",
     "change_text",
     "comparison_blocks",
     "junit_xml",
     "load_comparison",
     "markdown",
+    "row_cells",
     "where_text",
 ]
 
@@ -163,25 +165,27 @@ def where_text(row: dict[str, Any]) -> str:
     return f"stage {int(stage)} ({load_unit(str(row['mode']), float(row['load']))})"
 
 
+ROW_HEADERS = ["target", "where", "metric", "base", "new", "change [95% CI]"]
+
+
+def row_cells(row: dict[str, Any]) -> list[str]:
+    """One change row as text, under `ROW_HEADERS` (the terminal and the documents)."""
+    return [
+        str(row["target"]),
+        where_text(row),
+        str(row["label"]),
+        _figure(row["base"], row["unit"]),
+        _figure(row["new"], row["unit"]),
+        change_text(row),
+    ]
+
+
 def _table(rows: list[dict[str, Any]]) -> Table:
-    headers = ["verdict", "target", "where", "metric", "base", "new", "change [95% CI]"]
-    headers += ["threshold", "why"]
+    headers = ["verdict", *ROW_HEADERS, "threshold", "why"]
     cells = []
     for row in rows:
         verdict = "**REGRESSED**" if row["verdict"] == "regressed" else row["verdict"]
-        cells.append(
-            [
-                verdict,
-                str(row["target"]),
-                where_text(row),
-                str(row["label"]),
-                _figure(row["base"], row["unit"]),
-                _figure(row["new"], row["unit"]),
-                change_text(row),
-                _threshold_text(row),
-                str(row["reason"]),
-            ]
-        )
+        cells.append([verdict, *row_cells(row), _threshold_text(row), str(row["reason"])])
     return Table(headers, cells)
 
 

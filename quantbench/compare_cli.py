@@ -26,11 +26,11 @@ from analysis.regression import METRICS, RunFigures, compare_runs, invalid_stage
 from analysis.regression_report import (
     COMPARISON_JSON,
     COMPARISON_MD,
+    ROW_HEADERS,
     ComparisonDoc,
-    change_text,
     junit_xml,
     markdown,
-    where_text,
+    row_cells,
 )
 from analysis.rundir import load_run_meta, write_text_atomic
 from analysis.thresholds import Thresholds
@@ -201,40 +201,19 @@ def _simulated(run: Run) -> bool:
 def render(doc: ComparisonDoc, console: Console) -> None:
     """The terminal table: regressions first; unchanged figures only counted."""
     table = Table(title=doc.title, title_justify="left", expand=False)
-    for header in ("verdict", "target", "where", "metric", "base", "new", "change [95% CI]"):
+    for header in ("verdict", *ROW_HEADERS):
         table.add_column(header, overflow="fold")
     style = {"regressed": "bold red", "improved": "green", "inconclusive": "yellow"}
     rows = [r for r in doc.table.to_dict("records") if r["verdict"] != "unchanged"]
     for row in rows:
-        table.add_row(
-            row["verdict"],
-            str(row["target"]),
-            where_text(row),
-            str(row["label"]),
-            _short(row["base"], row["unit"]),
-            _short(row["new"], row["unit"]),
-            change_text(row),
-            style=style.get(row["verdict"]),
-        )
+        table.add_row(row["verdict"], *row_cells(row), style=style.get(row["verdict"]))
     if not console.is_terminal:  # a CI log: rich would wrap at 80 columns
         console = Console(file=console.file, width=max(console.width, 160), highlight=False)
-    if rows:
-        console.print(table)
-    else:
-        console.print(doc.title)
+    console.print(table if rows else doc.title)
     counts = doc.counts
     console.print(", ".join(f"{counts[v]} {v}" for v in counts) + f" of {len(doc.table)} figures")
     for warning in doc.warnings:
         console.print(f"warning: {warning}")
-
-
-def _short(value: object, unit: str) -> str:
-    if value is None:
-        return "n/a"
-    number = float(value)  # type: ignore[arg-type]
-    if number != number:
-        return "n/a"
-    return f"{100 * number:.2f}%" if unit == "%" else f"{number:.4g}"
 
 
 def _write(doc: ComparisonDoc, args: argparse.Namespace, new_dir: Path) -> None:

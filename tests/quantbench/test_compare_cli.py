@@ -4,13 +4,8 @@ JUnit, JSON), the report of the compared run, and one clear line for runs it ref
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
 import shutil
-import subprocess
-import sys
-import threading
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -19,6 +14,7 @@ import pytest
 
 from quantbench.cli import main
 from tests.simulated_runs import AWQ, FP16, NIGHTLY_LOAD, slowed, write_simulated_run
+from tests.terminal import on_a_terminal
 
 LONGER = NIGHTLY_LOAD | {"stage_duration": 30.0}
 
@@ -184,42 +180,11 @@ def test_a_looser_threshold_file_lets_the_slowdown_pass(
     assert "unknown metric 'tpot_p99'" in capsys.readouterr().err
 
 
-def _on_a_terminal(args: list[str]) -> tuple[int, str]:
-    root = Path(__file__).resolve().parents[2]
-    controller, terminal = pty.openpty()
-    chunks: list[bytes] = []
-
-    def read() -> None:  # drain while it runs: a full pty buffer would block the child
-        while True:
-            try:
-                chunk = os.read(controller, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    done = subprocess.run(
-        [sys.executable, "-m", "quantbench", *args],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=root,
-        env={**os.environ, "COLUMNS": "160", "PYTHONPATH": str(root)},
-        timeout=300,
-        check=False,
-    )
-    os.close(terminal)
-    reader.join(timeout=30)
-    os.close(controller)
-    return done.returncode, re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())
-
-
 def test_on_a_terminal_regressions_come_first(runs: dict[str, Path], tmp_path: Path) -> None:
     new = copy_run(runs["slow"], tmp_path / "slow")
-    code, screen = _on_a_terminal(["compare", str(runs["base"]), str(new), "--no-report"])
+    code, screen = on_a_terminal(
+        ["compare", str(runs["base"]), str(new), "--no-report"], columns=160
+    )
     assert code == 1, screen
     assert "Traceback" not in screen
     verdicts = re.findall(r"│ (regressed|inconclusive|improved)\s+│ awq", screen)

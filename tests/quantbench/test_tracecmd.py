@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +11,7 @@ import pytest
 from loadtest.traces import describe_trace, read_trace
 from quantbench.cli import main
 from tests.loadtest.traces.helpers import EXAMPLES
+from tests.terminal import on_a_terminal
 
 MOONCAKE = EXAMPLES / "synthetic_mooncake.jsonl"
 
@@ -97,30 +94,7 @@ def test_bad_flags_exit_2(
 
 def test_on_a_terminal(tmp_path: Path) -> None:
     """Through a pseudo-terminal, as a person sees it: the tables, no traceback."""
-    root = Path(__file__).resolve().parents[2]
-    controller, terminal = pty.openpty()
-    done = subprocess.run(
-        [sys.executable, "-m", "quantbench", "trace", "describe", str(MOONCAKE)],
-        stdin=terminal,
-        stdout=terminal,
-        stderr=terminal,
-        cwd=root,
-        env={**os.environ, "COLUMNS": "100", "PYTHONPATH": str(root)},
-        timeout=120,
-        check=False,
-    )
-    os.close(terminal)
-    chunks = []
-    while True:
-        try:
-            chunk = os.read(controller, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-    os.close(controller)
-    screen = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode())
-    assert done.returncode == 0, screen
+    code, screen = on_a_terminal(["trace", "describe", str(MOONCAKE)], timeout=120)
+    assert code == 0, screen
     assert "Token lengths (per request)" in screen and "inter-arrival CV" in screen
     assert "Traceback" not in screen
