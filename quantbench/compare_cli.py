@@ -171,25 +171,35 @@ def _load(run_dir: Path) -> tuple[Run, RunFigures]:
     return run, _figures(run)
 
 
+def _stage_text(figures: RunFigures, target: str, stage: int) -> str:
+    row = figures.row(target, stage)
+    assert row is not None
+    return f"target {target} stage {stage} ({load_unit(str(row['mode']), float(row['load']))})"
+
+
 def _check_valid(base: RunFigures, new: RunFigures, runs: dict[str, Path]) -> None:
-    keys = [
-        (str(r.target), int(r.stage))
-        for r in new.summary.itertuples()
-        if base.row(str(r.target), int(r.stage)) is not None
-    ]
-    if not keys:
-        raise NoValidStageError(
-            f"{runs['base']} and {runs['new']} have no target x stage in common"
-        )
-    bad = invalid_stages(base, new, keys)
+    """Every stage measured in both runs, and valid in both: else the runs cannot answer."""
+    sides = {"base": base, "new": new}
+    keys = {
+        side: [(str(r.target), int(r.stage)) for r in figures.summary.itertuples()]
+        for side, figures in sides.items()
+    }
+    for side, other in (("base", "new"), ("new", "base")):
+        missing = [key for key in keys[side] if key not in keys[other]]
+        if missing:
+            raise NoValidStageError(
+                f"{side} run {runs[side]} measured {_stage_text(sides[side], *missing[0])} but "
+                f"the {other} run {runs[other]} did not (it stopped early?); compare needs "
+                "both runs complete"
+            )
+    if not keys["new"]:
+        raise NoValidStageError(f"{runs['base']} and {runs['new']} have no stage to compare")
+    bad = invalid_stages(base, new, keys["new"])
     if bad:
         side, target, stage, why = bad[0]
-        row = (base if side == "base" else new).row(target, stage)
-        assert row is not None
-        where = load_unit(str(row["mode"]), float(row["load"]))
         more = f" (and {len(bad) - 1} more invalid stages)" if len(bad) > 1 else ""
         raise NoValidStageError(
-            f"{side} run {runs[side]}: target {target} stage {stage} ({where}) is invalid "
+            f"{side} run {runs[side]}: {_stage_text(sides[side], target, stage)} is invalid "
             f"({why}), so the runs cannot be compared there{more}"
         )
 

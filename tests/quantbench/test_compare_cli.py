@@ -121,6 +121,17 @@ def test_an_invalid_run_exits_2_naming_the_stage_and_why(
     assert "error rate" in line
 
 
+def test_a_run_that_stopped_early_exits_2(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A target that went down before its last stage must not pass the gate unseen."""
+    short = copy_run(runs["same"], tmp_path / "short")
+    (short / "stages.jsonl").write_text("")
+    assert main(["compare", str(runs["base"]), str(short)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"base run {runs['base']} measured target awq stage 0 (16 users) but the new" in line
+
+
 def test_a_workload_mismatch_exits_2_naming_the_field(
     runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
