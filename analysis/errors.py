@@ -46,10 +46,11 @@ def error_breakdown(requests: pd.DataFrame) -> pd.DataFrame:
     if requests.empty:
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
     warmup = requests["warmup"].fillna(False).astype(bool)
-    columns = ["target", "stage", "outcome", "http_status", "error"]  # never copy ITL lists
-    failed = requests.loc[(requests["outcome"].astype(str) != "ok") & ~warmup, columns]
-    if failed.empty:
+    mask = (requests["outcome"].astype(str) != "ok") & ~warmup
+    if not mask.any():
         return pd.DataFrame(columns=BREAKDOWN_COLUMNS)
+    columns = ["target", "stage", "outcome", "http_status", "error"]  # never copy ITL lists
+    failed = requests.loc[mask, columns]
     frame = pd.DataFrame(
         {
             "target": failed["target"].astype(str).to_numpy(),
