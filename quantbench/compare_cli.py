@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -46,16 +47,21 @@ from quantbench.errors import (
 
 __all__ = ["add_compare_parser", "load_thresholds", "parse_metrics", "run_compare"]
 
+_METRIC_LINES = textwrap.fill(
+    ", ".join(METRICS), width=88, initial_indent="  ", subsequent_indent="  "
+)
+
 _HELP = f"""Compare a new run with a base run of the same benchmark, figure by figure.
 
 For each target x stage in both runs and each metric, the change from base to new with a
 95% interval from both runs' per-request records, and a verdict: regressed (the whole
 interval is beyond the metric's threshold, on the worse side), improved, unchanged (the
 whole interval is within +/- the threshold) or inconclusive (the interval reaches past the
-threshold, or too few samples). Default thresholds: latency +5%%, throughput -3%%, error rate
+threshold, or too few samples). Default thresholds: latency +5%, throughput -3%, error rate
 +0.5 points; per metric and per target in --thresholds FILE.
 
-metrics: {", ".join(METRICS)}
+metrics:
+{_METRIC_LINES}
 
 Writes comparison.json and comparison.md into NEW_RUN and rebuilds its report, which then
 embeds the comparison.
@@ -64,7 +70,7 @@ thresholds file (YAML, every value in percent; the most specific wins):
   latency: 5            # any latency percentile
   throughput: 3         # output tok/s, req/s, goodput, max load within the SLO
   error_rate: 0.5       # percentage points
-  metrics: {{tpot_p95: 4%%}}
+  metrics: {{tpot_p95: 4%}}
   targets: {{tgi-awq: {{latency: 8, metrics: {{ttft_p95: 10}}}}}}
   image_digest: warn    # or refuse: a different container image is not comparable
 
