@@ -260,11 +260,12 @@ def _saved_plan_inputs(run_dir: Path) -> PlanInputs | None:
         ) from exc
 
 
-def load_run(run_dir: Path) -> Run:
-    """Read a run directory (no file is written). Raises RunDirError with one line."""
+def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
+    """Read a run directory (no file is written). Raises RunDirError with one line.
+    `columns`: only these request fields (the others null), for callers that need few."""
     meta = load_run_meta(run_dir)
     slo, limits, cost = _config(meta)
-    requests, problems = read_requests(run_dir)
+    requests, problems = read_requests(run_dir, columns)
     stages = load_stages(run_dir)
     figures, note = load_server_figures(run_dir, meta, stages)
     stacks = {t.name: t.stack for t in meta.targets}

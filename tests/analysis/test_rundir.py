@@ -130,3 +130,17 @@ def test_an_older_parquet_with_pandas_metadata_is_replaced(run_dir: Path) -> Non
     assert not parquet_is_current(run_dir)
     write_parquet(run_dir, frame)
     assert parquet_is_current(run_dir) and len(pd.read_parquet(path)) == len(frame)
+
+
+@pytest.mark.parametrize("parquet", [False, True])
+def test_reading_some_columns_gives_the_same_values_and_nulls_elsewhere(
+    run_dir: Path, parquet: bool
+) -> None:
+    whole = read_requests(run_dir)[0]
+    if parquet:
+        write_parquet(run_dir, whole)
+    some = read_requests(run_dir, ["target", "stage", "tpot_ms", "itl_ms"])[0]
+    assert list(some.columns) == list(whole.columns)
+    pd.testing.assert_series_equal(some["tpot_ms"], whole["tpot_ms"])
+    assert some["itl_ms"].tolist() == whole["itl_ms"].tolist()
+    assert some["request_id"].isna().all() and some["ttft_ms"].isna().all()
