@@ -232,8 +232,6 @@ def render(doc: ComparisonDoc, console: Console) -> None:
     rows = [r for r in doc.table.to_dict("records") if r["verdict"] != "unchanged"]
     for row in rows:
         table.add_row(row["verdict"], *row_cells(row), style=style.get(row["verdict"]))
-    if not console.is_terminal:  # a CI log: rich would wrap at 80 columns
-        console = Console(file=console.file, width=max(console.width, 160), highlight=False)
     console.print(table if rows else doc.title)
     counts = doc.counts
     console.print(", ".join(f"{counts[v]} {v}" for v in counts) + f" of {len(doc.table)} figures")
