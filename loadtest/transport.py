@@ -1,4 +1,4 @@
-"""The HTTP seam under the protocol clients: a POST that returns a line-readable response.
+"""The HTTP seam under the protocol clients: a POST that returns a chunk-readable response.
 
 Locust's adapter implements it over geventhttpclient; `HttpxTransport` serves probes and
 tests; a scripted fake serves timing tests. Failures to connect or time out are raised as
@@ -25,11 +25,17 @@ class TransportError(Exception):
 
 class StreamingResponse(Protocol):
     status: int
+    #: the response's Content-Type header (None: the server sent none)
+    content_type: str | None
 
-    def readline(self, timeout_s: float | None = None) -> bytes:
-        """The next line including its terminator; b"" once the body has ended.
+    def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
+        """The body bytes that have arrived since the last call (at least one byte, waiting
+        if none has), or b"" once the body has ended; and, if the transport knows it, how
+        many nanoseconds before this call returned the last of them reached the host (the
+        kernel's receive timestamp), else None (the caller stamps them now).
 
-        Raises `TransportError("timeout")` if no full line arrives within `timeout_s`.
+        Raises `TransportError("timeout")` if nothing arrives within `timeout_s`, and
+        `TransportError("connect")` if the connection breaks.
         """
         ...
 
@@ -38,11 +44,11 @@ class StreamingResponse(Protocol):
         ...
 
     def yield_to_others(self) -> None:
-        """Called once the client has stamped what `readline` (or the headers) returned.
+        """Called once the client has stamped what `read_chunk` (or the headers) returned.
 
-        A cooperative transport lets the other streams whose bytes arrived in the same
-        wakeup take their timestamps now, before this one spends time parsing; under load
-        that keeps a stamp from waiting behind other streams' work."""
+        A cooperative transport without kernel receive stamps lets the other streams whose
+        bytes arrived in the same wakeup take their timestamps now, before this one spends
+        time parsing; under load that keeps a stamp from waiting behind other streams' work."""
         ...
 
     def close(self) -> None: ...
@@ -61,33 +67,27 @@ class _HttpxResponse:
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
         self.status = response.status_code
+        self.content_type = response.headers.get("content-type")
         self._chunks: Iterator[bytes] = response.iter_raw()
-        self._buffer = b""
 
-    def readline(self, timeout_s: float | None = None) -> bytes:
-        # httpx applies the read timeout given when the request was sent; per-line deadlines
-        # are the Locust transport's (this one serves probes and tests).
+    def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
+        # httpx applies the read timeout given when the request was sent; per-read deadlines
+        # and kernel stamps are the Locust transport's (this one serves probes and tests).
         try:
-            while b"\n" not in self._buffer:
-                chunk = next(self._chunks, b"")
-                if not chunk:
-                    line, self._buffer = self._buffer, b""
-                    return line
-                self._buffer += chunk
+            for chunk in self._chunks:
+                if chunk:
+                    return chunk, None
         except httpx.TimeoutException as exc:
             raise TransportError("timeout", str(exc) or "read timed out") from exc
         except httpx.TransportError as exc:
             raise TransportError("connect", str(exc) or type(exc).__name__) from exc
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return line + b"\n"
+        return b"", None
 
     def yield_to_others(self) -> None:
         """Nothing to do: httpx streams here are read one at a time."""
 
     def read(self) -> bytes:
-        rest = self._buffer + b"".join(self._chunks)
-        self._buffer = b""
-        return rest
+        return b"".join(self._chunks)
 
     def close(self) -> None:
         self._response.close()

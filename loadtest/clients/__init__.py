@@ -3,10 +3,12 @@
 Chosen by name (`api:` in bench.yaml) from `CLIENTS`.
 """
 
+from typing import Any
+
 from loadtest.clients.base import StreamingClient
 from loadtest.clients.openai import OpenAIClient
 from loadtest.clients.tgi import TgiClient
 
 __all__ = ["CLIENTS", "OpenAIClient", "StreamingClient", "TgiClient"]
 
-CLIENTS: dict[str, type[StreamingClient]] = {"openai": OpenAIClient, "tgi": TgiClient}
+CLIENTS: dict[str, type[StreamingClient[Any]]] = {"openai": OpenAIClient, "tgi": TgiClient}

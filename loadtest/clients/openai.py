@@ -7,11 +7,16 @@ A request whose server ended generation early is `aborted`: vLLM 0.33 ends an en
 request with a normal chunk whose `finish_reason` is "abort" and then usage and `[DONE]`
 (`entrypoints/openai/*/serving.py` raise only on "error"), and a stream with fewer tokens
 than the length this client pinned (`min_tokens` = `max_tokens`) did not do what was asked.
+
+Only the fields below are decoded; vLLM's `id`, `model`, `logprobs`, `token_ids`, null
+`kv_transfer_params` and the rest are skipped by the decoder without being built.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import msgspec
 
 from loadtest.clients.base import EventMeaning, RequestContext, StreamingClient
 from loadtest.workload import GenRequest
@@ -22,8 +27,30 @@ _PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 _PINNING_STACKS = ("vllm", "exllamav2")
 
 
-class OpenAIClient(StreamingClient):
-    done_marker = "[DONE]"
+class _Delta(msgspec.Struct):
+    content: Any = None
+
+
+class _Choice(msgspec.Struct):
+    text: Any = None  # completions
+    delta: _Delta | None = None  # chat
+    finish_reason: Any = None
+
+
+class _Usage(msgspec.Struct):
+    prompt_tokens: Any = None
+    completion_tokens: Any = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_Choice] | None = None
+    usage: _Usage | None = None
+    error: Any = msgspec.UNSET  # present at all (even null): an error event
+
+
+class OpenAIClient(StreamingClient[_Chunk]):
+    event_type = _Chunk
+    done_marker = b"[DONE]"
     early_finish_reasons = frozenset({"abort", "error"})
 
     @property
@@ -54,22 +81,21 @@ class OpenAIClient(StreamingClient):
     def pinned_tokens(self, request: GenRequest) -> int | None:
         return request.max_tokens if self._endpoint.stack in _PINNING_STACKS else None
 
-    def interpret(self, event: dict[str, Any]) -> EventMeaning:
-        if "error" in event:
-            return EventMeaning(error=str(event["error"]))
-        text, finish = "", None
-        for choice in event.get("choices") or ():
-            delta = choice.get("delta")
-            piece = delta.get("content") if isinstance(delta, dict) else choice.get("text")
-            if isinstance(piece, str):
-                text += piece
-            if isinstance(choice.get("finish_reason"), str):
-                finish = choice["finish_reason"]
-        usage = event.get("usage")
+    def interpret(self, event: _Chunk) -> EventMeaning:
+        if event.error is not msgspec.UNSET:
+            return EventMeaning(error=str(event.error))
+        text, finish = False, None
+        for choice in event.choices or ():
+            piece = choice.text if choice.delta is None else choice.delta.content
+            if piece and isinstance(piece, str):
+                text = True
+            if isinstance(choice.finish_reason, str):
+                finish = choice.finish_reason
+        usage = event.usage
         completion = prompt = None
-        if isinstance(usage, dict):
-            completion = _int(usage.get("completion_tokens"))
-            prompt = _int(usage.get("prompt_tokens"))
+        if usage is not None:
+            completion = _int(usage.completion_tokens)
+            prompt = _int(usage.prompt_tokens)
         return EventMeaning(
             tokens=1 if text else 0,
             output_tokens=completion,

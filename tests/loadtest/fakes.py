@@ -1,4 +1,4 @@
-"""A scripted transport and clock: each line arrives at a chosen nanosecond."""
+"""A scripted transport and clock: each piece of the body arrives at a chosen nanosecond."""
 
 from __future__ import annotations
 
@@ -18,24 +18,31 @@ class ScriptedClock:
 
 @dataclass
 class ScriptedResponse:
+    """`lines`: (arrival ns, bytes) — each entry is what one read returns (a line, several
+    events or part of one), arriving at that time. The read returns `read_lag_ns` later (a
+    busy generator); with `kernel_stamps` it also says how long ago the bytes arrived."""
+
     clock: ScriptedClock
     lines: list[tuple[int, bytes]]
     status: int = 200
+    content_type: str | None = "text/event-stream"
     body: bytes = b""
     fail_with: TransportError | None = None
     closed: bool = False
     #: how far the clock moves while other streams run in `yield_to_others`
     yield_ns: int = 0
     yields: int = 0
+    read_lag_ns: int = 0
+    kernel_stamps: bool = False
 
-    def readline(self, timeout_s: float | None = None) -> bytes:
+    def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
         if not self.lines:
             if self.fail_with is not None:
                 raise self.fail_with
-            return b""
-        at_ns, line = self.lines.pop(0)
-        self.clock.now_ns = at_ns
-        return line
+            return b"", None
+        at_ns, data = self.lines.pop(0)
+        self.clock.now_ns = at_ns + self.read_lag_ns
+        return data, (self.read_lag_ns if self.kernel_stamps else None)
 
     def read(self) -> bytes:
         return self.body
