@@ -8,6 +8,7 @@ import selectors
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +17,15 @@ READY_PREFIX = "quantbench-sim ready "
 
 
 def start_sim(
-    *args: str, module: str = "services.sim", deadline_s: float = 20.0
+    *args: str,
+    module: str = "services.sim",
+    deadline_s: float = 20.0,
+    prefix: Sequence[str] = (),
 ) -> tuple[subprocess.Popen[str], str]:
-    """Start `python -m MODULE ARGS` (a simulator) and return it with its ready-line URL."""
-    command = [sys.executable, "-m", module, *(["sim"] if module == "quantbench" else []), *args]
+    """Start `python -m MODULE ARGS` (a simulator) and return it with its ready-line URL;
+    `prefix` runs it under another command (benchmarks: `taskset -c 0`)."""
+    command = [*prefix, sys.executable, "-m", module,
+               *(["sim"] if module == "quantbench" else []), *args]  # fmt: skip
     proc = subprocess.Popen(
         command,
         cwd=REPO_ROOT,

@@ -131,6 +131,12 @@ class SimSettings(BaseModel):
     )
     ttft_ms: float = Field(50.0, ge=0, description="fixed timing: time to first token (ms)")
     itl_ms: float = Field(10.0, ge=0, description="fixed timing: inter-token latency (ms)")
+    burst: int = Field(
+        1,
+        ge=1,
+        description="fixed timing: tokens come this many at a time (one event each, written "
+        "together) every burst x itl-ms: more events per server write (benchmarks)",
+    )
     max_model_len: int = Field(
         COMPOSE_MAX_MODEL_LEN, ge=16, description="context length (prompt + output tokens)"
     )

@@ -105,6 +105,23 @@ class SimSequence:
                 return
             yield event
 
+    async def batches(self) -> AsyncIterator[list[TokenEvent]]:
+        """Token events as they come, every event already produced in one batch (a burst, or
+        a server running late): a stream writes each batch at once."""
+        events = self.events
+        while True:
+            batch: list[TokenEvent] = []
+            event = await events.get()
+            while not isinstance(event, FinishEvent):
+                batch.append(event)
+                if events.empty():
+                    break
+                event = events.get_nowait()
+            if batch:
+                yield batch
+            if isinstance(event, FinishEvent):
+                return
+
 
 class EngineObserver(Protocol):
     """Hooks the metrics exporter implements; all times in seconds of the engine clock."""
@@ -269,6 +286,9 @@ class FixedEngine(SimEngine):
 
     Each token is a timer callback (`call_at`), not a task woken from a sleep: at hundreds of
     concurrent streams that halves the per-token work, which is what keeps tokens on time.
+    With `burst` > 1, tokens come `burst` at a time: token k is due at arrival + ttft +
+    (k // burst) * burst * itl, the same rate with one timer (and one write) per burst, so a
+    simulator core can feed a client several times the events (benchmarks).
     """
 
     def __init__(
@@ -279,10 +299,14 @@ class FixedEngine(SimEngine):
         clock: Clock | None = None,
         call_at: CallAt | None = None,
         faults: FaultPlan | None = None,
+        burst: int = 1,
     ) -> None:
         super().__init__(observer, clock, None, faults)
+        if burst < 1:
+            raise ValueError("burst must be >= 1")
         self._ttft_s = ttft_ms / 1000.0
         self._itl_s = itl_ms / 1000.0
+        self._burst = burst
         self._call_at = call_at
         self._timers: dict[SimSequence, TimerHandle] = {}
 
@@ -301,12 +325,13 @@ class FixedEngine(SimEngine):
         if seq.finished_reason is not None:
             return
         seq.prefilled = seq.prompt_tokens
-        self._observer.on_step(seq.prompt_tokens + 1 if k == 0 else 1)
-        self._emit(seq, due)
-        if seq.finished_reason is None:
-            self._schedule(seq, k + 1)
-        else:
-            self._report_gauges()
+        for i in range(self._burst):
+            self._observer.on_step(seq.prompt_tokens + 1 if k + i == 0 else 1)
+            self._emit(seq, due)
+            if seq.finished_reason is not None:
+                self._report_gauges()
+                return
+        self._schedule(seq, k + self._burst)
 
     def _release(self, seq: SimSequence) -> None:
         timer = self._timers.pop(seq, None)

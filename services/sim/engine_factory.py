@@ -21,7 +21,11 @@ def build_engine(
     speed, slowdown = settings.speed, settings.faults.slowdown
     if settings.timing == "fixed":
         return FixedEngine(
-            settings.ttft_ms / speed, settings.itl_ms * slowdown / speed, observer, faults=faults
+            settings.ttft_ms / speed,
+            settings.itl_ms * slowdown / speed,
+            observer,
+            faults=faults,
+            burst=settings.burst,
         )
     profile = load_profile(settings.stack, settings.quant, settings.gpu)
     if settings.max_model_len > profile.kv_cache_tokens:  # vLLM refuses to start, too

@@ -177,6 +177,7 @@ class StreamFaults:
         self.finished_reason: str | None = None
         self._malformed = malformed
         self._events = 0  # token-bearing events so far
+        self._disturbing = fault.kind in ("cut", "malformed")
         self._done = False  # the fault was carried out
         self._loop = asyncio.get_running_loop()
 
@@ -185,6 +186,9 @@ class StreamFaults:
         self.prompt_tokens, self.max_tokens = prompt_tokens, max_tokens
         if arrival is not None:  # the server's own arrival stamp: its due times count from it
             self.arrival = arrival
+
+    def will_act(self) -> bool:
+        return self._disturbing and not self._done
 
     async def before_event(self, request: web.Request, write: Write, tokens: int) -> bool:
         """A cut or a malformed event comes just before the token-bearing event that follows

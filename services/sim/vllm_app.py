@@ -71,7 +71,7 @@ from services.sim.vllm_protocol import (
     usage,
     usage_chunk,
 )
-from services.stream_tap import tap_of, write_event
+from services.stream_tap import Event, EventWriter, tap_of
 
 __all__ = ["GENERATION_PATHS", "VLLM_VERSION", "create_vllm_app"]
 
@@ -219,39 +219,39 @@ class _VllmHandlers:
             head = response_head("chatcmpl", "chat.completion.chunk", self._model, request_id)
         else:
             head = response_head("cmpl", "text_completion", self._model, request_id)
-        content = ContentEvents(head, chat)
+        continuous = req.continuous_usage
+        content = ContentEvents(head, chat, seq.prompt_tokens if continuous else None)
         resp = web.StreamResponse(headers={"Content-Type": SSE_CONTENT_TYPE})
-        tap_of(request)
         # With include_usage the usage chunk carries the fingerprint, else the last chunk does.
         last_stamp = None if req.include_usage else self.fingerprint
-
-        async def send(data: bytes, tokens: int = 0, due: float | None = None) -> None:
-            await write_event(request, resp.write, data, tokens=tokens, due=due)
+        send = EventWriter(request, resp.write)
 
         def use_at(n: int) -> Json | None:
-            if not req.continuous_usage:
+            if not continuous:
                 return None
             return (chat_usage if chat else usage)(seq.prompt_tokens, n)
 
         try:
             await resp.prepare(request)
             n = 0
-            async for event in seq:
-                n += 1
-                finish = "length" if n == seq.max_tokens else None
-                if chat and n == 1:
-                    await send(self._role_chunk(head, use_at(0)))
-                if finish is None and not req.continuous_usage:
-                    await send(content(next(text)), 1, event.due)
-                    continue
-                stamp = last_stamp if finish else None
-                if chat:
-                    data = chat_chunk(head, {"content": next(text)}, finish, use=use_at(n),
-                                      fingerprint=stamp, style=VLLM_033)  # fmt: skip
-                else:
-                    data = completion_chunk(head, next(text), finish, use=use_at(n),
-                                            fingerprint=stamp, style=VLLM_033)  # fmt: skip
-                await send(sse(data), 1, event.due)
+            last = seq.max_tokens
+            async for batch in seq.batches():  # tokens produced together go out in one write
+                events: list[Event] = []
+                for event in batch:
+                    n += 1
+                    if chat and n == 1:
+                        events.append((self._role_chunk(head, use_at(0)), 0, None))
+                    if n != last:
+                        events.append((content(next(text), n), 1, event.due))
+                        continue
+                    if chat:
+                        data = chat_chunk(head, {"content": next(text)}, "length", use=use_at(n),
+                                          fingerprint=last_stamp, style=VLLM_033)  # fmt: skip
+                    else:
+                        data = completion_chunk(head, next(text), "length", use=use_at(n),
+                                                fingerprint=last_stamp, style=VLLM_033)  # fmt: skip
+                    events.append((sse(data), 1, event.due))
+                await send.write_all(events)
             if seq.finished_reason == "abort" and not seq.cancelled:
                 await self._abort_chunk(send, head, chat, n, use_at(n), last_stamp)
             if seq.finished_reason == "error":  # _raise_if_error -> GenerationError

@@ -5,6 +5,7 @@ Key order, and which keys are absent rather than null, follow vLLM 0.33 (STACKS.
 
 from __future__ import annotations
 
+import functools
 import uuid
 import zlib
 
@@ -61,23 +62,53 @@ def chat_usage(prompt_tokens: int, completion_tokens: int) -> Json:
 
 
 class ContentEvents:
-    """Bytes of the common streamed event (text only, no finish reason, no usage), fast.
+    """Bytes of the common streamed event (text, no finish reason; per-chunk usage when the
+    client asked for it), fast: one formatting call per token.
 
     Built once per stream from the same builders as every other chunk, so the bytes are
-    identical to `sse(chat_chunk(...))` / `sse(completion_chunk(...))`; only the text changes.
+    identical to `sse(chat_chunk(...))` / `sse(completion_chunk(...))`; only the text and
+    the usage counts change.
     """
 
     _MARK = "\x00"
+    _TOTAL, _COMPLETION = 1_000_000_007, 1_000_000_009  # stand-ins no real count reaches
 
-    def __init__(self, head: Json, chat: bool) -> None:
+    def __init__(self, head: Json, chat: bool, prompt_tokens: int | None = None) -> None:
+        use = None
+        if prompt_tokens is not None:  # continuous_usage_stats
+            use = (chat_usage if chat else usage)(prompt_tokens, 0)
+            use["total_tokens"], use["completion_tokens"] = self._TOTAL, self._COMPLETION
         if chat:
-            template = sse(chat_chunk(head, {"content": self._MARK}, None, style=VLLM_033))
+            chunk = chat_chunk(head, {"content": self._MARK}, None, use=use, style=VLLM_033)
         else:
-            template = sse(completion_chunk(head, self._MARK, None, style=VLLM_033))
-        self._before, self._after = template.split(dumps(self._MARK))
+            chunk = completion_chunk(head, self._MARK, None, use=use, style=VLLM_033)
+        template = sse(chunk).replace(b"%", b"%%")
+        # The head (id, model) comes first: find the stand-ins after it, from the end.
+        template = _replace_last(template, dumps(self._MARK), b"%s")
+        if use is not None:
+            template = _replace_last(template, b"%d" % self._COMPLETION, b"%d")
+            template = _replace_last(template, b"%d" % self._TOTAL, b"%d", before=b"%d")
+        self._template = template
+        self._prompt = prompt_tokens
 
-    def __call__(self, text: str) -> bytes:
-        return self._before + dumps(text) + self._after
+    def __call__(self, text: str, n: int = 0) -> bytes:
+        """The event carrying `text`, the `n`-th generated token."""
+        if self._prompt is None:
+            return self._template % (_json_text(text),)
+        return self._template % (_json_text(text), self._prompt + n, n)
+
+
+def _replace_last(data: bytes, old: bytes, new: bytes, before: bytes | None = None) -> bytes:
+    """`data` with the last `old` (the last one before `before`, if given) replaced."""
+    end = len(data) if before is None else data.rindex(before)
+    at = data.rindex(old, 0, end)
+    return data[:at] + new + data[at + len(old) :]
+
+
+@functools.lru_cache(maxsize=8192)
+def _json_text(text: str) -> bytes:
+    """A token's text as a JSON string (tokens repeat: their encodings are kept)."""
+    return dumps(text)
 
 
 class _Lenient(BaseModel):

@@ -147,7 +147,11 @@ def test_every_stacks_framing_gives_the_same_record(prefix: bytes, end: bytes) -
     record = run(lines)
     assert record.outcome is Outcome.OK, record.error
     assert event_ns(record) == [20 * MS, 30 * MS, 40 * MS]
-    assert (record.output_tokens, record.token_count_source, record.end_ns) == (3, "events", 41 * MS)
+    assert (record.output_tokens, record.token_count_source, record.end_ns) == (
+        3,
+        "events",
+        41 * MS,
+    )
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def test_data_payload(raw: bytes, expected: bytes | None) -> None:
 def test_lines_split_across_reads_are_joined() -> None:
     splitter = LineSplitter()
     assert splitter.feed(b'data: {"a"') == []
-    assert splitter.feed(b':1}\n\ndata: [DO') == [b'data: {"a":1}', b""]
+    assert splitter.feed(b":1}\n\ndata: [DO") == [b'data: {"a":1}', b""]
     assert splitter.feed(b"NE]\r\n\r\n") == [b"data: [DONE]\r", b"\r"]
     assert splitter.feed(b"") == []
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from services.sim import BatchingEngine, EngineProfile, FixedEngine, SimSequence, load_profile
-from services.sim.engine import FinishReason, NullObserver
+from services.sim.engine import FinishEvent, FinishReason, NullObserver, TokenEvent
 
 
 class Recorder(NullObserver):
@@ -222,3 +222,35 @@ def test_idle_engine_does_not_spin(fake_clock: Any) -> None:
 
     idle_at, later_arrival = asyncio.run(main())
     assert later_arrival == idle_at, "an idle step loop must wait, not advance the clock"
+
+
+def test_fixed_engine_burst_gives_tokens_in_groups_at_the_same_rate(fake_clock: Any) -> None:
+    """burst=3: tokens 0-2 due together, 3-5 three ITLs later, and so on (benchmarks feed a
+    client several events per server write this way)."""
+
+    async def main() -> tuple[list[list[float]], SimSequence]:
+        engine = FixedEngine(50.0, 10.0, clock=fake_clock, call_at=fake_clock.call_at, burst=3)
+        seq = engine.submit(prompt_tokens=12, max_tokens=7)
+        return [[e.due for e in batch] async for batch in seq.batches()], seq
+
+    batches, seq = asyncio.run(main())
+    first = 100.0 + 0.05
+    assert batches == [[first] * 3, [first + 0.03] * 3, [first + 0.06]]
+    assert seq.generated == 7 and seq.finished_reason == "length"
+
+
+def test_batches_hold_every_event_produced_before_the_reader_ran() -> None:
+    """A reader that falls behind gets what is waiting in one batch, in order."""
+
+    async def main() -> list[list[float]]:
+        seq = SimSequence(0, prompt_tokens=1, max_tokens=3, arrival=0.0)
+        for due in (1.0, 2.0):
+            seq.events.put_nowait(TokenEvent(due))
+        batches = seq.batches()
+        got = [[e.due for e in await anext(batches)]]
+        seq.events.put_nowait(TokenEvent(3.0))
+        seq.events.put_nowait(FinishEvent("length", 3.0))
+        got += [[e.due for e in batch] async for batch in batches]
+        return got
+
+    assert asyncio.run(main()) == [[1.0, 2.0], [3.0]]

@@ -11,7 +11,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from prometheus_client import CollectorRegistry
 
+from services.openai_wire import DONE, VLLM_033, chat_chunk, completion_chunk, sse, usage_chunk
 from services.sim.tokens import words
+from services.sim.vllm_protocol import chat_usage, usage
 
 MODEL = "sim/llama-3.1-8b-instruct-awq"
 # vllm-<version>-<hash8> (serve/utils/fingerprint.py); the simulator hashes its own settings.
@@ -98,6 +100,44 @@ def test_chat_stream_bytes(with_client: Any) -> None:
     ]
     assert [e.decode() for e in events] == expected
     assert all(b'"usage"' not in e for e in events[:-2]), "usage is absent, not null, elsewhere"
+
+
+def test_per_chunk_usage_stream_bytes(with_client: Any) -> None:
+    """What quantbench asks of a vLLM target (continuous_usage_stats), built by the fast
+    per-token path: the same bytes as the chunk builders, event for event."""
+
+    async def fn(client: Client, _: CollectorRegistry) -> tuple[bytes, bytes]:
+        options = {"include_usage": True, "continuous_usage_stats": True}
+        body = {"prompt": "Say hi", "max_tokens": 3, "stream": True, "stream_options": options}
+        completion = await (await client.post("/v1/completions", json=body)).read()
+        chat = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2,
+                "stream": True, "stream_options": options}  # fmt: skip
+        return completion, await (await client.post("/v1/chat/completions", json=chat)).read()
+
+    completion, chat = with_client(fn)
+    events = _events(completion)
+    cid, created = _head(events[0])
+    head = {"id": cid, "object": "text_completion", "created": created, "model": MODEL}
+    w = list(itertools.islice(words(0), 3))
+    expected = [
+        sse(completion_chunk(head, w[k], fin, use=usage(2, k + 1), style=VLLM_033))
+        for k, fin in enumerate([None, None, "length"])
+    ]
+    expected += [sse(usage_chunk(head, usage(2, 3), FINGERPRINT)), DONE]
+    assert events == expected
+
+    events = _events(chat)
+    cid, created = _head(events[0])
+    head = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": MODEL}
+    w = list(itertools.islice(words(1), 2))
+    role = {"role": "assistant", "content": ""}
+    expected = [sse(chat_chunk(head, role, None, use=chat_usage(8, 0), style=VLLM_033, role=True))]
+    expected += [
+        sse(chat_chunk(head, {"content": w[k]}, fin, use=chat_usage(8, k + 1), style=VLLM_033))
+        for k, fin in enumerate([None, "length"])
+    ]
+    expected += [sse(usage_chunk(head, usage(8, 2), FINGERPRINT)), DONE]
+    assert events == expected
 
 
 def test_non_stream_responses_and_defaults(with_client: Any) -> None:
