@@ -13,9 +13,10 @@ when it arrived rather than when it got round to reading it (loopback and real N
 for the network `yield_to_others` lets the other greenlets woken by the same poll take their
 stamps before this one parses.
 
-Deadlines: one gevent timer per request phase (first token, then the whole request), armed
-when the client's deadline changes rather than around every read, and the socket's own
-per-wait timeout is lifted while the body is read (each would cost a timer per read).
+Reads: the body is read from the socket gevent wraps, waiting for it to become readable
+first (a read that would fail costs an exception) through gevent's own watcher of the
+socket, so no gevent timer is made per read; deadlines are one gevent timer per request phase
+(first token, then the whole request), armed when the client's deadline changes.
 """
 
 from __future__ import annotations
@@ -60,9 +61,9 @@ class _Stream:
         self._waited = True  # for the headers (stamped here, not by the kernel)
         self._timer: gevent.Timeout | None = None
         self._deadline = 0.0
-        self._sock: Any = None  # the socket while this stream reads it, its timeout lifted
-        self._sock_timeout: float | None = None
+        self._sock: Any = None  # the socket while this stream reads its body
         self._reading = False
+        self._drained = True  # nothing of the body read yet: wait for it before reading
         self._kernel = False
         sock = self._raw._sock
         if KERNEL_STAMPS and sock is not None:
@@ -73,14 +74,12 @@ class _Stream:
                 self._kernel = True
 
     def _take_socket(self) -> Any:
-        """The first body read: lift the socket's per-wait timeout (this stream's timer keeps
-        the deadline)."""
+        """The first body read: the socket this stream reads until the body ends."""
         self._reading = True
         sock = self._raw._sock
         if sock is None or self._raw.message_complete:
             return None
-        self._sock, self._sock_timeout = sock, sock.gettimeout()
-        sock.settimeout(None)
+        self._sock = sock
         return sock
 
     def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
@@ -98,7 +97,14 @@ class _Stream:
         self._arm(timeout_s)
         try:
             while True:
-                data, ancillary, _, _ = sock.recvmsg(_BLOCK, _ANCILLARY)
+                if self._drained:  # the last read emptied the socket: wait before reading
+                    sock.hub.wait(sock._read_event)
+                try:
+                    data, ancillary, _, _ = sock._sock.recvmsg(_BLOCK, _ANCILLARY)
+                except BlockingIOError:
+                    self._drained = True  # woken for nothing: wait again
+                    continue
+                self._drained = len(data) < _BLOCK
                 raw.feed(data)  # b"": the peer closed; the parser decides if that ends it
                 if raw._sock is None:  # the message is complete: back in the pool
                     self._release()
@@ -136,12 +142,8 @@ class _Stream:
             self._timer = None
 
     def _release(self) -> None:
-        """This stream is done with the socket: it gets its own timeout back (it may already
-        be in the pool, but no other greenlet has run since)."""
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.settimeout(self._sock_timeout)
-            self._sock = None
+        """This stream is done with the socket (it may already be back in the pool)."""
+        self._sock = None
 
     def yield_to_others(self) -> None:
         if self._waited:

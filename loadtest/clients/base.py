@@ -244,8 +244,15 @@ class StreamingClient(ABC, Generic[E]):
                 record.error = "deadline passed while the server kept the stream open"
                 return
             for line in lines.feed(data):
-                payload = data_payload(line)
-                if payload is not None and self._event(payload, now, record, stream):
+                if line[:6] == b"data: ":  # vLLM's framing, checked first: most lines
+                    payload: bytes | None = line[6:-1] if line[-1:] == b"\r" else line[6:]
+                elif not line:  # the blank line that ends an event
+                    continue
+                else:
+                    payload = data_payload(line)
+                    if payload is None:
+                        continue
+                if self._event(payload, now, record, stream):
                     return
 
     def _event(self, payload: bytes, now: int, record: RequestRecord, stream: _Stream) -> bool:

@@ -92,18 +92,19 @@ class OpenAIClient(StreamingClient[_Chunk]):
             if isinstance(choice.finish_reason, str):
                 finish = choice.finish_reason
         usage = event.usage
-        completion = prompt = None
-        if usage is not None:
-            completion = _int(usage.completion_tokens)
-            prompt = _int(usage.prompt_tokens)
+        if usage is None:
+            return EventMeaning(1 if text else 0, False, None, None, None, None, finish)
+        completion = _int(usage.completion_tokens)
         return EventMeaning(
-            tokens=1 if text else 0,
-            output_tokens=completion,
-            cumulative_tokens=completion if text else None,
-            prompt_tokens=prompt,
-            finish_reason=finish,
+            1 if text else 0,
+            False,
+            completion,
+            completion if text else None,  # cumulative: this event's exact token count
+            _int(usage.prompt_tokens),
+            None,
+            finish,
         )
 
 
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return value if type(value) is int else None  # not bool, not a string
