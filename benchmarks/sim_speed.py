@@ -1,14 +1,15 @@
-"""Simulator speed: N concurrent streams against one simulator process (one core).
+"""Simulator speed: N concurrent streams against one simulator process on its own core.
 
-The client is a plain asyncio + aiohttp reader in this process (the other core); the
-simulator's request log gives each token's lateness against its simulated due time.
+The client is a plain asyncio + aiohttp reader in this process, on the other core, sending
+quantbench's own request (vLLM per-chunk usage: the largest chunks the simulator writes); the
+simulator's request log gives each token's lateness against its simulated due time, and
+/proc its CPU while the streams ran.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,9 +18,13 @@ from pathlib import Path
 import aiohttp
 import numpy as np
 
+from benchmarks.accuracy import request_body
+from benchmarks.cores import CLIENT_CORE, SERVER_CORE, ProcessCpu, on_core, pinned
 from tests.procs import start_sim, stop_sim
 
 __all__ = ["SpeedResult", "measure_sim_speed"]
+
+_TOKENS = 100
 
 
 @dataclass(frozen=True)
@@ -36,15 +41,8 @@ class SpeedResult:
         return self.tokens / self.seconds
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _stream(
-    session: aiohttp.ClientSession, url: str, tokens: int, until: float, offset_s: float
-) -> int:
-    body = {"model": None, "prompt": "hello", "max_tokens": tokens, "stream": True}
+async def _stream(session: aiohttp.ClientSession, url: str, until: float, offset_s: float) -> int:
+    body = request_body(_TOKENS)
     received = 0
     await asyncio.sleep(offset_s)  # streams are not phase-locked, as real users are not
     while time.monotonic() < until:
@@ -52,21 +50,19 @@ async def _stream(
             # Drain in whatever pieces arrive: this client only has to keep up, the
             # simulator's own log times the tokens.
             while chunk := await resp.content.readany():
-                received += chunk.count(b"data: {")
+                received += chunk.count(b'"text"')
     return received
 
 
-async def _drive(url: str, streams: int, tokens: int, seconds: float, itl_ms: float) -> int:
+async def _drive(url: str, streams: int, seconds: float, itl_ms: float) -> int:
     until = time.monotonic() + seconds
     connector = aiohttp.TCPConnector(limit=streams)
     # Spread the starts over one request's duration: a steady state where requests begin
     # and end at random phases, as real users' do (not all 256 in the same millisecond).
-    duration_s = tokens * itl_ms / 1000.0
+    duration_s = _TOKENS * itl_ms / 1000.0
     offsets = [i * duration_s / streams for i in range(streams)]
     async with aiohttp.ClientSession(connector=connector) as session:
-        counts = await asyncio.gather(
-            *(_stream(session, url, tokens, until, offset) for offset in offsets)
-        )
+        counts = await asyncio.gather(*(_stream(session, url, until, o) for o in offsets))
     return sum(counts)
 
 
@@ -77,13 +73,15 @@ def measure_sim_speed(
         log = Path(tmp) / "sim.jsonl"
         proc, url = start_sim(
             "--timing", "fixed", "--ttft-ms", "20", "--itl-ms", str(itl_ms), "--port", "0",
-            "--request-log", str(log),
+            "--request-log", str(log), prefix=pinned(SERVER_CORE),
         )  # fmt: skip
         try:
-            cpu_before, started = _cpu_seconds(proc.pid), time.monotonic()
-            tokens = asyncio.run(_drive(url, streams, 100, seconds, itl_ms))
+            cpu = ProcessCpu(proc.pid)
+            started = time.monotonic()
+            with on_core(CLIENT_CORE):
+                tokens = asyncio.run(_drive(url, streams, seconds, itl_ms))
             elapsed = time.monotonic() - started
-            cpu = (_cpu_seconds(proc.pid) - cpu_before) / elapsed * 100
+            sim_cpu = cpu.percent()
         finally:
             stop_sim(proc)
         lateness = np.array(
@@ -91,5 +89,5 @@ def measure_sim_speed(
         )
     return SpeedResult(
         streams, tokens, elapsed, float(np.percentile(lateness, 50)),
-        float(np.percentile(lateness, 99)), cpu,
+        float(np.percentile(lateness, 99)), sim_cpu,
     )  # fmt: skip

@@ -245,13 +245,14 @@ class StreamingClient(ABC, Generic[E]):
                 return
             for line in lines.feed(data):
                 if line[:6] == b"data: ":  # vLLM's framing, checked first: most lines
-                    payload: bytes | None = line[6:-1] if line[-1:] == b"\r" else line[6:]
+                    payload = line[6:-1] if line[-1:] == b"\r" else line[6:]
                 elif not line:  # the blank line that ends an event
                     continue
                 else:
-                    payload = data_payload(line)
-                    if payload is None:
+                    other = data_payload(line)
+                    if other is None:
                         continue
+                    payload = other
                 if self._event(payload, now, record, stream):
                     return
 
