@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import gevent
+from geventhttpclient.url import URL
 from locust.contrib.fasthttp import FastHttpSession
 
 from loadtest.transport import StreamingResponse, TransportError
@@ -52,11 +53,10 @@ class _Deadline(Exception):
 
 
 class _Stream:
-    def __init__(self, response: Any) -> None:
-        self._response = response
-        self._raw = response._response
-        self.status = int(response.status_code)
-        content_type = self._raw.get("content-type")
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw  # geventhttpclient's HTTPSocketPoolResponse
+        self.status = int(raw.status_code)
+        content_type = raw.get("content-type")
         self.content_type = content_type if isinstance(content_type, str) else None
         self._waited = True  # for the headers (stamped here, not by the kernel)
         self._timer: gevent.Timeout | None = None
@@ -156,8 +156,8 @@ class _Stream:
     def read(self) -> bytes:
         self._release()  # geventhttpclient reads the rest with the socket's own timeout
         try:
-            return bytes(self._response.content or b"")
-        except OSError:
+            return bytes(self._raw.read())
+        except Exception:  # OSError, and geventhttpclient's HTTPParseError & co.
             return b""
 
     def close(self) -> None:
@@ -171,24 +171,30 @@ class _Stream:
 
 
 class LocustTransport:
+    """Posts through the session's connection pool for the target's host (its timeouts, TLS
+    settings and pooled keep-alive connections, with geventhttpclient's retry of a stale
+    pooled connection), not through its user agent: no cookie jar, redirects or response
+    wrapper per request, none of which an LLM API uses."""
+
     def __init__(self, session: FastHttpSession, base_url: str) -> None:
-        self._session = session
-        self._base_url = base_url.rstrip("/")
+        self._url = base_url.rstrip("/")
+        url = URL(self._url)
+        agent = session.client
+        self._client = agent.clientpool.get_client(url)
+        self._prefix = url.path.rstrip("/")
+        self._headers = dict(agent.default_headers.items())
 
     def post(
         self, path: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None = None
     ) -> StreamingResponse:
-        url = self._base_url + path
-        response: Any
+        url = self._url + path
         try:
             with gevent.Timeout(timeout_s, _Deadline):
-                response = self._session.client.urlopen(
-                    url, method="POST", payload=body, headers=dict(headers)
+                raw = self._client.request(
+                    "POST", self._prefix + path, body=body, headers={**self._headers, **headers}
                 )
         except (_Deadline, TimeoutError) as exc:
             raise TransportError("timeout", f"no response from {url} before the deadline") from exc
-        except Exception as exc:
-            response = getattr(exc, "response", None)
-            if response is None or getattr(response, "_response", None) is None:
-                raise TransportError("connect", f"{url}: {exc}") from exc
-        return _Stream(response)
+        except Exception as exc:  # OSError, and geventhttpclient's HTTPParseError & co.
+            raise TransportError("connect", f"{url}: {exc}") from exc
+        return _Stream(raw)
