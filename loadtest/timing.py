@@ -34,7 +34,7 @@ def derive(
     if record.end_ns is not None and record.outcome is Outcome.OK:
         record.e2e_ms = _ms(record.end_ns - origin)
     record.itl_ms = [
-        _ms(later - earlier) / max(count, 1)
+        (later - earlier) / (_NS_PER_MS * count) if count > 1 else (later - earlier) / _NS_PER_MS
         for earlier, later, count in zip(
             token_event_ns, token_event_ns[1:], token_event_counts[1:], strict=False
         )
