@@ -79,6 +79,10 @@ class RequestRecord(BaseModel):
     token_count_source: Literal["usage", "events"] = "events"
     events: int = 0
     schedule_lag_ms: float | None = None
+    #: the longest any read of this response's body waited, after the kernel received its
+    #: bytes, before the generator took them (its stamps are the kernel's, so this is how
+    #: busy the generator was, not an error in them); None: the transport has no such stamp
+    read_lag_ms: float | None = None
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None

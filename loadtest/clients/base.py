@@ -91,6 +91,7 @@ class _Stream:
     usage_tokens: int | None = None
     prompt_tokens: int | None = None
     ended_early: str | None = None  # a finish reason that means the server cut generation
+    read_lag_ns: int | None = None  # the longest wait of kernel-stamped bytes for their read
 
 
 class StreamingClient(ABC, Generic[E]):
@@ -209,6 +210,8 @@ class StreamingClient(ABC, Generic[E]):
         record.first_token_ns = stream.first_token_ns
         record.last_token_ns = stream.last_token_ns
         record.events = len(stream.event_ns)
+        if stream.read_lag_ns is not None:
+            record.read_lag_ms = stream.read_lag_ns / 1e6
         if stream.prompt_tokens is not None:
             record.prompt_tokens = stream.prompt_tokens
         if stream.usage_tokens is not None:
@@ -234,6 +237,8 @@ class StreamingClient(ABC, Generic[E]):
             now = clock()
             if age_ns is not None:  # the kernel's receive time, never before the request
                 now = max(now - age_ns, record.sent_ns or 0)
+                if stream.read_lag_ns is None or age_ns > stream.read_lag_ns:
+                    stream.read_lag_ns = age_ns
             response.yield_to_others()
             if not data:
                 record.outcome = Outcome.TRUNCATED_STREAM

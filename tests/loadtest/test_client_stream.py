@@ -77,6 +77,7 @@ def test_kernel_receive_stamps_are_used_rather_than_the_moment_of_the_read() -> 
     assert record.outcome is Outcome.OK
     assert event_ns(record) == arrivals[:3]
     assert record.end_ns == arrivals[3]
+    assert record.read_lag_ms == 4.0  # how busy the generator was, kept beside the stamps
 
 
 def test_without_kernel_stamps_a_busy_generator_stamps_at_the_read() -> None:
@@ -84,6 +85,7 @@ def test_without_kernel_stamps_a_busy_generator_stamps_at_the_read() -> None:
     lines = list(zip(arrivals, vllm_stream(), strict=True))
     record = run(lines, read_lag_ns=4 * MS, kernel_stamps=False)
     assert event_ns(record) == [at + 4 * MS for at in arrivals[:3]]
+    assert record.read_lag_ms is None  # unknown without the kernel's stamp
 
 
 def test_a_kernel_stamp_is_never_earlier_than_the_request() -> None:
