@@ -13,6 +13,7 @@ perplexity is FP16's times `ppl_factor`. Its greedy choice leaves FP16's with pr
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 from collections.abc import Iterator, Sequence
@@ -36,11 +37,23 @@ def _mix(*values: int) -> int:
     """A 64-bit hash of the values (splitmix64 steps), stable across processes and runs."""
     x = 0
     for value in values:
-        x = (x + (value & _MASK) + 0x9E3779B97F4A7C15) & _MASK
-        x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-        x ^= x >> 31
+        x = _step(x, value)
     return x
+
+
+def _step(x: int, value: int) -> int:
+    """One splitmix64 step of `_mix`: `_mix(*a, b) == _step(_mix(*a), b)`."""
+    x = (x + (value & _MASK) + 0x9E3779B97F4A7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
+    return x ^ (x >> 31)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _mixed(*values: int) -> int:
+    """`_mix` of a prefix that repeats (a kind and the two tokens before), kept: generating
+    a token then mixes in only its position (the streaming hot path)."""
+    return _mix(*values)
 
 
 def _unit(h: int) -> float:
@@ -107,10 +120,12 @@ class TextModel:
 
     def _choice(self, prev2: int, prev1: int, position: int) -> int:
         words = len(GENERATED_WORDS)
-        choice = _mix(_GREEDY, prev2, prev1, position) % words
-        if self._rate and _unit(_mix(self._salt, _FLIP, prev2, prev1, position)) < self._rate:
-            other = 1 + _mix(self._salt, _OTHER, prev2, prev1, position) % (words - 1)
-            return (choice + other) % words
+        choice = _step(_mixed(_GREEDY, prev2, prev1), position) % words
+        if self._rate:
+            flip = _step(_mixed(self._salt, _FLIP, prev2, prev1), position)
+            if _unit(flip) < self._rate:
+                other = 1 + _mix(self._salt, _OTHER, prev2, prev1, position) % (words - 1)
+                return (choice + other) % words
         return choice
 
     def greedy(self, last_ids: Sequence[int], length: int) -> Iterator[str]:

@@ -151,3 +151,11 @@ def test_greedy_text_is_the_same_on_fp16_simulators_of_any_seed_and_stack() -> N
     first = _vllm(vllm)
     assert len(first.split()) == 8
     assert first == _vllm(vllm, seed=5) == _vllm(tgi, stack="tgi")
+
+
+def test_the_cached_prefix_of_a_hash_gives_the_same_hash() -> None:
+    """Greedy tokens mix in only their position onto a kept (kind, prev2, prev1) prefix."""
+    from services.sim.textmodel import _mix, _mixed, _step
+
+    for values in [(3, 1, 2, 99), (5, 2**33 + 1, 7, 4096), (0, 0, 0, 0, 1)]:
+        assert _step(_mixed(*values[:-1]), values[-1]) == _mix(*values)
