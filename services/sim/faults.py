@@ -139,6 +139,8 @@ class FaultPlan:
 
     def stalled(self, start: float, due: float) -> float:
         """`due` for work that began at `start`, pushed back by the part of the stall it meets."""
+        if self.config.stall_at_s is None:  # no stall configured: every token (hot path)
+            return due
         window = self.stall_window
         if window is None or due < window[0]:
             return due
