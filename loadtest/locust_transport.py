@@ -1,27 +1,29 @@
 """`Transport` over Locust's FastHttpSession, reading event streams as bytes arrive.
 
-Requests go through the session's user agent directly, so Locust's own request row (timed
-at headers) never fires. The body is read from the pooled socket itself (not with
-`iter_lines`/`iter_content`, which wait for 1 KiB and would add ~60 ms to every TTFT:
-TRAPS.md 1): each read hands the client every byte that has arrived, which geventhttpclient's
-HTTP parser has already freed of its chunked framing.
+Requests go through the session's connection pool for the target (its timeouts, TLS
+settings and keep-alive connections), not through its user agent: no cookie jar, redirect
+loop or response wrapper per request, none of which an LLM API uses, and Locust's own
+request row (timed at headers) never fires. The body is read from the pooled socket itself
+(not with `iter_lines`/`iter_content`, which wait for 1 KiB and would add ~60 ms to every
+TTFT: TRAPS.md 1): each read hands the client every byte that has arrived, which
+geventhttpclient's HTTP parser has already freed of its chunked framing.
 
-Stamps: on Linux the socket carries `SO_TIMESTAMPNS`, so each read also returns when the
-kernel received its last byte, and a generator busy with other streams still stamps a token
-when it arrived rather than when it got round to reading it (loopback and real NICs alike;
-`socket(7)`). Elsewhere the client stamps at the read, and after a read that had to wait
-for the network `yield_to_others` lets the other greenlets woken by the same poll take their
-stamps before this one parses.
+Stamps: on Linux (x86-64, arm64) the socket carries `SO_TIMESTAMPNS`, and every read of the
+answer, its first one (the headers, with whatever came with them) included, is a `recvmsg`
+that also returns when the kernel received the last byte read (`socket(7)`): a generator busy
+with other streams still stamps a token when it arrived, not when it got round to it.
+Elsewhere, and over TLS or a proxy, the client stamps at the read, and after a read that had
+to wait for the network `yield_to_others` lets the other greenlets woken by the same poll
+take their stamps before this one parses.
 
-Reads: the body is read from the socket gevent wraps, waiting for it to become readable
-first (a read that would fail costs an exception) through gevent's own watcher of the
-socket, so no gevent timer is made per read; deadlines are one gevent timer per request phase
-(first token, then the whole request), armed when the client's deadline changes.
+Reads wait for the socket to become readable first, through gevent's own watcher of it (a
+read that fails costs an exception); deadlines are one gevent timer per request phase
+(first token, then the whole request), armed when the client's deadline changes, not one
+per read.
 """
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import socket
 import struct
@@ -31,19 +33,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import gevent
+from gevent.ssl import SSLSocket
+from geventhttpclient.response import HTTPConnectionClosed, HTTPSocketPoolResponse
 from geventhttpclient.url import URL
 from locust.contrib.fasthttp import FastHttpSession
 
 from loadtest.transport import StreamingResponse, TransportError
 
-__all__ = ["KERNEL_STAMPS", "LocustTransport"]
+__all__ = ["KERNEL_STAMPS", "LocustTransport", "keep_stamping_on"]
 
 # `SO_TIMESTAMPNS` (= `SCM_TIMESTAMPNS`) is 35 in include/uapi/asm-generic/socket.h, which
 # x86-64 and arm64 use; Python's socket module does not export it.
 _SO_TIMESTAMPNS = 35
 KERNEL_STAMPS = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
 _TIMESPEC = struct.Struct("@qq")  # struct timespec on a 64-bit kernel
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size) if KERNEL_STAMPS else 0
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _BLOCK = 16 * 1024
 _REARM_S = 0.001  # a deadline that moved less than this keeps its timer
 
@@ -52,26 +56,104 @@ class _Deadline(Exception):
     """Raised by the request's gevent timer inside a wait that passed the deadline."""
 
 
+_kept: list[socket.socket] = []
+
+
+def keep_stamping_on() -> None:
+    """Linux turns receive stamping on for the whole host only once some socket asks, and
+    only a moment later (a deferred static key): one idle socket asking for as long as this
+    process runs keeps it on, so the first answers are stamped too."""
+    if KERNEL_STAMPS and not _kept:
+        keeper = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            keeper.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        except OSError:
+            keeper.close()
+            return
+        _kept.append(keeper)
+
+
+def _stamping(sock: Any) -> bool:
+    """Ask the kernel to stamp what this (plain TCP) socket receives; False if it cannot."""
+    if not KERNEL_STAMPS or isinstance(sock, SSLSocket):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _recv_stamped(sock: Any) -> tuple[bytes, int | None]:
+    """What has arrived on a plain socket (waiting until something has), and the kernel's
+    receive time of its last byte in `time.time_ns()` terms (None: no stamp)."""
+    while True:
+        sock.hub.wait(sock._read_event)  # gevent's own watcher of this socket
+        try:
+            data, ancillary, _, _ = sock._sock.recvmsg(_BLOCK, _ANCILLARY)
+        except BlockingIOError:
+            continue  # woken for nothing: wait again
+        for level, kind, stamp in ancillary:
+            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                seconds, nanoseconds = _TIMESPEC.unpack(stamp)
+                return data, seconds * 1_000_000_000 + nanoseconds
+        return data, None
+
+
+def _age(arrived_ns: int | None) -> int | None:
+    return None if arrived_ns is None else max(time.time_ns() - arrived_ns, 0)
+
+
 class _Stream:
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any, arrived_ns: int | None) -> None:
         self._raw = raw  # geventhttpclient's HTTPSocketPoolResponse
         self.status = int(raw.status_code)
         content_type = raw.get("content-type")
         self.content_type = content_type if isinstance(content_type, str) else None
-        self._waited = True  # for the headers (stamped here, not by the kernel)
+        self._arrived_ns = arrived_ns  # the kernel's stamp of what the headers' read took
+        self.headers_age_ns = _age(arrived_ns)
+        self._waited = arrived_ns is None  # for the headers: let the others stamp theirs first
         self._timer: gevent.Timeout | None = None
         self._deadline = 0.0
         self._sock: Any = None  # the socket while this stream reads its body
         self._reading = False
-        self._drained = True  # nothing of the body read yet: wait for it before reading
-        self._kernel = False
-        sock = self._raw._sock
-        if KERNEL_STAMPS and sock is not None:
-            # Before the first token can arrive (bytes received earlier carry no stamp); a
-            # pooled connection keeps it for the requests it carries next.
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-                self._kernel = True
+        self._user_stamps = False
+
+    def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
+        raw = self._raw
+        body = raw._body_buffer
+        if body:  # arrived with the headers (or before the client asked)
+            data = bytes(body)
+            del body[:]
+            return data, _age(self._arrived_ns)
+        sock = self._sock
+        if sock is None:
+            sock = None if self._reading else self._take_socket()
+            if sock is None:
+                return b"", None
+        self._arm(timeout_s)
+        arrived_ns = None
+        try:
+            while True:
+                if self._user_stamps:  # TLS (decrypted above the socket), or no kernel stamps
+                    data = sock.recv(_BLOCK)
+                else:
+                    data, arrived_ns = _recv_stamped(sock)
+                raw.feed(data)  # b"": the peer closed; the parser decides if that ends it
+                if raw._sock is None:  # the message is complete: back in the pool
+                    self._sock = None
+                if body or not data or self._sock is None:
+                    break
+        except _Deadline as exc:
+            raise TransportError("timeout", "no data before the deadline") from exc
+        except Exception as exc:  # OSError, and geventhttpclient's HTTPParseError & co.
+            self._sock = None
+            raise TransportError("connect", f"connection lost: {exc!r}") from exc
+        self._waited = arrived_ns is None  # kernel-stamped bytes need nobody to go first
+        self._arrived_ns = arrived_ns
+        data = bytes(body)
+        del body[:]
+        return data, _age(arrived_ns)
 
     def _take_socket(self) -> Any:
         """The first body read: the socket this stream reads until the body ends."""
@@ -80,50 +162,8 @@ class _Stream:
         if sock is None or self._raw.message_complete:
             return None
         self._sock = sock
+        self._user_stamps = not KERNEL_STAMPS or isinstance(sock, SSLSocket)
         return sock
-
-    def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
-        raw = self._raw
-        body = raw._body_buffer
-        if body:  # arrived with the headers, or earlier than the client asked: no stamp
-            data = bytes(body)
-            del body[:]
-            return data, None
-        sock = self._sock
-        if sock is None:
-            sock = None if self._reading else self._take_socket()
-            if sock is None:
-                return b"", None
-        self._arm(timeout_s)
-        try:
-            while True:
-                if self._drained:  # the last read emptied the socket: wait before reading
-                    sock.hub.wait(sock._read_event)
-                try:
-                    data, ancillary, _, _ = sock._sock.recvmsg(_BLOCK, _ANCILLARY)
-                except BlockingIOError:
-                    self._drained = True  # woken for nothing: wait again
-                    continue
-                self._drained = len(data) < _BLOCK
-                raw.feed(data)  # b"": the peer closed; the parser decides if that ends it
-                if raw._sock is None:  # the message is complete: back in the pool
-                    self._release()
-                if body or not data or self._sock is None:
-                    break
-        except _Deadline as exc:
-            raise TransportError("timeout", "no data before the deadline") from exc
-        except Exception as exc:  # OSError, and geventhttpclient's HTTPParseError & co.
-            self._release()
-            raise TransportError("connect", f"connection lost: {exc!r}") from exc
-        self._waited = not self._kernel  # kernel-stamped bytes need nobody to go first
-        age = None
-        for level, kind, stamp in ancillary:  # the kernel's time of the last byte read
-            if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
-                seconds, nanoseconds = _TIMESPEC.unpack(stamp)
-                age = max(time.time_ns() - seconds * 1_000_000_000 - nanoseconds, 0)
-        data = bytes(body)
-        del body[:]
-        return data, age
 
     def _arm(self, timeout_s: float | None) -> None:
         if timeout_s is None:
@@ -141,10 +181,6 @@ class _Stream:
             self._timer.close()
             self._timer = None
 
-    def _release(self) -> None:
-        """This stream is done with the socket (it may already be back in the pool)."""
-        self._sock = None
-
     def yield_to_others(self) -> None:
         if self._waited:
             self._waited = False
@@ -154,15 +190,14 @@ class _Stream:
                 raise TransportError("timeout", "no data before the deadline") from exc
 
     def read(self) -> bytes:
-        self._release()  # geventhttpclient reads the rest with the socket's own timeout
-        try:
+        try:  # geventhttpclient reads the rest with the socket's own timeout
             return bytes(self._raw.read())
         except Exception:  # OSError, and geventhttpclient's HTTPParseError & co.
             return b""
 
     def close(self) -> None:
         self._disarm()
-        self._release()
+        self._sock = None
         raw = self._raw
         if raw is not None and not raw.message_complete and raw._sock is not None:
             # A half-read stream must not go back to the pool: close its connection.
@@ -171,11 +206,6 @@ class _Stream:
 
 
 class LocustTransport:
-    """Posts through the session's connection pool for the target's host (its timeouts, TLS
-    settings and pooled keep-alive connections, with geventhttpclient's retry of a stale
-    pooled connection), not through its user agent: no cookie jar, redirects or response
-    wrapper per request, none of which an LLM API uses."""
-
     def __init__(self, session: FastHttpSession, base_url: str) -> None:
         self._url = base_url.rstrip("/")
         url = URL(self._url)
@@ -183,18 +213,59 @@ class LocustTransport:
         self._client = agent.clientpool.get_client(url)
         self._prefix = url.path.rstrip("/")
         self._headers = dict(agent.default_headers.items())
+        # Its own first read of each answer (kernel-stamped) needs a plain connection to the
+        # target; over TLS or a proxy geventhttpclient sends and reads the headers itself.
+        client = self._client
+        keep_stamping_on()
+        self._own_read = (
+            KERNEL_STAMPS
+            and not client.ssl
+            and not client.use_proxy
+            and hasattr(client, "_connection_pool")
+            and hasattr(client, "_build_request")
+        )
 
     def post(
         self, path: str, body: bytes, headers: Mapping[str, str], timeout_s: float | None = None
     ) -> StreamingResponse:
         url = self._url + path
+        merged = {**self._headers, **headers}
         try:
             with gevent.Timeout(timeout_s, _Deadline):
-                raw = self._client.request(
-                    "POST", self._prefix + path, body=body, headers={**self._headers, **headers}
-                )
+                if self._own_read:
+                    raw, arrived_ns = self._request(self._prefix + path, body, merged)
+                else:
+                    raw = self._client.request("POST", self._prefix + path, body, merged)
+                    arrived_ns = None
         except (_Deadline, TimeoutError) as exc:
             raise TransportError("timeout", f"no response from {url} before the deadline") from exc
         except Exception as exc:  # OSError, and geventhttpclient's HTTPParseError & co.
             raise TransportError("connect", f"{url}: {exc}") from exc
-        return _Stream(raw)
+        return _Stream(raw, arrived_ns)
+
+    def _request(self, uri: str, body: bytes, headers: dict[str, str]) -> tuple[Any, int | None]:
+        """`HTTPClient.request` for a POST over a plain pooled connection, except that the
+        answer's first read is ours, with the kernel's stamp (as there, a POST that failed
+        on a pooled connection is not sent again: it may have been processed)."""
+        client = self._client
+        pool = client._connection_pool
+        head = client._build_request("POST", uri, body=body, headers=headers)
+        sock = pool.get_socket()
+        try:
+            _stamping(sock)
+            sock.sendall(head.encode("latin-1") + body)
+            data, arrived_ns = _recv_stamped(sock)
+            if not data:
+                raise HTTPConnectionClosed("connection closed.")
+        except BaseException:
+            pool.release_socket(sock)
+            raise
+        raw = HTTPSocketPoolResponse(
+            sock,
+            pool,
+            block_size=client.block_size,
+            method="POST",
+            headers_type=client.headers_type,
+            pre_buffered=data,
+        )
+        return raw, arrived_ns

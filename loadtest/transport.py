@@ -27,6 +27,9 @@ class StreamingResponse(Protocol):
     status: int
     #: the response's Content-Type header (None: the server sent none)
     content_type: str | None
+    #: how many nanoseconds before `post` returned the headers reached the host (the kernel's
+    #: receive timestamp), if the transport knows it
+    headers_age_ns: int | None
 
     def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
         """The body bytes that have arrived since the last call (at least one byte, waiting
@@ -68,6 +71,7 @@ class _HttpxResponse:
         self._response = response
         self.status = response.status_code
         self.content_type = response.headers.get("content-type")
+        self.headers_age_ns: int | None = None
         self._chunks: Iterator[bytes] = response.iter_raw()
 
     def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:

@@ -168,6 +168,8 @@ class StreamingClient(ABC, Generic[E]):
             record.error = _clip(str(exc))
             return derive(record, [], [])
         record.first_byte_ns = self._clock()
+        if response.headers_age_ns is not None:  # the kernel's receive time of the headers
+            record.first_byte_ns = max(record.first_byte_ns - response.headers_age_ns, sent)
         response.yield_to_others()
         record.http_status = response.status
         try:

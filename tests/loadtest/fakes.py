@@ -34,6 +34,7 @@ class ScriptedResponse:
     yields: int = 0
     read_lag_ns: int = 0
     kernel_stamps: bool = False
+    headers_age_ns: int | None = None
 
     def read_chunk(self, timeout_s: float | None = None) -> tuple[bytes, int | None]:
         if not self.lines:

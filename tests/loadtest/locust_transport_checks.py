@@ -14,6 +14,7 @@ import time
 
 import gevent
 import gevent.event
+import gevent.monkey
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 from locust.contrib.fasthttp import FastHttpSession
@@ -72,29 +73,66 @@ def the_kernel_stamps_bytes_when_they_arrive_not_when_they_are_read(
     server.stop()
 
 
-def yields_after_a_network_read_only_without_kernel_stamps(transport: LocustTransport) -> None:
+def a_token_that_came_with_the_headers_has_their_kernel_stamp(
+    transport: LocustTransport,
+) -> None:
+    """Headers and the first event in one write; the process is then busy for 150 ms before
+    the client reads them: both say they arrived at least 150 ms before."""
+    blocking_sleep = gevent.monkey.get_original("time", "sleep")
+
+    def answer_at_once(conn: socket.socket, _: object) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\na\r\ndata: {}\n\n\r\n")  # fmt: skip
+        blocking_sleep(0.15)  # the whole process, as CPU-bound work of other streams would
+        gevent.sleep(5)
+
+    server = StreamServer(("127.0.0.1", 0), answer_at_once)
+    server.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    own = LocustTransport(FastHttpSession(url, request_event=EventHook(), user=None), url)
+    response = own.post("/", b"{}", HEADERS, timeout_s=5)
+    assert response.headers_age_ns is not None and response.headers_age_ns >= 150_000_000
+    data, age_ns = response.read_chunk(timeout_s=5)
+    assert data == b"data: {}\n\n", data
+    assert age_ns is not None and age_ns >= 150_000_000, age_ns
+    response.close()
+    server.stop()
+
+
+def kernel_stamped_reads_need_nobody_to_go_first(transport: LocustTransport) -> None:
+    """Headers and tokens carry the kernel's stamp: no yield after either."""
     ran: list[str] = []
     response = transport.post("/v1/completions", body(2), HEADERS, timeout_s=5)
+    assert response.headers_age_ns is not None
     gevent.spawn(ran.append, "after headers")
     response.yield_to_others()
-    assert ran == ["after headers"]
-
-    assert response.read_chunk(timeout_s=5)[0].startswith(b"data: {")  # waited 200 ms
+    assert ran == []  # no yield after kernel-stamped headers
+    data, age_ns = response.read_chunk(timeout_s=5)  # waits 200 ms: the other one runs
+    assert data.startswith(b"data: {") and age_ns is not None
     gevent.spawn(ran.append, "after a token")
     response.yield_to_others()
-    if locust_transport.KERNEL_STAMPS:  # the kernel stamped it: nobody needs to go first
-        assert ran == ["after headers"]
-    else:
-        assert ran[-1] == "after a token"
+    assert ran == ["after headers"]  # none after a kernel-stamped token either
     response.close()
     gevent.sleep(0)
 
 
-def without_kernel_stamps_it_yields(transport: LocustTransport) -> None:
+def without_kernel_stamps_it_yields_after_each_wait(url: str) -> None:
+    """The client stamps at the read: after the headers and after a read that waited, the
+    greenlets woken with this one stamp first."""
     locust_transport.KERNEL_STAMPS = False
-    yields_after_a_network_read_only_without_kernel_stamps(transport)
-    response = transport.post("/v1/completions", body(1), HEADERS, timeout_s=5)
-    assert response.read_chunk(timeout_s=5)[1] is None  # the client stamps at the read
+    transport = LocustTransport(FastHttpSession(url, request_event=EventHook(), user=None), url)
+    ran: list[str] = []
+    response = transport.post("/v1/completions", body(2), HEADERS, timeout_s=5)
+    assert response.headers_age_ns is None
+    gevent.spawn(ran.append, "after headers")
+    response.yield_to_others()
+    assert ran == ["after headers"]
+    data, age_ns = response.read_chunk(timeout_s=5)  # waited 200 ms for it
+    assert data.startswith(b"data: {") and age_ns is None
+    gevent.spawn(ran.append, "after a token")
+    response.yield_to_others()
+    assert ran[-1] == "after a token"
     response.close()
 
 
@@ -110,8 +148,8 @@ def a_read_past_its_deadline_is_a_timeout(transport: LocustTransport) -> None:
 
 
 def a_finished_stream_gives_the_pool_its_socket_as_it_was(transport: LocustTransport) -> None:
-    """The body is read with the socket's own timeout lifted (one timer per request instead);
-    the pooled socket gets it back, and the deadline timer is gone."""
+    """The body is read without the socket's own per-wait timeout (one timer per request
+    instead): the pooled socket keeps its timeout, is reused, and no timer is left armed."""
     response = transport.post("/v1/completions", body(3), HEADERS, timeout_s=5)
     sock = response._raw._sock  # type: ignore[attr-defined]
     assert sock.gettimeout() == NETWORK_TIMEOUT_S
@@ -142,8 +180,8 @@ def a_half_read_stream_is_not_reused(transport: LocustTransport) -> None:
 
 CHECKS = {
     "stamp": the_kernel_stamps_bytes_when_they_arrive_not_when_they_are_read,
-    "yield": yields_after_a_network_read_only_without_kernel_stamps,
-    "yield-user": without_kernel_stamps_it_yields,
+    "stamp-headers": a_token_that_came_with_the_headers_has_their_kernel_stamp,
+    "yield": kernel_stamped_reads_need_nobody_to_go_first,
     "deadline": a_read_past_its_deadline_is_a_timeout,
     "pool": a_finished_stream_gives_the_pool_its_socket_as_it_was,
     "reuse": a_half_read_stream_is_not_reused,
@@ -151,6 +189,12 @@ CHECKS = {
 
 if __name__ == "__main__":
     url, name = sys.argv[1:]
+    locust_transport.keep_stamping_on()  # as a generator does when its first user starts
+    time.sleep(0.05)  # Linux turns host-wide stamping on a moment later
+    if name == "yield-user":
+        without_kernel_stamps_it_yields_after_each_wait(url)
+        print("passed", name)
+        sys.exit(0)
     session = FastHttpSession(
         url, request_event=EventHook(), user=None, network_timeout=NETWORK_TIMEOUT_S
     )

@@ -19,7 +19,9 @@ def sim_url() -> Iterator[str]:
     stop_sim(proc)
 
 
-@pytest.mark.parametrize("check", ["stamp", "yield", "yield-user", "deadline", "pool", "reuse"])
+@pytest.mark.parametrize(
+    "check", ["stamp", "stamp-headers", "yield", "yield-user", "deadline", "pool", "reuse"]
+)
 def test_locust_transport(sim_url: str, check: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "tests.loadtest.locust_transport_checks", sim_url, check],
