@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 
 import gevent
@@ -100,6 +102,38 @@ def a_token_that_came_with_the_headers_has_their_kernel_stamp(
     server.stop()
 
 
+def a_stream_over_tls_is_read_through_the_ssl_layer(transport: LocustTransport) -> None:
+    """Over HTTPS the body is the decrypted bytes (the socket under TLS holds ciphertext)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cert, key = f"{tmp}/cert.pem", f"{tmp}/key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+        def two_events(conn: socket.socket, _: object) -> None:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")  # fmt: skip
+            for _ in range(2):
+                gevent.sleep(0.05)
+                conn.sendall(b"a\r\ndata: {}\n\n\r\n")
+            conn.sendall(b"0\r\n\r\n")
+
+        server = StreamServer(("127.0.0.1", 0), two_events, certfile=cert, keyfile=key)
+        server.start()
+        url = f"https://127.0.0.1:{server.server_port}"
+        own = LocustTransport(FastHttpSession(url, request_event=EventHook(), user=None), url)
+        response = own.post("/", b"{}", HEADERS, timeout_s=5)
+        assert response.status == 200 and response.headers_age_ns is None
+        data, age_ns = response.read_chunk(timeout_s=5)
+        assert data == b"data: {}\n\n" and age_ns is None, data  # stamped at the read
+        assert read_all(response) == b"data: {}\n\n"
+        response.close()
+        server.stop()
+
+
 def kernel_stamped_reads_need_nobody_to_go_first(transport: LocustTransport) -> None:
     """Headers and tokens carry the kernel's stamp: no yield after either."""
     ran: list[str] = []
@@ -181,6 +215,7 @@ def a_half_read_stream_is_not_reused(transport: LocustTransport) -> None:
 CHECKS = {
     "stamp": the_kernel_stamps_bytes_when_they_arrive_not_when_they_are_read,
     "stamp-headers": a_token_that_came_with_the_headers_has_their_kernel_stamp,
+    "tls": a_stream_over_tls_is_read_through_the_ssl_layer,
     "yield": kernel_stamped_reads_need_nobody_to_go_first,
     "deadline": a_read_past_its_deadline_is_a_timeout,
     "pool": a_finished_stream_gives_the_pool_its_socket_as_it_was,

@@ -20,7 +20,7 @@ def sim_url() -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    "check", ["stamp", "stamp-headers", "yield", "yield-user", "deadline", "pool", "reuse"]
+    "check", ["stamp", "stamp-headers", "tls", "yield", "yield-user", "deadline", "pool", "reuse"]
 )
 def test_locust_transport(sim_url: str, check: str) -> None:
     result = subprocess.run(
