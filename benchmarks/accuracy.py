@@ -222,7 +222,8 @@ def measure_one(load: Load, client: str, processes: int = 1) -> AccuracyResult:
         log = Path(tmp) / "sim.jsonl"
         proc, url = start_sim(
             "--timing", "fixed", "--ttft-ms", "50", "--itl-ms", str(load.itl_ms),
-            "--burst", str(load.burst), "--port", "0", "--request-log", str(log),
+            *(["--burst", str(load.burst)] if load.burst > 1 else []),
+            "--port", "0", "--request-log", str(log),
             prefix=pinned(SERVER_CORE),
         )  # fmt: skip
         server_cpu = ProcessCpu(proc.pid)

@@ -19,6 +19,7 @@ from tests.services.sim.test_sim_faults import generate
 # added without a value here fails the test instead of escaping it).
 EVERYTHING = SimSettings(
     stack="tgi", quant="gptq", gpu="l4", model="m", timing="fixed", ttft_ms=12.5, itl_ms=3.0,
+    burst=2,
     max_model_len=2048, max_input_tokens=1000, max_num_seqs=3, max_concurrent_requests=7,
     seed=9, ppl_factor=1.05, disagreement_rate=0.1, speed=4.0,
     request_log="/tmp/log.jsonl", host="127.0.0.2", port=8123,
