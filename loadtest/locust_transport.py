@@ -11,7 +11,11 @@ geventhttpclient's HTTP parser has already freed of its chunked framing.
 Stamps: on Linux (x86-64, arm64) the socket carries `SO_TIMESTAMPNS`, and every read of the
 answer, its first one (the headers, with whatever came with them) included, is a `recvmsg`
 that also returns when the kernel received the last byte read (`socket(7)`): a generator busy
-with other streams still stamps a token when it arrived, not when it got round to it.
+with other streams still stamps a token when it arrived, not when it got round to it. This
+holds while it reads each stream before the next write of it arrives: bytes that wait
+together are merged by TCP into one buffer stamped with the newest (`tcp_try_coalesce`), so
+a generator behind a stream by more than one inter-token gap gives the earlier tokens the
+later time (`read_lag_ms` in the records says how far behind it was).
 Elsewhere, and over TLS or a proxy, the client stamps at the read, and after a read that had
 to wait for the network `yield_to_others` lets the other greenlets woken by the same poll
 take their stamps before this one parses.
