@@ -31,6 +31,7 @@ _NONE = (1 << 32) + 1  # the "token" before the first one
 _REFERENCE, _PENALTY, _GREEDY, _FLIP, _OTHER, _TOP = 1, 2, 3, 4, 5, 6
 _WORD_IDS = tuple(token_ids(word)[0] for word in GENERATED_WORDS)
 _ALTERNATIVE_GAP = 0.9  # log-prob between consecutive top candidates after the first
+_PREFIXES_KEPT = 1 << 16  # contexts whose hash prefixes a model keeps (~10 MB at most)
 
 
 def _mix(*values: int) -> int:
@@ -69,6 +70,7 @@ class TextModel:
         self._penalty = math.log(quality.ppl_factor)
         self._rate = quality.disagreement_rate
         self._salt = salt
+        self._prefixes: dict[tuple[int, int], tuple[int, int]] = {}
 
     # -- scoring ----------------------------------------------------------------------------
 
@@ -120,9 +122,17 @@ class TextModel:
 
     def _choice(self, prev2: int, prev1: int, position: int) -> int:
         words = len(GENERATED_WORDS)
-        choice = _step(_mixed(_GREEDY, prev2, prev1), position) % words
+        prefixes = self._prefixes.get((prev2, prev1))
+        if prefixes is None:  # the (kind, prev2, prev1) part of both hashes, kept
+            if len(self._prefixes) >= _PREFIXES_KEPT:  # prompts' tails add pairs without end
+                self._prefixes.clear()
+            prefixes = self._prefixes[prev2, prev1] = (
+                _mixed(_GREEDY, prev2, prev1),
+                _mixed(self._salt, _FLIP, prev2, prev1),
+            )
+        choice = _step(prefixes[0], position) % words
         if self._rate:
-            flip = _step(_mixed(self._salt, _FLIP, prev2, prev1), position)
+            flip = _step(prefixes[1], position)
             if _unit(flip) < self._rate:
                 other = 1 + _mix(self._salt, _OTHER, prev2, prev1, position) % (words - 1)
                 return (choice + other) % words
