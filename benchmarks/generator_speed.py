@@ -7,8 +7,8 @@ measurement; this module chooses the loads and prints the figures).
 2. Ceiling: the most token events/s one client core takes with TTFT error p50 ≤ 1 ms,
    p95 ≤ 3 ms and ITL error p95 ≤ 1.5 ms. One simulator core cannot write that many events
    one at a time, so here it writes `burst` tokens (one event each) per write; the loads
-   climb until a client misses a target, or the simulator itself runs late (then the
-   client cannot be judged at that load and the search says so).
+   climb until a client misses a target, or the simulator itself runs late (its writes then
+   bunch: the client cannot be judged at the load named, and the search says so).
 3. `processes: N`: the same load from one and from two generator processes, as tokens/s per
    process (two processes share the machine's two cores with the simulator).
 """
@@ -24,7 +24,7 @@ from benchmarks.cores import pinning
 __all__ = ["TARGETS", "Ceiling", "meets_targets", "print_generator_speed"]
 
 TARGETS = {"ttft_p50_ms": 1.0, "ttft_p95_ms": 3.0, "itl_p95_ms": 1.5}
-_SERVER_LATE_P99_MS = 5.0  # beyond this the simulator is no ground truth
+_SERVER_LATE_P99_MS = 5.0  # beyond this the simulator's writes bunch: not the load named
 _CEILING_STREAMS = (256, 384, 512, 768, 1024, 1536)
 _CEILING_BURST = 4
 _SCALING_LOAD = Load(streams=512, burst=_CEILING_BURST)
@@ -78,7 +78,7 @@ def _header() -> None:
 
 def _row(r: AccuracyResult, indent: str = "  ") -> None:
     name = _NAMES[r.client] + (f" x{r.processes}" if r.processes > 1 else "")
-    mark = "" if _server_on_time(r) else "  (simulator late: no ground truth)"
+    mark = "" if _server_on_time(r) else "  (simulator late: its writes bunch, not the load named)"
     print(
         f"{indent}{name:<31} {r.events_per_s:>8,.0f} {r.ttft_err_p50_ms:>+7.2f}ms "
         f"{r.ttft_err_p95_ms:>+6.2f}ms {r.itl_err_p95_ms:>7.2f}ms {r.client_cpu_percent:>7.0f}% | "
