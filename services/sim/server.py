@@ -18,6 +18,7 @@ from aiohttp import web
 
 from services.sim.config import SimSettings
 from services.sim.faults import FaultPlan, RequestLog
+from services.sim.gpu_power import SimulatedGpu, power_model
 from services.sim.personalities import build_app
 
 __all__ = ["READY_PREFIX", "run", "serve"]
@@ -57,9 +58,13 @@ async def _until(
 
 
 async def _open(
-    settings: SimSettings, faults: FaultPlan, sock: socket.socket, started_at: float | None
+    settings: SimSettings,
+    faults: FaultPlan,
+    sock: socket.socket,
+    started_at: float | None,
+    gpu: SimulatedGpu,
 ) -> web.AppRunner:
-    app = build_app(settings, faults, started_at)
+    app = build_app(settings, faults, started_at, gpu)
     runner = web.AppRunner(
         app, access_log=None, handler_cancellation=True, shutdown_timeout=_SHUTDOWN_TIMEOUT_S
     )
@@ -84,6 +89,7 @@ async def serve(
     """
     log = RequestLog(settings.request_log) if settings.request_log else None
     faults = FaultPlan(settings.faults, settings.speed, log=log)
+    gpu = SimulatedGpu(power_model(settings))  # the card outlives a simulated restart
     sock = _bind(settings.host, settings.port)
     port = sock.getsockname()[1]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
@@ -103,7 +109,7 @@ async def serve(
             announce(f"http://{host}:{port}")  # bound but refusing, like a model still loading
             if await _until(stop, refuse_until):
                 return
-        runner = await _open(settings, faults, sock, None)
+        runner = await _open(settings, faults, sock, None, gpu)
         if settings.faults.refuse_for_s == 0:
             announce(f"http://{host}:{port}")
         if settings.faults.restart_at_s is not None and await _until(
@@ -121,7 +127,7 @@ async def serve(
             down_until = time.monotonic() + settings.faults.restart_down_s / settings.speed
             if await _until(stop, down_until):
                 return
-            runner = await _open(settings, faults, sock, time.time())
+            runner = await _open(settings, faults, sock, time.time(), gpu)
         await stop.wait()
     finally:
         for sig in signals:
