@@ -8,13 +8,14 @@ records; docs/telemetry.md gives each field's source, unit and sampling caveats.
 
 from __future__ import annotations
 
-import json
 from enum import IntFlag
 from pathlib import Path
 from typing import Literal
 
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
+
+from loadtest.jsonl import read_jsonl
 
 __all__ = [
     "DCGM_FIELDS",
@@ -63,6 +64,8 @@ class GpuSample(BaseModel):
     """One GPU at one instant. A figure the source cannot give is None, never 0.
 
     `wall_s` is Unix time, to align with stage windows (stages.jsonl) and Prometheus.
+    `target` is the target measured while the sample was taken (`quantbench run`; None from
+    the standalone sampler).
     `energy_mj` is the driver's cumulative counter (mJ since the driver loaded; Volta and
     newer), so a difference of two samples is the energy between them. `*_active` are DCGM's
     profiling ratios (0-1), which NVML and nvidia-smi do not give.
@@ -73,6 +76,7 @@ class GpuSample(BaseModel):
     wall_s: float
     source: GpuSource
     simulated: bool = False
+    target: str | None = None
     gpu: int
     uuid: str = ""
     name: str = ""
@@ -173,20 +177,9 @@ def _dcgm_sample(
 
 def read_gpu_samples(path: Path) -> list[GpuSample]:
     """The samples of a `gpu.jsonl`, in file order; a torn last line (a killed sampler) is
-    skipped, any other bad line raises ValueError naming the file and line."""
-    lines = path.read_text().splitlines()
-    samples: list[GpuSample] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            samples.append(GpuSample.model_validate(json.loads(line)))
-        except (ValueError, ValidationError) as exc:
-            if number == len(lines):
-                break
-            raise ValueError(f"{path}:{number}: not a GPU sample ({_first_line(exc)})") from exc
-    return samples
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    skipped, any other bad line raises ValueError naming the file and line (the analysis
+    reads the file with `read_jsonl` itself, to skip and report such lines instead)."""
+    found = read_jsonl(path, GpuSample.model_validate_json)
+    if found.corrupt:
+        raise ValueError(f"{path}:{found.corrupt[0]}: not a GPU sample ({found.first_error})")
+    return found.rows

@@ -7,7 +7,8 @@ known while it ran (model, server info, metrics URL).
 
 Versions: `schema_version` is `SCHEMA_VERSION` in every file written now. A file without it
 was written before run.json had a schema (version 0): its keys are the same, so it loads,
-keys this model does not know dropped. A file from a newer quantbench is refused with a
+keys this model does not know dropped. Version 1 lacks each target's `telemetry` and
+`container` (added in 2): it loads as it is. A file from a newer quantbench is refused with a
 message that says so, rather than half read.
 """
 
@@ -21,10 +22,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loadtest.config import LoadConfig, TimeoutConfig
 
-__all__ = ["RUN_FILE", "SCHEMA_VERSION", "RunMeta", "RunMetaError", "TargetMeta"]
+__all__ = [
+    "RUN_FILE",
+    "SCHEMA_VERSION",
+    "ContainerMeta",
+    "RunMeta",
+    "RunMetaError",
+    "TargetMeta",
+    "TelemetryMeta",
+]
 
 RUN_FILE = "run.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class RunMetaError(ValueError):
@@ -33,6 +42,46 @@ class RunMetaError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class TelemetryMeta(_Strict):
+    """Where a target's GPU samples (gpu.jsonl) came from, or why there are none.
+
+    `source`: `dcgm` (an exporter at `url`), `simulated-dcgm` (a simulator's own page),
+    `nvml`, `nvidia-smi` or `none`; `gpus`: what the source saw, one line per GPU; `kept`: the
+    indices sampled for this target (None: all); `note`: why this source (or none) was used."""
+
+    source: str
+    url: str | None = None
+    interval_s: float | None = None
+    gpus: list[str] = Field(default_factory=list)
+    kept: list[int] | None = None
+    note: str | None = None
+    samples: int = 0
+    scrape_errors: int = 0
+    error: str | None = None  # why sampling stopped early
+
+
+class ContainerMeta(_Strict):
+    """A compose target's container as the Docker Engine API described it when its stages
+    began (identity, image digest) and ended (state); `changed` says what happened to it
+    meanwhile (a restart, an OOM kill), `logs` where its last log lines were saved."""
+
+    service: str
+    project: str = ""
+    container_id: str = ""
+    name: str = ""
+    image: str = ""
+    image_id: str = ""
+    repo_digest: str | None = None
+    started_at: str = ""
+    restart_count: int = 0
+    oom_killed: bool = False
+    exit_code: int = 0
+    status: str = ""
+    changed: str | None = None
+    logs: str | None = None
+    note: str | None = None  # the Engine API could not be read
 
 
 class TargetMeta(_Strict):
@@ -54,6 +103,8 @@ class TargetMeta(_Strict):
     started_at: str | None = None
     ended_at: str | None = None
     stopped: str | None = None  # why its remaining stages were skipped (e.g. it went down)
+    telemetry: TelemetryMeta | None = None  # schema 2
+    container: ContainerMeta | None = None  # schema 2: compose targets
 
 
 class RunMeta(_Strict):

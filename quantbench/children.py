@@ -26,7 +26,7 @@ from types import TracebackType
 
 from loadtest.lifeline import die_with_parent
 
-__all__ = ["Child", "spawn"]
+__all__ = ["Child", "lifeline_argv", "spawn"]
 
 _STOP_POLL_S = 0.05
 
@@ -73,6 +73,12 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
+def lifeline_argv(command: list[str]) -> list[str]:
+    """`command` behind the exec wrapper that makes it die with this process (a child that
+    must stream its stdout to us, e.g. `nvidia-smi -lms`, is started with this, not `spawn`)."""
+    return [sys.executable, "-m", "quantbench.children", str(os.getpid()), "--", *command]
+
+
 def spawn(
     command: list[str],
     log: Path,
@@ -85,10 +91,9 @@ def spawn(
     `keep_fds` stay open in the child (the run directory's lock, so that a generator that
     somehow outlives its parent still holds the run directory)."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    wrapped = [sys.executable, "-m", "quantbench.children", str(os.getpid()), "--", *command]
     with log.open("wb") as sink:
         process = subprocess.Popen(
-            wrapped,
+            lifeline_argv(command),
             stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -16,14 +16,14 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from quantbench.cuda import driver_for_cuda
-from quantbench.errors import HarnessError
+from quantbench.errors import HarnessError, QuantbenchError
 
 __all__ = ["ComposeProject", "ImageInfo", "Runner", "redact_args"]
 
@@ -384,14 +384,28 @@ class ComposeProject:
 
     @contextmanager
     def running(
-        self, service: str, timeout_s: float, *, target: str | None = None
+        self,
+        service: str,
+        timeout_s: float,
+        *,
+        target: str | None = None,
+        on_failure: Callable[[QuantbenchError], QuantbenchError | None] | None = None,
     ) -> Iterator[str]:
         """The service up and healthy for the block; yields its URL. A service that was
-        already running before is left running afterwards, anything started is removed."""
+        already running before is left running afterwards, anything started is removed.
+
+        `on_failure` sees the error when the service fails to come up or the block fails,
+        while its container still exists (e.g. to save its logs), and may return the error
+        to raise instead (quantbench.telemetry.failure_logs)."""
         was_running = self.is_running(service, target=target)
-        self.up(service, timeout_s, target=target, alone=not was_running)
+        try:
+            self.up(service, timeout_s, target=target, alone=not was_running)
+        except HarnessError as exc:
+            _raise_instead(on_failure, exc)
         try:
             yield self.published_url(service, target=target)
+        except QuantbenchError as exc:
+            _raise_instead(on_failure, exc)
         finally:
             if not was_running:
                 self.down(service, target=target)
@@ -474,6 +488,16 @@ class ComposeProject:
             "ipc": spec.get("ipc"),
             "shm_size": spec.get("shm_size"),
         }
+
+
+def _raise_instead(
+    on_failure: Callable[[QuantbenchError], QuantbenchError | None] | None, error: QuantbenchError
+) -> NoReturn:
+    """Raise what `on_failure` makes of `error`, or `error` itself."""
+    replacement = on_failure(error) if on_failure is not None else None
+    if replacement is None:
+        raise error
+    raise replacement from error
 
 
 def _json_rows(text: str) -> list[dict[str, Any]]:

@@ -14,7 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from analysis.config import AnalysisConfig, SloConfig
 from analysis.validity import samples_needed
-from loadtest.config import EndpointSpec, LoadConfig, SampleGoal, TimeoutConfig, WorkloadConfig
+from loadtest.config import (
+    EndpointSpec,
+    LoadConfig,
+    PositiveDuration,
+    SampleGoal,
+    TimeoutConfig,
+    WorkloadConfig,
+)
 from loadtest.limits import overload_problem
 from loadtest.prompts import DatasetError, load_dataset
 from loadtest.quality import QualityInputError, check_inputs
@@ -23,7 +30,13 @@ from loadtest.workload import prompt_source
 from quantbench.errors import ConfigError
 from services.sim.config import SimSettings
 
-__all__ = ["BenchConfig", "TargetConfig", "format_validation_error", "load_config"]
+__all__ = [
+    "BenchConfig",
+    "TargetConfig",
+    "TelemetryConfig",
+    "format_validation_error",
+    "load_config",
+]
 
 
 class TargetConfig(BaseModel):
@@ -82,6 +95,32 @@ class PrometheusConfig(BaseModel):
     url: str = Field(pattern=r"^https?://")
 
 
+class TelemetryConfig(BaseModel):
+    """Where GPU samples come from while each target's stages run (docs/telemetry.md).
+
+    `auto`: a simulator's own simulated exporter for `sim:` targets; for the others the
+    dcgm-exporter at `dcgm_url` if given, else NVML, else nvidia-smi on this host (only for
+    targets on this host), else none, and run.json says which and why. A named source that
+    cannot be read stops the run before the target starts. `gpus`: the GPU indices the
+    targets run on (default: a compose target's `GPU_ID`, every GPU for a URL target)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["auto", "dcgm", "nvml", "nvidia-smi", "none"] = "auto"
+    dcgm_url: str | None = Field(default=None, pattern=r"^https?://")
+    interval: PositiveDuration = 1.0
+    gpus: list[int] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _dcgm_has_a_url(self) -> TelemetryConfig:
+        if self.source == "dcgm" and self.dcgm_url is None:
+            raise ValueError(
+                "source dcgm needs dcgm_url, the exporter's page "
+                "(e.g. http://127.0.0.1:9400/metrics)"
+            )
+        return self
+
+
 class BenchConfig(BaseModel):
     """The whole bench.yaml. `repeats`: how many times each target's stages run, interleaved
     across targets (A, B, C, A, B, C, …) so that drift over the run hits all alike."""
@@ -98,6 +137,7 @@ class BenchConfig(BaseModel):
     slo: SloConfig = SloConfig()
     analysis: AnalysisConfig = AnalysisConfig()
     prometheus: PrometheusConfig | None = None
+    telemetry: TelemetryConfig = TelemetryConfig()
     quality: QualityConfig | None = None  # probed after each target's stages, or alone
 
     def sample_goal(self) -> SampleGoal:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,9 @@ from typing import Any
 import docker
 import docker.errors
 
+from analysis.container_stages import StageResources, stage_resources
+from loadtest.container_records import change_reason
+from loadtest.secrets import REDACTED
 from quantbench.errors import HarnessError
 
 __all__ = [
@@ -40,7 +43,6 @@ _PROJECT_LABEL = "com.docker.compose.project"
 _SERVICE_LABEL = "com.docker.compose.service"
 # Hugging Face tokens, the secret a serving container is most likely to print.
 _HF_TOKEN = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
-_REDACTED = "[redacted]"
 
 
 class DockerUnavailable(HarnessError):
@@ -68,21 +70,9 @@ class ContainerFacts:
 
     def change_since(self, before: ContainerFacts) -> str | None:
         """Why a stage that began with `before` and ended with these facts is invalid, or None
-        if the container ran through it untouched."""
-        if self.oom_killed and not before.oom_killed:
-            return f"container {self.name} was OOM-killed"
-        if self.container_id != before.container_id:
-            return f"container of {self.service} was replaced ({before.name} -> {self.name})"
-        if self.restart_count > before.restart_count:
-            return (
-                f"container {self.name} restarted "
-                f"(restart count {before.restart_count} -> {self.restart_count})"
-            )
-        if self.started_at != before.started_at:
-            return f"container {self.name} restarted (started again at {self.started_at})"
-        if self.status != "running":
-            return f"container {self.name} is {self.status} (exit code {self.exit_code})"
-        return None
+        if the container ran through it untouched (loadtest.container_records.change_reason,
+        the rule the analysis applies to the recorded samples)."""
+        return change_reason(before, self)
 
 
 @dataclass(frozen=True)
@@ -99,33 +89,6 @@ class ContainerStats:
     online_cpus: int
     memory_used_bytes: int
     memory_limit_bytes: int
-
-
-@dataclass(frozen=True)
-class StageResources:
-    """A container's CPU and memory over a stage window (None: too few samples)."""
-
-    cpu_cores_mean: float | None
-    memory_mean_bytes: float | None
-    memory_peak_bytes: int | None
-
-
-def stage_resources(
-    samples: Sequence[ContainerStats], start_wall_s: float, end_wall_s: float
-) -> StageResources:
-    """Mean CPU cores (CPU time used between the first and last sample in the window over
-    their distance) and mean/peak memory of the samples in [start_wall_s, end_wall_s]."""
-    inside = sorted(
-        (s for s in samples if start_wall_s <= s.wall_s <= end_wall_s), key=lambda s: s.wall_s
-    )
-    if not inside:
-        return StageResources(None, None, None)
-    cores = None
-    if len(inside) >= 2 and inside[-1].wall_s > inside[0].wall_s:
-        used_s = (inside[-1].cpu_total_ns - inside[0].cpu_total_ns) / 1e9
-        cores = used_s / (inside[-1].wall_s - inside[0].wall_s)
-    memory = [s.memory_used_bytes for s in inside]
-    return StageResources(cores, sum(memory) / len(memory), max(memory))
 
 
 class Containers:
@@ -224,11 +187,18 @@ class Containers:
         )
 
     def save_logs(
-        self, service: str, run_dir: Path, lines: int = 200, secrets: Collection[str] = ()
+        self,
+        service: str,
+        run_dir: Path,
+        lines: int = 200,
+        secrets: Collection[str] = (),
+        redact: Callable[[str], str] | None = None,
     ) -> Path:
         """The container's last `lines` log lines (stdout and stderr, with Docker's
         timestamps) in `<run_dir>/logs/<service>.log`; every value in `secrets` and any
-        Hugging Face token is replaced by `[redacted]`. Returns the file's path."""
+        Hugging Face token is replaced by `[redacted]`, and the text goes through `redact`
+        (the run's `loadtest.secrets.Redactor`: API keys, `Bearer` values). Returns the
+        file's path."""
         container = self._container(service)
         try:
             raw = container.logs(stdout=True, stderr=True, tail=lines, timestamps=True)
@@ -238,8 +208,10 @@ class Containers:
             ) from exc
         text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else str(raw)
         for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
-            text = text.replace(secret, _REDACTED)
-        text = _HF_TOKEN.sub(_REDACTED, text)
+            text = text.replace(secret, REDACTED)
+        text = _HF_TOKEN.sub(REDACTED, text)
+        if redact is not None:
+            text = redact(text)
         path = Path(run_dir) / LOGS_DIR / f"{service}.log"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)

@@ -25,10 +25,11 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from loadtest.gpu_records import GPU_FILE, GpuSample
 from loadtest.records import RecordWriter
+from quantbench.children import lifeline_argv
 from quantbench.errors import HarnessError
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "open_backend",
 ]
 
-BackendName = Literal["auto", "nvml", "nvidia-smi"]
 _MIB = 1024 * 1024
 
 
@@ -183,7 +183,10 @@ class NvidiaSmiBackend:
     """`nvidia-smi --query-gpu=... --format=csv,noheader,nounits`: probed once, then run with
     `-lms N` (one line per GPU every N ms) until closed. Each line's own `timestamp` (local
     time, ms) dates the sample, so pipe buffering does not shift it. nvidia-smi has no energy
-    counter: energy comes from the integral of power.draw. `run` and `popen` are injectable."""
+    counter: energy comes from the integral of power.draw. `run` and `popen` are injectable.
+
+    The `-lms` process runs behind quantbench.children's exec wrapper, in its own process
+    group: it dies with this process even after a `kill -9`, and a Ctrl-C reaches only us."""
 
     name = "nvidia-smi"
 
@@ -261,10 +264,12 @@ class NvidiaSmiBackend:
     def stream(self, interval_s: float, stop: threading.Event) -> Iterator[list[GpuSample]]:
         period_ms = max(int(interval_s * 1000), 1)
         self._proc = self._popen(
-            self._argv("-lms", str(period_ms)),
+            lifeline_argv(self._argv("-lms", str(period_ms))),
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
             text=True,
+            process_group=0,
         )
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
@@ -293,10 +298,10 @@ BACKENDS: dict[str, Callable[[], GpuBackend]] = {
 
 
 def open_backend(
-    name: BackendName = "auto", factories: dict[str, Callable[[], GpuBackend]] | None = None
+    name: str = "auto", factories: dict[str, Callable[[], GpuBackend]] | None = None
 ) -> tuple[GpuBackend, list[str]]:
-    """The named backend, opened, with a line per GPU it sees; `auto`: NVML, then nvidia-smi.
-    Raises NoGpu naming what each backend tried found."""
+    """The named backend, opened, with a line per GPU it sees; `auto`: each of `factories` in
+    order (default NVML, then nvidia-smi). Raises NoGpu naming what each backend tried found."""
     factories = factories or BACKENDS
     if name != "auto" and name not in factories:
         raise NoGpu(f"unknown GPU backend {name!r} (have: auto, {', '.join(factories)})")
@@ -314,8 +319,9 @@ class GpuSampler:
     """Writes a backend's samples to `<run_dir>/gpu.jsonl` on a background thread.
 
     `with GpuSampler(run_dir, backend, interval_s=0.5): ...` or `start()`/`stop()`. Only
-    the GPUs in `gpus` are kept (None: all). A backend that fails mid-run ends the sampling:
-    `error` says why, the samples written stay."""
+    the GPUs in `gpus` are kept (None: all); `target` names the target measured meanwhile on
+    every sample (`quantbench run`). A backend that fails mid-run ends the sampling: `error`
+    says why, the samples written stay."""
 
     def __init__(
         self,
@@ -323,6 +329,7 @@ class GpuSampler:
         backend: GpuBackend,
         interval_s: float = 0.5,
         gpus: Collection[int] | None = None,
+        target: str | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be > 0")
@@ -330,6 +337,7 @@ class GpuSampler:
         self.backend = backend
         self.interval_s = interval_s
         self.gpus = None if gpus is None else frozenset(gpus)
+        self.target = target
         self.samples_written = 0
         self.error: str | None = None
         self._stop = threading.Event()
@@ -348,6 +356,8 @@ class GpuSampler:
             for batch in self.backend.stream(self.interval_s, self._stop):
                 for sample in batch:
                     if self.gpus is None or sample.gpu in self.gpus:
+                        if self.target is not None:
+                            sample = sample.model_copy(update={"target": self.target})
                         self._writer.write(sample)
                         self.samples_written += 1
         except Exception as exc:  # a failed sample is a record of the failure, not a crash

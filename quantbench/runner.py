@@ -62,6 +62,7 @@ from quantbench.resume import finished_stages, set_aside_unfinished
 from quantbench.run_quality import QualityStep
 from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
 from quantbench.simproc import simulator
+from quantbench.telemetry import compose_project_name, failure_logs, target_telemetry
 from quantbench.terminal import print_run_end
 
 __all__ = ["RunOutcome", "resume_bench", "run_bench"]
@@ -89,9 +90,12 @@ def _endpoint(
     elif target.compose is not None:
         project = ComposeProject(config.compose_file)
         service, name = target.compose, target.name
-        with project.running(service, config.timeouts.compose_up, target=name) as url:
+        on_failure = failure_logs(project, service, target, logs.parent)
+        timeout = config.timeouts.compose_up
+        with project.running(service, timeout, target=name, on_failure=on_failure) as url:
             info.compose = {
                 "service": service,
+                "project": compose_project_name(project),
                 "image": project.image_digest(service, target=name).to_dict(),
                 "resolved": project.resolved_config(service, target=name),
             }
@@ -185,6 +189,7 @@ def _run_target(
         turn = (repeat, config.repeats)
         with (
             MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep),
+            target_telemetry(config.telemetry, target, url, run_dir, info, save),
             StageProgress(console, target.name, config.load, goal, first_stage, turn) as progress,
         ):
             run_locust(settings, url, progress, keep_fds=(lock_fd,))
