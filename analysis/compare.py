@@ -56,12 +56,17 @@ COMPARISON_COLUMNS = [
     "error_rate",
     "error_breakdown",
     "goodput_req_per_s",
+    "gpu_mean_power_w",
+    "gpu_j_per_output_token",
+    "gpu_j_per_output_token_ratio",
+    "gpu_throttled",
 ]
 
 _RATIOS = {
     "output_tok_per_s": "output_tok_per_s_ratio",
     "ttft_p95_ms": "ttft_p95_ratio",
     "tpot_p95_ms": "tpot_p95_ratio",
+    "gpu_j_per_output_token": "gpu_j_per_output_token_ratio",  # energy (analysis/gpu_stages.py)
 }
 
 
@@ -153,7 +158,8 @@ def comparison_table(
         ref = table[table["target"] == reference].drop_duplicates("load", keep="last")
         ref = ref.set_index("load")
         for column, ratio in ratios.items():
-            table[ratio] = _ratio(table[column], table["load"].map(ref[column]))
+            if column in table:  # GPU figures only in summaries that have them
+                table[ratio] = _ratio(table[column], table["load"].map(ref[column]))
     else:
         for ratio in ratios.values():
             table[ratio] = np.nan

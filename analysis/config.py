@@ -99,7 +99,8 @@ class AnalysisConfig(BaseModel):
     fraction of 1 (±5% by default) is a tie ("within noise"), not a difference. The interval
     covers each run's sampling noise; targets measured one after the other also drift by a
     few percent (a busy host, thermal state), which only repeats can measure, so the margin
-    stands for that drift until they do.
+    stands for that drift until they do. `kwh_cost`: the price of a kWh, for the plan's
+    energy cost per million output tokens (`quantbench plan --kwh-cost` overrides it).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -113,6 +114,7 @@ class AnalysisConfig(BaseModel):
         default_factory=lambda: list(DEFAULT_PERCENTILES), min_length=1
     )
     tie_margin: float = Field(default=0.05, ge=0, lt=1)
+    kwh_cost: float | None = Field(default=None, gt=0)  # electricity price for the plan
 
     @field_validator("percentiles")
     @classmethod

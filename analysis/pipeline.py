@@ -27,6 +27,8 @@ from analysis.compare import Comparison, compare_targets
 from analysis.config import AnalysisConfig, SloConfig
 from analysis.distributions import latency_cdfs
 from analysis.errors import error_breakdown
+from analysis.gpu_plots import write_gpu_plot
+from analysis.gpu_stages import Telemetry, add_telemetry_columns, load_telemetry
 from analysis.headline import headline
 from analysis.pairwise import compare_pairs
 from analysis.plan import Plan, PlanInputs, exclude, make_plan
@@ -94,6 +96,7 @@ class Run:
     problems: list[str] = field(default_factory=list)  # damaged lines skipped, one per file
     base_comparison: ComparisonDoc | None = None  # left by `quantbench compare`
     quality: dict[str, Any] | None = None  # quality.json, when the run has one
+    telemetry: Telemetry = field(default_factory=Telemetry)  # GPU and container samples
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,7 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
     requests, problems = read_requests(run_dir, columns)
     stages = load_stages(run_dir)
     figures, note = load_server_figures(run_dir, meta, stages)
+    telemetry = load_telemetry(run_dir, meta)
     stacks = {t.name: t.stack for t in meta.targets}
     return Run(
         run_dir=run_dir,
@@ -282,9 +286,10 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
         server_note=note,
         gauges=load_server_gauges(run_dir, stacks),
         saved_plan=_saved_plan_inputs(run_dir),
-        problems=problems,
+        problems=problems + telemetry.problems,
         quality=load_quality(run_dir),
         base_comparison=load_comparison(run_dir),
+        telemetry=telemetry,
     )
 
 
@@ -329,7 +334,9 @@ def stage_figures(run: Run, percentiles: list[float] | None = None) -> StageFigu
         breakdown=breakdown,
         percentiles=percentiles,
         records=records,
+        containers=run.telemetry.container_changes(run.stages),
     )
+    summary = add_telemetry_columns(summary, run.telemetry, run.stages)
     return StageFigures(summary, records, server, breakdown)
 
 
@@ -341,14 +348,15 @@ def analyze(
     `max_ppl_increase` (`report --max-ppl-increase`) overrides the plan's and the config's
     accuracy bar for this analysis."""
     asked = plan_inputs or run.saved_plan
-    asked = asked.resolved(run.slo) if asked is not None else None
+    kwh_cost = run.limits.kwh_cost
+    asked = asked.resolved(run.slo, kwh_cost) if asked is not None else None
     percentiles = report_percentiles(run.limits, run.slo, asked.slo if asked else None)
     figures = stage_figures(run, percentiles)
     server, breakdown = figures.server, figures.breakdown
     records, summary = figures.records, figures.summary
     pairs = compare_pairs(records, summary, run.slo, run.limits)
     comparison = compare_targets(summary, run.slo, run.limits.reference, pairs)
-    plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config"))
+    plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config", kwh_cost=kwh_cost))
     quality, plan = _speed_quality(run, plan, asked, max_ppl_increase)
     name = run.meta.name or run.run_dir.name
     simulated = bool(summary["simulated"].any()) if len(summary) else False
@@ -430,6 +438,7 @@ def write_outputs(analysis: Analysis) -> AnalysisResult:
     chart = None
     if analysis.speed_quality is not None:
         chart = write_speed_quality_chart(analysis.speed_quality, run_dir / "plots")
+    plots.update(write_gpu_plot(by_load(summary), run_dir / "plots"))
     report = replace(analysis.report, plots=plots, quality_chart=chart)
     report_md = run_dir / "report.md"
     write_text_atomic(report_md, render_markdown(report))

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from analysis.capacity import Capacity, capacities, slo_text
 from analysis.config import SloConfig
+from analysis.energy_plan import EnergyAtLimit, energy_at_limit
 from analysis.repeats import by_load
 from loadtest.config import parse_duration
 
@@ -56,10 +57,17 @@ class PlanInputs(BaseModel):
     gpu_hour_cost: float | None = Field(default=None, gt=0)
     headroom: float = Field(default=0.2, ge=0, lt=1)
     max_ppl_increase: float | None = Field(default=None, ge=0, lt=1)  # the accuracy bar
+    kwh_cost: float | None = Field(default=None, gt=0)  # electricity, per kWh
     source: Literal["quantbench plan", "config"] = "quantbench plan"
 
-    def resolved(self, config_slo: SloConfig) -> PlanInputs:
-        return self if self.slo is not None else self.model_copy(update={"slo": config_slo})
+    def resolved(self, config_slo: SloConfig, kwh_cost: float | None = None) -> PlanInputs:
+        """With the config's SLO and electricity price (`analysis.kwh_cost`) where unset."""
+        update: dict[str, Any] = {}
+        if self.slo is None:
+            update["slo"] = config_slo
+        if self.kwh_cost is None and kwh_cost is not None:
+            update["kwh_cost"] = kwh_cost
+        return self.model_copy(update=update) if update else self
 
     @property
     def objectives(self) -> SloConfig:
@@ -78,6 +86,7 @@ class TargetPlan:
     capacity: Capacity
     replicas: int | None
     cost_per_million_tokens: float | None
+    energy: EnergyAtLimit | None = None  # GPU energy at the SLO limit (analysis/energy_plan)
 
     @property
     def max_rps(self) -> float | None:
@@ -103,6 +112,7 @@ class TargetPlan:
             "replicas": self.replicas,
             "cost_per_million_output_tokens": self.cost_per_million_tokens,
             "capacity": self.capacity.to_json(),
+            "energy": self.energy.to_json() if self.energy is not None else None,
         }
 
 
@@ -215,7 +225,9 @@ def cost_per_million_tokens(gpu_hour_cost: float, output_tok_per_s: float) -> fl
     return gpu_hour_cost / (output_tok_per_s * 3600.0) * 1e6
 
 
-def _target_plan(row: pd.Series, cap: Capacity, inputs: PlanInputs) -> TargetPlan:
+def _target_plan(
+    row: pd.Series, cap: Capacity, inputs: PlanInputs, energy: EnergyAtLimit | None = None
+) -> TargetPlan:
     replicas = cost = None
     if cap.sustains and cap.req_per_s and cap.req_per_s > 0 and inputs.peak_rps:
         replicas = replicas_needed(inputs.peak_rps, cap.req_per_s, inputs.headroom)
@@ -229,6 +241,7 @@ def _target_plan(row: pd.Series, cap: Capacity, inputs: PlanInputs) -> TargetPla
         cap,
         replicas,
         cost,
+        energy,
     )
 
 
@@ -251,7 +264,13 @@ def exclude(plan: Plan, bar: float, excluded: dict[str, str]) -> Plan:
 
 def make_plan(summary: pd.DataFrame, inputs: PlanInputs) -> Plan:
     """The plan for every target of a run's summary, under `inputs.slo` (repeats folded)."""
-    caps = capacities(by_load(summary), inputs.objectives)
+    per_load = by_load(summary)
+    caps = capacities(per_load, inputs.objectives)
     firsts = summary.drop_duplicates("target") if len(summary) else summary
-    targets = [_target_plan(row, caps[str(row["target"])], inputs) for _, row in firsts.iterrows()]
+    targets = []
+    for _, row in firsts.iterrows():
+        name = str(row["target"])
+        mine = per_load[per_load["target"] == name]
+        energy = energy_at_limit(mine, caps[name], inputs.kwh_cost)
+        targets.append(_target_plan(row, caps[name], inputs, energy))
     return Plan(inputs, targets, _cheapest(targets))

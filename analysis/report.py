@@ -20,6 +20,7 @@ from analysis.compare import Comparison, ratio_column
 from analysis.config import DEFAULT_PERCENTILES, SloConfig, percentile_word
 from analysis.document import Block, Bullets, Heading, Image, Paragraph, Table, to_html, to_markdown
 from analysis.errors import BREAKDOWN_COLUMNS
+from analysis.gpu_report import energy_plan_blocks, gpu_blocks
 from analysis.headline import target_labels
 from analysis.plan import Plan
 from analysis.speed_quality import SpeedQuality
@@ -294,7 +295,7 @@ def plan_blocks(
     if plan.excluded:
         reasons = [f"{labels.get(name, name)}: {why}" for name, why in plan.excluded.items()]
         blocks += [Paragraph("Excluded by the accuracy bar:"), Bullets(reasons)]
-    return [*blocks, Paragraph(verdict), Paragraph(notes)]
+    return [*blocks, Paragraph(verdict), Paragraph(notes), *energy_plan_blocks(plan, labels)]
 
 
 def _stats(summary: pd.DataFrame, labels: dict[str, str], percentiles: list[float]) -> list[Block]:
@@ -452,6 +453,7 @@ def report_blocks(report: ReportInput) -> list[Block]:
         blocks += speed_quality_blocks(report.quality, labels, report.quality_chart)
     if report.plan is not None:
         blocks += plan_blocks(report.plan, labels)
+    blocks += gpu_blocks(report.summary, report.comparison, labels)
     if report.plots:
         blocks.append(Heading("Charts"))
         blocks += [Image(alt, path) for alt, path in report.plots.items()]

@@ -285,6 +285,7 @@ class _Context:
     failures: Mapping[tuple[str, int], pd.DataFrame]
     restarts: Mapping[tuple[str, int], str]
     percentiles: list[float]
+    containers: Mapping[tuple[str, int], str]
 
 
 def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str, Any]:
@@ -304,6 +305,7 @@ def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str,
         completed=stage.completed,
         workers_lost=stage.workers_lost,
         restart=ctx.restarts.get((stage.target, stage.stage)),
+        container=ctx.containers.get((stage.target, stage.stage)),
         schedule_lag_p99_ms=lag,
         generator_cpu_percent=_generator_cpu(ctx.generator, stage),
         capped_s=stage.max_duration_s if stage.ended_by == "cap" else None,
@@ -361,12 +363,14 @@ def summarize(
     breakdown: pd.DataFrame | None = None,
     percentiles: list[float] | None = None,
     records: StageRequests | None = None,
+    containers: Mapping[tuple[str, int], str] | None = None,
 ) -> pd.DataFrame:
     """One row per target × stage, in run order, with `summary_columns(percentiles)`.
 
-    `restarts` (target, stage → why) come from the server's metrics and make a stage
-    invalid; `breakdown` is `error_breakdown(requests)` and `records` is
-    `StageRequests(requests, slo)`, when already computed.
+    `restarts` (target, stage → why) come from the server's metrics and `containers` from
+    the container samples (restarted, OOM-killed); either makes a stage invalid.
+    `breakdown` is `error_breakdown(requests)` and `records` is `StageRequests(requests,
+    slo)`, when already computed.
     """
     limits = limits or AnalysisConfig()
     percentiles = percentiles or report_percentiles(limits, slo)
@@ -384,6 +388,7 @@ def summarize(
         failures=failures,
         restarts=restarts or {},
         percentiles=percentiles,
+        containers=containers or {},
     )
     rows = []
     for stage in stages:

@@ -1,10 +1,12 @@
 """Whether a stage's figures can be trusted, decided in one place (MEASUREMENT.md "Validity").
 
 Everything a verdict needs arrives first — the stage record, its requests' counts and
-failures, the generator's CPU, a server restart — and the reasons come out in the order a
-reader should act on them: what broke the run, then what the target did, then the generator.
-When connection errors dominate, they are named as the cause: a generator retrying tens of
-thousands of refused connections gets busy, and its CPU is then a symptom, not the problem.
+failures, the generator's CPU, a server restart, what happened to a compose target's container
+(restarted, OOM-killed, stopped: analysis/container_stages.py) — and the reasons come out in
+the order a reader should act on them: what broke the run, then what the target did, then
+the generator. When connection errors dominate, they are named as the cause: a generator
+retrying tens of thousands of refused connections gets busy, and its CPU is then a symptom,
+not the problem.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ class StageEvidence:
     completed: bool = True
     workers_lost: int = 0
     restart: str | None = None  # why the server is thought to have restarted, if it did
+    container: str | None = None  # what happened to its container (restart, OOM kill…)
     schedule_lag_p99_ms: float | None = None
     generator_cpu_percent: float | None = None
     capped_s: float | None = None  # the stage ran to its cap (load.max_stage_duration)
@@ -63,6 +66,8 @@ def invalid_reasons(
         reasons.append("a load-generator worker was lost during the stage")
     if e.restart:
         reasons.append(f"server restarted ({e.restart})")
+    if e.container:
+        reasons.append(e.container)
     failed = e.requests - e.ok
     error_rate = failed / e.requests if e.requests else 0.0
     connection = sum(count for name, count in e.failures.items() if name in CONNECTION_OUTCOMES)

@@ -151,13 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
 _PLAN_HELP = """From one run: each target's highest request rate per replica (GPU) within the SLO,
 interpolated between the last stage that met it and the first that did not; the GPUs a
 peak needs, ceil(peak / (rate x (1 - headroom))); and the cost per million output tokens,
-GPU-hour cost / (output tok/s at that rate x 3600) x 1e6. Prints the plan, writes plan.json
+GPU-hour cost / (output tok/s at that rate x 3600) x 1e6; with GPU telemetry, the GPU's
+energy there: joules per output token, output tokens per joule and, with --kwh-cost, the
+electricity cost per million output tokens beside the GPU-hour cost. Prints the plan, writes plan.json
 and plan.md to the run directory, rebuilds its report with a plan section, and prints the
 path of plan.md last. Later `quantbench report` runs keep these inputs.
 
 examples:
   quantbench plan runs/RUN --slo ttft_p95=500ms,tpot_p95=50ms --peak-rps 40
   quantbench plan runs/RUN --peak-rps 40 --gpu-hour-cost 2.5 --headroom 0.3
+  quantbench plan runs/RUN --gpu-hour-cost 2.5 --kwh-cost 0.15
 
 With --max-ppl-increase (or quality.max_ppl_increase in the run's config), targets
 that miss the accuracy bar, are uncertain against it or not measurable (quality.json, from
@@ -193,6 +196,12 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="PRICE",
         help="price of one GPU-hour in your currency, e.g. 2.5 "
         "(without it: output tokens per GPU-hour instead of a cost)",
+    )
+    plan.add_argument(
+        "--kwh-cost",
+        metavar="PRICE",
+        help="price of one kWh of electricity, e.g. 0.15: adds the GPU's energy cost per "
+        "million output tokens (default: the config's analysis.kwh_cost, if any)",
     )
     plan.add_argument(
         "--headroom",
@@ -240,6 +249,7 @@ def _plan(args: argparse.Namespace) -> int:
             ),
             headroom=parse_number("--headroom", args.headroom, percent=True),
             max_ppl_increase=bar,
+            kwh_cost=parse_number("--kwh-cost", args.kwh_cost) if args.kwh_cost else None,
         )
     except PlanInputError as exc:
         raise ConfigError(str(exc)) from exc

@@ -2,7 +2,9 @@
 the batch and the quantization. Every figure is SIMULATED (docs/telemetry.md, "Simulated GPU").
 
 The engine's observer hooks (`GpuTee`, wrapped around the stack's metrics observer) tell the
-GPU when work starts and stops and how many tokens each step computed. Power is piecewise
+GPU when work starts and stops and how many tokens each step computed, and when, on the
+engine's own schedule (the due time of its tokens), so a late timer on a busy host never
+squeezes a step into a spike of power. Power is piecewise
 constant over *segments*: idle time, and (profile timing) each engine step, whose energy is
 
     (idle + active + memory x dram) x duration  +  tokens x joules_per_token
@@ -169,6 +171,7 @@ class SimulatedGpu:
         self._running = 0
         self._kv_tokens = 0
         self._pending_tokens = 0
+        self._due: float | None = None
         self._energy_j = 0.0
         self._capped_s = 0.0
         self._recent: deque[Segment] = deque()
@@ -187,10 +190,18 @@ class SimulatedGpu:
         self._busy, self._running = busy, running
         self._kv_tokens = round(kv_usage * self.model.kv_cache_tokens)
 
+    def token_due(self, due: float) -> None:
+        """A token was produced at `due`, the engine's own time for the step's end."""
+        self._due = due if self._due is None else max(self._due, due)
+
     def step_done(self, tokens: int) -> None:
-        """An engine step (profile timing) ended, having computed `tokens` tokens."""
+        """An engine step (profile timing) ended, having computed `tokens` tokens: at the due
+        time of its tokens (the engine's schedule, whatever the timers' lateness), or now for
+        a step that produced none (a prefill chunk)."""
+        due, self._due = self._due, None
         if self.model.tokens_per_s_per_sequence is None:
-            self._close(self._clock(), tokens, True)
+            end = due if due is not None and due > self._open else self._clock()
+            self._close(end, tokens, True)
 
     def _close(self, now: float, tokens: float, busy: bool) -> None:
         duration = now - self._open
@@ -247,7 +258,7 @@ class SimulatedGpu:
         since = max(now - self.window_s, self._started)
         span = now - since
         parts = [*self._recent, *([current] if current is not None else [])]
-        sums = {"energy": 0.0, "busy": 0.0, "sm": 0.0, "tensor": 0.0, "dram": 0.0, "capped": 0.0}
+        sums = {"energy": 0.0, "busy": 0.0, "sm": 0.0, "tensor": 0.0, "dram": 0.0}
         for seg in parts:
             overlap = min(seg.end_s, now) - max(seg.start_s, since)
             if overlap <= 0:
@@ -258,7 +269,6 @@ class SimulatedGpu:
             sums["sm"] += seg.sm_active * overlap
             sums["tensor"] += seg.tensor_active * overlap
             sums["dram"] += seg.dram_active * overlap
-            sums["capped"] += overlap if seg.capped else 0.0
         mean = {key: value / span if span > 0 else 0.0 for key, value in sums.items()}
         average_w = mean["energy"] if span > 0 else spec.idle_w
         if spec.power_window_s > 0:
@@ -267,7 +277,11 @@ class SimulatedGpu:
             power_w = self._last_busy_w if self._busy else spec.idle_w
         used = _RUNTIME_MIB + model.weights_mib + self._kv_tokens * KV_BYTES_PER_TOKEN / _MIB
         used = min(used, spec.memory_total_mib - spec.memory_reserved_mib)
-        reasons = (0 if self._busy else _IDLE) | (_POWER_CAP if sums["capped"] > 0 else 0)
+        # the reasons in force now, as DCGM reads them: sampled at random instants, the share
+        # of samples that say "power cap" is the share of time the card was capped
+        last = self._recent[-1] if self._recent else None
+        capped_now = self._busy and last is not None and last.capped
+        reasons = (0 if self._busy else _IDLE) | (_POWER_CAP if capped_now else 0)
         return GpuReading(
             power_w=power_w,
             energy_mj=round((self._energy_j + (current.energy_j if current else 0.0)) * 1e3),
@@ -305,9 +319,12 @@ class GpuTee:
 
     def on_first_token(self, seq: SimSequence, ttft_s: float) -> None:
         self._inner.on_first_token(seq, ttft_s)
+        self._gpu.token_due(seq.arrival + ttft_s)
 
     def on_token(self, seq: SimSequence, gap_s: float) -> None:
         self._inner.on_token(seq, gap_s)
+        if seq.last_token is not None:  # the previous token's time, until the engine moves it
+            self._gpu.token_due(seq.last_token + gap_s)
 
     def on_finished(self, seq: SimSequence, reason: FinishReason) -> None:
         self._inner.on_finished(seq, reason)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from services.sim import BatchingEngine, SimSettings, load_profile
-from services.sim.engine import NullObserver
+from services.sim.engine import NullObserver, SimSequence
 from services.sim.gpu_power import GpuTee, Segment, SimulatedGpu, power_model
 from services.sim.gpu_specs import GPU_SPECS, KV_BYTES_PER_TOKEN
 
@@ -190,3 +190,26 @@ def test_speed_scales_time_not_power() -> None:
     _steps(slow, slow_clock, 2.0, step_s, 32)
     _steps(fast, fast_clock, 2.0, step_s / 10, 32)
     assert fast.reading().power_w == pytest.approx(slow.reading().power_w, rel=1e-6)
+
+
+def test_steps_end_on_the_engines_schedule_not_when_a_late_timer_fires() -> None:
+    """On a busy host the step loop wakes late, then early; the card follows the engine's
+    own due times, so a late wake-up never squeezes a step into a spike of power."""
+    gpu, clock, history = _gpu(quant="awq")
+    tee = GpuTee(NullObserver(), gpu)
+    tee.on_gauges(running=4, waiting=0, kv_usage=0.0)
+    start = clock.now
+    seqs = [SimSequence(i, 100, 64, arrival=start) for i in range(4)]
+    for k in range(1, 41):
+        due = start + 0.010 * k
+        clock.now = due + (0.008 if k % 2 else 0.0)  # every other wake-up 8 ms late
+        for seq in seqs:
+            if seq.last_token is None:
+                tee.on_first_token(seq, due - seq.arrival)
+            else:
+                tee.on_token(seq, due - seq.last_token)
+            seq.last_token = due
+        tee.on_step(len(seqs))
+    busy = [s for s in history if s.busy]
+    assert [round(s.end_s - s.start_s, 9) for s in busy[1:]] == [0.01] * (len(busy) - 1)
+    assert not any(s.capped for s in busy)
