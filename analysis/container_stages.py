@@ -61,7 +61,9 @@ def container_changes(
 ) -> dict[tuple[str, int], str]:
     """(target, stage) → why its container makes the stage invalid: the last sample at or
     before the stage began against the first at or after it ended (or the nearest inside),
-    by `change_reason`. A stage with no sample on one side is left alone."""
+    by `change_reason`. A (re)start is placed by its own start time when the Engine API
+    gave one: it invalidates the stage it fell in, not a neighbour whose samples bracket
+    it. A stage with no sample on one side is left alone."""
     by_target: dict[str, list[ContainerSample]] = {}
     for sample in _readable(samples):
         by_target.setdefault(sample.target, []).append(sample)
@@ -76,6 +78,15 @@ def container_changes(
         if last.wall_s <= first.wall_s:
             continue
         reason = change_reason(first, last)
-        if reason is not None:
-            found[(stage.target, stage.stage)] = reason
+        if reason is None:
+            continue
+        started = last.started_wall_s
+        restarted = last.started_at != first.started_at and not last.oom_killed
+        if (
+            restarted
+            and started is not None
+            and not stage.start_wall_s <= started <= stage.end_wall_s
+        ):
+            continue  # it restarted before or after this stage, not during it
+        found[(stage.target, stage.stage)] = reason
     return found

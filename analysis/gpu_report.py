@@ -113,8 +113,7 @@ def gpu_blocks(
             )
     title = "GPU power and energy" + (" (simulated)" if simulated else "")
     note = GPU_NOTE + (
-        f" Ratios: ÷ reference **{reference}** at the same load (below 1: less energy per "
-        "token)."
+        f" Ratios: ÷ reference **{reference}** at the same load (below 1: less energy per token)."
         if reference
         else ""
     )

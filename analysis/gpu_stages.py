@@ -32,6 +32,7 @@ __all__ = [
     "add_telemetry_columns",
     "load_telemetry",
     "stage_figures",
+    "telemetry_entry",
 ]
 
 TELEMETRY_COLUMNS = [
@@ -195,3 +196,17 @@ def add_telemetry_columns(
             out[column] = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(float)
     out["gpu_source"] = out["gpu_source"].fillna("")
     return out
+
+
+def telemetry_entry(row: dict[str, Any]) -> dict[str, Any] | None:
+    """A summary row's GPU and container figures for result.json (`gpu_` dropped from the
+    names), or None where nothing was sampled."""
+    if not row.get("gpu_source") and pd.isna(row.get("container_memory_mib")):
+        return None
+    entry = {}
+    for column in TELEMETRY_COLUMNS:
+        value = row.get(column)
+        if value is not None and not isinstance(value, str | bool) and pd.isna(value):
+            value = None
+        entry[column.removeprefix("gpu_")] = value
+    return entry

@@ -27,6 +27,7 @@ import pandas as pd
 from analysis.compare import Comparison
 from analysis.config import percentile_word
 from analysis.plan import Plan
+from analysis.gpu_stages import telemetry_entry
 from analysis.summary import stat_column
 from loadtest.run_meta import RunMeta, TargetMeta
 
@@ -138,6 +139,7 @@ def _stage(
         "input_throughput": row["input_tok_per_s"],
         "error_rate": row["error_rate"],
         "errors": errors,
+        "telemetry": telemetry_entry(row),  # GPU power, energy per token; container (or None)
     }
     for ours, theirs in VLLM_METRICS.items():
         entry[f"mean_{theirs}_ms"] = row.get(stat_column(ours, "", "mean"))

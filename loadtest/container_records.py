@@ -53,6 +53,7 @@ class ContainerSample(BaseModel):
     name: str = ""
     status: str = ""
     started_at: str = ""
+    started_wall_s: float | None = None  # `started_at` as Unix time
     restart_count: int = 0
     oom_killed: bool = False
     exit_code: int = 0

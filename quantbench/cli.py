@@ -153,9 +153,9 @@ interpolated between the last stage that met it and the first that did not; the 
 peak needs, ceil(peak / (rate x (1 - headroom))); and the cost per million output tokens,
 GPU-hour cost / (output tok/s at that rate x 3600) x 1e6; with GPU telemetry, the GPU's
 energy there: joules per output token, output tokens per joule and, with --kwh-cost, the
-electricity cost per million output tokens beside the GPU-hour cost. Prints the plan, writes plan.json
-and plan.md to the run directory, rebuilds its report with a plan section, and prints the
-path of plan.md last. Later `quantbench report` runs keep these inputs.
+electricity cost per million output tokens beside the GPU-hour cost. Prints the plan,
+writes plan.json and plan.md to the run directory, rebuilds its report with a plan section,
+and prints the path of plan.md last. Later `quantbench report` runs keep these inputs.
 
 examples:
   quantbench plan runs/RUN --slo ttft_p95=500ms,tpot_p95=50ms --peak-rps 40

@@ -70,6 +70,7 @@ class ContainerWatch:
                 name=facts.name,
                 status=facts.status,
                 started_at=facts.started_at,
+                started_wall_s=facts.started_wall_s,
                 restart_count=facts.restart_count,
                 oom_killed=facts.oom_killed,
                 exit_code=facts.exit_code,
