@@ -26,8 +26,8 @@ import pandas as pd
 
 from analysis.compare import Comparison
 from analysis.config import percentile_word
-from analysis.plan import Plan
 from analysis.gpu_stages import telemetry_entry
+from analysis.plan import Plan
 from analysis.summary import stat_column
 from loadtest.run_meta import RunMeta, TargetMeta
 
