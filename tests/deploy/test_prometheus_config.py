@@ -20,6 +20,7 @@ METRICS_PORT = {
     "tgi": 80,
     "exllamav2": 8000,
     "sim": 8000,
+    "sim-dcgm": 8000,
     "locust": 9646,
     "dcgm": 9400,
 }

@@ -30,6 +30,7 @@ from tests.procs import REPO_ROOT, start_sim, stop_sim
 
 COUNTERS = REPO_ROOT / "services/dcgm-exporter/counters.csv"
 PROM_CONFIG = REPO_ROOT / "services/prometheus/prometheus.yml"
+RULES = REPO_ROOT / "services/prometheus/rules"
 # gpuMetricsFormat: gpu, UUID, pci_bus_id, device, modelName, then label fields, attributes
 LABEL_ORDER = ["gpu", "UUID", "pci_bus_id", "device", "modelName", "DCGM_FI_DRIVER_VERSION",
                "simulated"]  # fmt: skip
@@ -118,16 +119,26 @@ def _query(base: str, expr: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_debians_prometheus_scrapes_a_simulators_page_with_the_dcgm_job(
+def test_debians_prometheus_scrapes_a_simulators_page_and_gives_it_to_its_service(
     sim_url: str, tmp_path: Path
 ) -> None:
+    """The compose file's own `sim-dcgm` job and GPU rules: the page scrapes with no error,
+    and the Grafana GPU panels' join puts the simulated GPU on its simulator's service."""
     prometheus = shutil.which("prometheus")
     assert prometheus, "Debian's prometheus is missing: `make prometheus`"
     real = yaml.safe_load(PROM_CONFIG.read_text())
-    (job,) = [job for job in real["scrape_configs"] if job["job_name"] == "dcgm"]
-    job = {**job, "metrics_path": DCGM_PATH,
-           "static_configs": [{"targets": [sim_url.removeprefix("http://")]}]}  # fmt: skip
-    config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s"}, "scrape_configs": [job]}
+    jobs = {job["job_name"]: job for job in real["scrape_configs"]}
+    hostport = sim_url.removeprefix("http://")
+    labels = {"service": "sim-vllm-awq", "simulated": "true"}
+    config = {
+        "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
+        "rule_files": real["rule_files"],
+        "scrape_configs": [
+            {"job_name": "sim", "static_configs": [{"targets": [hostport], "labels": labels}]},
+            {**jobs["sim-dcgm"], "static_configs": [{"targets": [hostport], "labels": labels}]},
+        ],
+    }
+    shutil.copytree(RULES, tmp_path / "rules")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     web = free_port()
     base = f"http://127.0.0.1:{web}"
@@ -141,26 +152,31 @@ def test_debians_prometheus_scrapes_a_simulators_page_with_the_dcgm_job(
         for i in range(4):  # some work, so the card is not idle
             httpx.post(f"{sim_url}/v1/completions", json={"prompt": f"x {i}", "max_tokens": 16})
 
-        def scraped() -> bool:
+        def owned() -> bool:
             assert proc.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
             try:
-                return bool(_query(base, 'up{job="dcgm"} == 1'))
+                return bool(_query(base, 'quantbench:gpu_owner{service="sim-vllm-awq"}'))
             except httpx.HTTPError:
                 return False
 
-        wait_for(scraped, "Prometheus' first scrape of the simulated exporter", deadline_s=60)
-        (target,) = httpx.get(f"{base}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
-        assert target["health"] == "up" and target["lastError"] == "", target
-        (count,) = _query(base, 'scrape_samples_post_metric_relabeling{job="dcgm"}')
+        wait_for(owned, "the simulated GPU scraped and given to its service", deadline_s=90)
+        targets = httpx.get(f"{base}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        (page,) = [t for t in targets if t["labels"]["job"] == "sim-dcgm"]
+        assert page["health"] == "up" and page["lastError"] == "", page
+        assert page["scrapeUrl"].endswith(DCGM_PATH)
+        (count,) = _query(base, 'scrape_samples_post_metric_relabeling{job="sim-dcgm"}')
         assert int(float(count["value"][1])) == len(FIELDS)
         (power,) = _query(base, "DCGM_FI_DEV_POWER_USAGE")
-        labels = power["metric"]
-        assert labels["simulated"] == "true" and labels["gpu"] == "0"
-        assert "DCGM_FI_DRIVER_VERSION" not in labels, "dropped at scrape, as for the real one"
-        (energy,) = _query(base, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION")
-        assert float(energy["value"][1]) > 0
-        end = time.time()
-        (limit,) = _query(base, f"DCGM_FI_DEV_POWER_MGMT_LIMIT @ {end:.3f}")
+        assert power["metric"]["simulated"] == "true" and power["metric"]["gpu"] == "0"
+        assert "DCGM_FI_DRIVER_VERSION" not in power["metric"], "dropped at scrape"
+        panel = (
+            'quantbench:gpu_owner{service="sim-vllm-awq"} * on (gpu, UUID) group_left () '
+            "DCGM_FI_DEV_POWER_USAGE"
+        )
+        (joined,) = _query(base, panel)
+        assert joined["metric"]["service"] == "sim-vllm-awq"
+        assert GPU_SPECS["h100"].idle_w <= float(joined["value"][1]) <= GPU_SPECS["h100"].tdp_w
+        (limit,) = _query(base, f"DCGM_FI_DEV_POWER_MGMT_LIMIT @ {time.time():.3f}")
         assert float(limit["value"][1]) == GPU_SPECS["h100"].tdp_w
     finally:
         proc.terminate()
