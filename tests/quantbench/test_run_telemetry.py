@@ -12,9 +12,6 @@ failed to come up land in logs/, redacted, with the error pointing there.
 from __future__ import annotations
 
 import json
-import os
-import stat
-import sys
 import tempfile
 import threading
 import time
@@ -28,18 +25,16 @@ import pytest
 
 from quantbench.cli import main
 from tests.analysis.browser import load_page
-from tests.deploy.helpers import compose_binary, write_secret_files
-from tests.procs import REPO_ROOT, start_sim, stop_sim
+from tests.procs import REPO_ROOT
 from tests.quantbench.docker_fakes import FakeContainer, FakeEngine, container_json, stats_json
-from tests.quantbench.test_compose import FAKE_DOCKER
 
 pytestmark = pytest.mark.slow
 
 API_KEY = "sk-qb-telemetry-test-7f3e"
 HF_TOKEN = "hf_" + "Ab1" * 12
 CID = "9d2e4f" + "0" * 58
-IMAGE_ID = "sha256:" + "e5" * 32
-DIGEST = "vllm/vllm-openai@sha256:" + "f6" * 32
+IMAGE_ID = "sha256:" + "c" * 64  # what the fake `docker compose images` says (conftest.py)
+DIGEST = "vllm/vllm-openai@sha256:" + "d" * 64  # and its `docker image inspect`
 
 
 # ------------------------------------------------------------------ simulated targets
@@ -93,13 +88,6 @@ def test_simulated_targets_get_power_energy_and_j_per_token_everywhere(tmp_path:
 
 # ------------------------------------------------------------------ compose targets
 @pytest.fixture
-def sim_url() -> Iterator[str]:
-    proc, url = start_sim("--timing", "fixed", "--ttft-ms", "5", "--itl-ms", "1", "--port", "0")
-    yield url
-    stop_sim(proc)
-
-
-@pytest.fixture
 def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
     with tempfile.TemporaryDirectory(prefix="qb-docker-") as directory:
         fake = FakeEngine(Path(directory) / "docker.sock")
@@ -127,22 +115,8 @@ def engine(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeEngine]:
 
 
 @pytest.fixture
-def fake_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sim_url: str) -> Path:
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "docker"
-    script.write_text(FAKE_DOCKER.format(python=sys.executable, compose=str(compose_binary())))
-    script.chmod(script.stat().st_mode | stat.S_IXUSR)
-    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_LOG", str(tmp_path / "docker.log"))
-    for name, value in write_secret_files(tmp_path / "secrets", "qb-secret-marker").items():
-        monkeypatch.setenv(name, value)
-    image = {"ID": IMAGE_ID, "ContainerName": "quantbench-vllm-awq-1",
-             "Repository": "vllm/vllm-openai", "Tag": "v0.33.0"}  # fmt: skip
-    monkeypatch.setenv("FAKE_OUT_IMAGES", json.dumps([image]))
-    monkeypatch.setenv("FAKE_OUT_INSPECT", json.dumps([DIGEST]) + "\n")
-    monkeypatch.setenv("FAKE_OUT_PORT", sim_url.removeprefix("http://") + "\n")
-    monkeypatch.setenv("FAKE_OUT_PS", "")
+def docker_env(fake_docker: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake `docker` CLI (conftest.py), with a log line and an API key to redact."""
     monkeypatch.setenv("FAKE_OUT_LOGS", "torch.OutOfMemoryError: CUDA out of memory\n")
     monkeypatch.setenv("QB_TEST_KEY", API_KEY)
     return tmp_path
@@ -199,13 +173,13 @@ def _during_stage_1(
     ids=["restarted", "oom-killed"],
 )
 def test_a_container_that_restarts_or_is_oom_killed_invalidates_its_stage(
-    change: Callable[[dict[str, Any]], None], reason: str, fake_docker: Path, engine: FakeEngine
+    change: Callable[[dict[str, Any]], None], reason: str, docker_env: Path, engine: FakeEngine
 ) -> None:
-    runs = fake_docker / "runs"
+    runs = docker_env / "runs"
     runs.mkdir()
     thread = threading.Thread(target=_during_stage_1, args=(runs, engine, change), daemon=True)
     thread.start()
-    assert main(["run", str(_bench(fake_docker)), "--out", str(runs)]) == 0
+    assert main(["run", str(_bench(docker_env)), "--out", str(runs)]) == 0
     thread.join(timeout=10)
     (run_dir,) = runs.iterdir()
     summary = pd.read_csv(run_dir / "summary.csv").set_index("stage")
@@ -227,7 +201,7 @@ def test_a_container_that_restarts_or_is_oom_killed_invalidates_its_stage(
 
 
 def test_a_container_that_fails_to_come_up_leaves_its_logs_and_the_error_points_there(
-    fake_docker: Path,
+    docker_env: Path,
     engine: FakeEngine,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -239,8 +213,8 @@ def test_a_container_that_fails_to_come_up_leaves_its_logs_and_the_error_points_
         "FAKE_STDERR",
         " Container quantbench-vllm-awq-1  Started\ncontainer quantbench-vllm-awq-1 exited (1)\n",
     )
-    runs = fake_docker / "runs"
-    assert main(["run", str(_bench(fake_docker)), "--out", str(runs)]) == 2
+    runs = docker_env / "runs"
+    assert main(["run", str(_bench(docker_env)), "--out", str(runs)]) == 2
     (run_dir,) = runs.iterdir()
     log = run_dir / "logs" / "vllm-awq.log"
     line = capsys.readouterr().err.strip()
