@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from analysis.config import DEFAULT_PERCENTILES, AnalysisConfig, SloConfig, percentile_word
 from analysis.errors import BREAKDOWN_COLUMNS, error_breakdown, failure_text
+from analysis.gpu_stages import TELEMETRY_COLUMNS
 from analysis.stats import Quantile, quantiles
 from analysis.validity import StageEvidence, invalid_reasons
 from loadtest.records import StageRecord
@@ -114,14 +115,16 @@ def _stat_parts(percentiles: Iterable[float]) -> list[str]:
 
 
 def summary_columns(percentiles: Iterable[float] = DEFAULT_PERCENTILES) -> list[str]:
-    """summary.csv's columns: DESIGN.md's first, then the extras, then every statistic."""
+    """summary.csv's columns: DESIGN.md's first, then the extras, then every statistic, then
+    the GPU and container figures (filled by `analysis.gpu_stages.add_telemetry_columns`)."""
     names = []
     for scope, metrics in STAT_METRICS.items():
         for metric in metrics:
             names.append(stat_column(metric, scope, "n"))
             names += [stat_column(metric, scope, part) for part in _stat_parts(percentiles)]
     seen = set(_BASE_COLUMNS) | set(_EXTRA_COLUMNS)
-    return [*_BASE_COLUMNS, *_EXTRA_COLUMNS, *(n for n in names if n not in seen)]
+    stats = [n for n in names if n not in seen]
+    return [*_BASE_COLUMNS, *_EXTRA_COLUMNS, *stats, *TELEMETRY_COLUMNS]
 
 
 SUMMARY_COLUMNS = summary_columns()

@@ -50,7 +50,7 @@ class ContainerWatch:
         wall_s = self._clock()
         try:
             facts = self.containers.facts(self.service)
-        except DockerUnavailable as exc:
+        except (DockerUnavailable, OSError) as exc:  # OSError: requests lost the engine
             sample = ContainerSample(
                 target=self.target, service=self.service, wall_s=wall_s, error=str(exc)
             )
@@ -59,7 +59,7 @@ class ContainerWatch:
             if facts.status == "running":
                 try:
                     stats = self.containers.stats(self.service)
-                except DockerUnavailable:
+                except (DockerUnavailable, OSError):
                     stats = None  # stats of a container that just stopped: its state says why
             sample = ContainerSample(
                 target=self.target,

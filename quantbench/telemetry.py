@@ -121,7 +121,7 @@ def _container_meta(watch: ContainerWatch, project: str, containers: Containers)
     try:
         facts = containers.facts(watch.service)
         image, image_id, digest = facts.image, facts.image_id, facts.repo_digest
-    except DockerUnavailable:
+    except (DockerUnavailable, OSError):
         image = image_id = ""
         digest = None
     return ContainerMeta(
@@ -146,7 +146,7 @@ def _save_logs(
     """logs/<service>.log relative to the run directory, or None if Docker could not say."""
     try:
         path = containers.save_logs(service, run_dir, LOG_LINES, redact=redact)
-    except DockerUnavailable:
+    except (DockerUnavailable, OSError):  # requests' errors are OSErrors: the engine went away
         return None
     return str(path.relative_to(run_dir))
 

@@ -47,6 +47,7 @@ def test_plan_prints_writes_and_is_kept_by_later_reports(
         "peak_rps": 40.0,
         "gpu_hour_cost": 2.5,
         "headroom": 0.2,
+        "kwh_cost": None,
         "max_ppl_increase": None,
         "source": "quantbench plan",
     }

@@ -32,7 +32,7 @@ def comparable(run_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]
     """What must not differ between a resumed and an uninterrupted run: each target as
     run.json records it (less its times and port), and summary.csv's identifying columns."""
     meta = json.loads((run_dir / "run.json").read_text())
-    varying = {"started_at", "ended_at", "metrics_url"}
+    varying = {"started_at", "ended_at", "metrics_url", "telemetry"}  # its URL and sample count
     targets = [{k: v for k, v in t.items() if k not in varying} for t in meta["targets"]]
     summary = pd.read_csv(run_dir / "summary.csv")
     rows = summary[["target", "stack", "quant", "simulated", "stage", "mode", "load"]]
