@@ -117,6 +117,11 @@ def _warn_sampling(
             console.print(f"  [{colour}]{target}: {line}[/]", highlight=False)
 
 
+def _plain(console: Console) -> Callable[[str], None]:
+    """Print a line as it is (no rich markup: server and driver messages have brackets)."""
+    return lambda line: console.print(line, markup=False, highlight=False)
+
+
 def _target_meta(target: TargetConfig) -> TargetMeta:
     return TargetMeta(
         name=target.name,
@@ -189,7 +194,9 @@ def _run_target(
         turn = (repeat, config.repeats)
         with (
             MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep),
-            target_telemetry(config.telemetry, target, url, run_dir, info, save),
+            target_telemetry(
+                config.telemetry, target, url, run_dir, info, save, say=_plain(console)
+            ),
             StageProgress(console, target.name, config.load, goal, first_stage, turn) as progress,
         ):
             run_locust(settings, url, progress, keep_fds=(lock_fd,))

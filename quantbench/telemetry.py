@@ -160,11 +160,15 @@ def target_telemetry(
     info: TargetMeta,
     save: Callable[[], None],
     containers: ContainersFactory = Containers,
+    say: Callable[[str], None] | None = None,
 ) -> Iterator[None]:
-    """Sample the target's GPU (and container) for the block; `info` and run.json record it."""
+    """Sample the target's GPU (and container) for the block; `info` and run.json record it,
+    and `say` gets one line saying where the GPU figures come from."""
     backend, meta = open_gpu_source(config, target, url)
     meta.kept = _kept_gpus(config, target, info)
     info.telemetry = meta
+    if say is not None:
+        say(_source_line(meta))
     sampler = None
     if backend is not None:
         sampler = GpuSampler(run_dir, backend, config.interval, meta.kept, target.name).start()
@@ -191,6 +195,14 @@ def target_telemetry(
             watch.stop()
             _container_end(watch, info.container, docker, run_dir, target)
         save()
+
+
+def _source_line(meta: TelemetryMeta) -> str:
+    if meta.source == "none":
+        return f"  GPU figures: none ({meta.note})"
+    kept = meta.kept if meta.kept is not None else "all"
+    gpus = f"{len(meta.gpus)} GPU(s) seen, kept: {kept}"
+    return f"  GPU figures: {meta.source} every {meta.interval_s:g} s ({gpus})"
 
 
 def _container_end(

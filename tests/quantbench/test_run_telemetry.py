@@ -38,7 +38,9 @@ DIGEST = "vllm/vllm-openai@sha256:" + "d" * 64  # and its `docker image inspect`
 
 
 # ------------------------------------------------------------------ simulated targets
-def test_simulated_targets_get_power_energy_and_j_per_token_everywhere(tmp_path: Path) -> None:
+def test_simulated_targets_get_power_energy_and_j_per_token_everywhere(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "bench.yaml"
     config.write_text(
         "name: energy\ntargets:\n"
@@ -50,6 +52,8 @@ def test_simulated_targets_get_power_energy_and_j_per_token_everywhere(tmp_path:
     )
     assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
+    printed = capsys.readouterr().out
+    assert printed.count("  GPU figures: simulated-dcgm every 0.25 s (1 GPU(s) seen") == 2
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["schema_version"] == 2
     for target in meta["targets"]:
