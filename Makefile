@@ -17,13 +17,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/quantbench demo
 
-## test: the whole suite (installs Debian's prometheus and chromium when missing and root)
-test: $(STAMP) $(DEBIAN_TOOLS)
-	$(PY) -m pytest -q
-
 # Debian packages the tests use for real: prometheus (server metrics) and chromium (the
 # report as a reader sees it); installed when missing and root, else the tests say so.
 DEBIAN_TOOLS := prometheus chromium
+
+## test: the whole suite (installs Debian's prometheus and chromium when missing and root)
+# Four at once: most tests wait on simulators and stages in real time, not on the CPU
+# (2 cores: ~12 min one at a time, ~5 in parallel). TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 4
+test: $(STAMP) $(DEBIAN_TOOLS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS)
 
 prometheus chromium:
 	@if ! command -v $@ >/dev/null 2>&1; then \

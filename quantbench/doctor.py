@@ -218,7 +218,7 @@ def _target_checks(config: BenchConfig, plan: Plan, host: Host) -> Iterable[Chec
                 )
                 continue
             yield Check(name, "ok", f"{url} completed a probe generation")
-            context = host.prober.context(url, target.api)
+            context = host.prober.context(url, target.api, target.api_key_env)
         if context is None:
             yield Check(f"{name}: limits", "skip", "the server does not say its context")
             continue

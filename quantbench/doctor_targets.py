@@ -15,6 +15,7 @@ from typing import Protocol
 import httpx
 
 from loadtest.config import TimeoutConfig, WorkloadConfig
+from loadtest.secrets import auth_headers
 from loadtest.workload import length_bound
 from quantbench.config import TargetConfig
 from quantbench.errors import HarnessError
@@ -38,7 +39,7 @@ class Prober(Protocol):
         """ "" when a tiny streamed request completes, else why not (one line)."""
         ...
 
-    def context(self, url: str, api: str) -> Context | None: ...
+    def context(self, url: str, api: str, api_key_env: str | None) -> Context | None: ...
 
 
 class HttpProber:
@@ -58,14 +59,15 @@ class HttpProber:
             return str(exc)
         return ""
 
-    def context(self, url: str, api: str) -> Context | None:
+    def context(self, url: str, api: str, api_key_env: str | None) -> Context | None:
+        headers = auth_headers(api_key_env)
         try:
-            info = httpx.get(f"{url}/info", timeout=10.0)
+            info = httpx.get(f"{url}/info", headers=headers, timeout=10.0)
             if info.status_code == 200 and "max_total_tokens" in info.json():
                 body = info.json()
                 total = int(body["max_total_tokens"])
                 return Context(total, int(body.get("max_input_tokens") or total - 1))
-            models = httpx.get(f"{url}/v1/models", timeout=10.0)
+            models = httpx.get(f"{url}/v1/models", headers=headers, timeout=10.0)
             models.raise_for_status()
             total = int(models.json()["data"][0]["max_model_len"])
         except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError):

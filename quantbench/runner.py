@@ -37,6 +37,7 @@ from loadtest.prompts import load_dataset
 from loadtest.records import RequestRecord
 from loadtest.run_meta import RunMeta, TargetMeta
 from loadtest.sampling import estimate_stages, request_seconds
+from loadtest.secrets import auth_headers
 from loadtest.workload import longest_request, prompt_source
 from quantbench import __version__
 from quantbench.compose import ComposeProject
@@ -193,7 +194,14 @@ def _run_target(
         keep = sample_filter(stack) if stack in STACK_MAPPINGS else None
         turn = (repeat, config.repeats)
         with (
-            MetricsRecorder(run_dir, target.name, metrics_url, interval_s=1.0, keep=keep),
+            MetricsRecorder(
+                run_dir,
+                target.name,
+                metrics_url,
+                interval_s=1.0,
+                keep=keep,
+                headers=auth_headers(target.api_key_env),
+            ),
             target_telemetry(
                 config.telemetry, target, url, run_dir, info, save, say=_plain(console)
             ),

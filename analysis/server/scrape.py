@@ -32,9 +32,16 @@ _ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 class HttpFetch:
     """The default fetch: one pooled httpx client; a non-2xx answer raises."""
 
-    def __init__(self, timeout_s: float = 5.0, transport: httpx.BaseTransport | None = None):
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        transport: httpx.BaseTransport | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        # `headers`: the target's Authorization when it has an API key (a server that guards
+        # /metrics too answers; one that does not ignores it).
         self._client = httpx.Client(
-            timeout=timeout_s, headers={"Accept": _ACCEPT}, transport=transport
+            timeout=timeout_s, headers={"Accept": _ACCEPT, **(headers or {})}, transport=transport
         )
 
     def __call__(self, url: str) -> tuple[str, str]:
@@ -66,6 +73,7 @@ class MetricsRecorder:
         fetch: Fetch | None = None,
         clock: Callable[[], float] = time.time,
         keep: Callable[[str], bool] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be positive, not {interval_s}")
@@ -75,7 +83,8 @@ class MetricsRecorder:
         self.interval_s = interval_s
         self._owned: HttpFetch | None = None
         if fetch is None:  # ours, so closed at stop(): a recorder runs once
-            fetch = self._owned = HttpFetch(timeout_s=max(0.5, min(interval_s, 5.0)))
+            timeout_s = max(0.5, min(interval_s, 5.0))
+            fetch = self._owned = HttpFetch(timeout_s=timeout_s, headers=headers)
         self._fetch = fetch
         self._clock = clock
         self._keep = keep

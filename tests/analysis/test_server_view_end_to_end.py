@@ -12,13 +12,14 @@ from quantbench.cli import main
 pytestmark = pytest.mark.slow
 
 
-def run(tmp_path: Path, faults: str) -> Path:
+def run(tmp_path: Path, faults: str, ttft_ms: int = 30, users: int = 4) -> Path:
     config = tmp_path / "bench.yaml"
     config.write_text(
         "name: server\ntargets:\n"
-        f"  - {{name: sim, sim: {{timing: fixed, ttft_ms: 30, itl_ms: 3, faults: {faults}}}}}\n"
+        f"  - {{name: sim, sim: {{timing: fixed, ttft_ms: {ttft_ms}, itl_ms: 3, "
+        f"faults: {faults}}}}}\n"
         "workload: {prompt_tokens: 16, output_tokens: 8}\n"
-        "load: {stages: [4, 4], warmup: 0.5s, stage_duration: 3s}\n"
+        f"load: {{stages: [{users}, {users}], warmup: 0.5s, stage_duration: 3s}}\n"
         "analysis: {min_samples_p95: 20}\n"
     )
     assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 0
@@ -27,7 +28,10 @@ def run(tmp_path: Path, faults: str) -> Path:
 
 
 def test_server_figures_reconcile_with_the_client(tmp_path: Path) -> None:
-    run_dir = run(tmp_path, "{}")
+    # A TTFT long beside this busy machine's scheduling delays (a few ms between the
+    # simulator's write and Locust's read), so the 10% mean-TTFT check tests the mapping,
+    # not the host; 16 users keep ~300 requests a stage for the 1% count check.
+    run_dir = run(tmp_path, "{}", ttft_ms=120, users=16)
     server = pd.read_csv(run_dir / "server_stages.csv")
     assert list(server["stage"]) == [0, 1] and not server["restarted"].any()
     assert (server["requests_finished"] > 0).all()
@@ -39,7 +43,9 @@ def test_server_figures_reconcile_with_the_client(tmp_path: Path) -> None:
 
 
 def test_a_restart_mid_stage_is_flagged_not_averaged_in(tmp_path: Path) -> None:
-    run_dir = run(tmp_path, "{restart_at_s: 5.5, restart_down_s: 0.3}")
+    # Tied to the schedule, not the clock: stage 1 (4 users, 3.5 s, 54 ms a request) answers
+    # at most ~260 requests, so the 290th falls in stage 2 however late Locust started.
+    run_dir = run(tmp_path, "{restart_after_requests: 290, restart_down_s: 0.3}")
     summary = pd.read_csv(run_dir / "summary.csv").set_index("stage")
     assert "server restarted" not in str(summary.loc[0, "invalid_reason"])
     assert not summary.loc[1, "valid"]

@@ -46,7 +46,7 @@ class FakeProber:
         self.asked.append(url)
         return self.problem
 
-    def context(self, url: str, api: str) -> Context | None:
+    def context(self, url: str, api: str, api_key_env: str | None) -> Context | None:
         return self._context
 
 

@@ -103,6 +103,21 @@ def test_http_fetch_raises_on_an_error_status() -> None:
     fetch.close()
 
 
+def test_http_fetch_sends_the_targets_authorization() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, text=TGI, headers={"content-type": "text/plain"})
+
+    fetch = HttpFetch(
+        transport=httpx.MockTransport(handler), headers={"Authorization": "Bearer k-123"}
+    )
+    fetch("http://sim/metrics")
+    fetch.close()
+    assert seen == ["Bearer k-123"], "a server that guards /metrics behind its key is scraped"
+
+
 def test_an_unwritable_run_directory_is_reported_at_stop(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the run directory should be
