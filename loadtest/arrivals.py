@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from loadtest.config import ArrivalProcess
+from loadtest.seeds import hash_seed
 
 __all__ = ["arrival_times", "hash_seed", "iter_arrivals"]
 
@@ -66,13 +67,3 @@ def iter_arrivals(
             if t >= end_s:
                 return
             yield t
-
-
-def hash_seed(seed: int | str) -> int:
-    """A stable integer from a seed that may be text (e.g. "7:stage2:worker1")."""
-    if isinstance(seed, int):
-        return seed
-    value = 0
-    for char in seed.encode():
-        value = (value * 131 + char) % (2**63)
-    return value

@@ -6,13 +6,14 @@ from the settings file the CLI writes (or builds them from `--qb-*` flags).
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
+from loadtest.durations import Duration, PositiveDuration, parse_duration
 from loadtest.limits import overload_problem
+from loadtest.traces.config import TraceConfig
 
 __all__ = [
     "ArrivalProcess",
@@ -23,26 +24,14 @@ __all__ = [
     "LoadMode",
     "LocustSettings",
     "SampleGoal",
+    "SecondsDist",
+    "SessionsConfig",
     "TimeoutConfig",
     "WorkloadConfig",
     "load_unit",
+    "mode_problem",
     "parse_duration",
 ]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_duration(value: object) -> object:
-    """`30s`, `5m`, `500ms`, `1h` or a plain number of seconds; anything else is left to fail."""
-    if isinstance(value, bool):
-        raise ValueError(f"{str(value).lower()} is not a duration; write e.g. 30s, 5m or 500ms")
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m or 500ms")
-        return float(match.group(1)) * _UNIT_S[match.group(2)]
-    return value
 
 
 def _not_bool(value: object) -> object:
@@ -52,8 +41,6 @@ def _not_bool(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-PositiveDuration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 StageLoad = Annotated[float, BeforeValidator(_not_bool), Field(gt=0)]
 
 
@@ -89,10 +76,63 @@ class LengthDist(_Strict):
         return self
 
 
+class SecondsDist(_Strict):
+    """A distribution of seconds (a think time); a bare duration (`2s`) means `fixed`.
+
+    `exponential` has mean `mean` (a user who may come back at any moment); `lognormal` is
+    parameterised by its own mean and `std`, like token lengths; `uniform` spans [min, max].
+    Draws are clipped to [min, max]."""
+
+    dist: Literal["fixed", "uniform", "exponential", "lognormal"] = "fixed"
+    mean: Duration
+    std: Duration = 0.0
+    min: Duration = 0.0
+    max: Duration | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_scalar(cls, data: object) -> object:
+        if isinstance(data, int | float | str) and not isinstance(data, bool):
+            return {"dist": "fixed", "mean": data}
+        return data
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SecondsDist:
+        if self.max is not None and self.max < self.min:
+            raise ValueError(f"max ({self.max:g} s) is below min ({self.min:g} s)")
+        if self.dist == "uniform" and self.max is None:
+            raise ValueError("a uniform distribution needs max")
+        if self.dist == "lognormal" and (self.std == 0 or self.mean == 0):
+            raise ValueError("a lognormal distribution needs mean > 0 and std > 0")
+        return self
+
+
+class SessionsConfig(_Strict):
+    """Multi-turn conversations (`loadtest.sessions`): each closed-loop user holds one at a
+    time; a turn is sent when the previous answer has arrived and `think_time` has passed,
+    with the whole conversation so far as its messages (chat API).
+
+    From `file` (ShareGPT JSON: each conversation's human turns in order, its gpt answers as
+    the history and their lengths as the output tokens), or synthetic: `turns` user messages
+    of `user_tokens` tokens each, answers of `workload.output_tokens`. `system_prompt_tokens`
+    opens every conversation with the same system message (shared by all: a prefix cache
+    keeps it). `max_turns` cuts longer conversations of a file."""
+
+    file: Path | None = None
+    turns: LengthDist = LengthDist(mean=4)
+    user_tokens: LengthDist = LengthDist(mean=64)
+    think_time: SecondsDist = SecondsDist(mean=1.0)
+    system_prompt_tokens: int = Field(default=0, ge=0)
+    max_turns: int | None = Field(default=None, ge=1)
+
+
 class WorkloadConfig(_Strict):
     """What each request asks for. Prompts are synthetic text of `prompt_tokens` tokens, or
     drawn from `dataset` (JSON lines or ShareGPT); `tokenizer` (a local tokenizer.json) makes
-    token counts exact, else the target's `/tokenize` calibrates them when `calibrate`."""
+    token counts exact, else the target's `/tokenize` calibrates them when `calibrate`.
+
+    `trace`: a production trace replayed request by request (`load.mode: replay`), each with
+    its own lengths; `sessions`: multi-turn conversations (closed loop, chat endpoint)."""
 
     endpoint: Literal["completions", "chat"] = "chat"
     prompt_tokens: LengthDist = LengthDist(mean=256)
@@ -102,15 +142,31 @@ class WorkloadConfig(_Strict):
     calibrate: bool = True
     shared_prefix_ratio: float = Field(default=0.0, ge=0, le=0.95)
     seed: int = 0
+    trace: TraceConfig | None = None
+    sessions: SessionsConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> WorkloadConfig:
+        if self.trace is not None and self.sessions is not None:
+            raise ValueError(
+                "give `trace` or `sessions`, not both (a trace with session ids replays its "
+                "turns in order by itself)"
+            )
+        if self.trace is not None and self.dataset is not None:
+            raise ValueError("give `trace` or `dataset`, not both: a trace sets every length")
+        if self.sessions is not None and self.endpoint != "chat":
+            raise ValueError("sessions send conversations: they need `endpoint: chat`")
+        return self
 
 
 ArrivalProcess = Literal["constant", "poisson", "gamma"]
-LoadMode = Literal["concurrency", "rate", "batch"]
+LoadMode = Literal["concurrency", "rate", "batch", "replay"]
 
 _LOAD_UNITS: dict[str, tuple[str, str]] = {
     "concurrency": ("user", "users"),
     "rate": ("req/s offered", "req/s offered"),
     "batch": ("request per batch", "requests per batch"),
+    "replay": ("× the trace's rate", "× the trace's rate"),
 }
 
 
@@ -122,7 +178,24 @@ def load_unit(mode: str, load: float | None = None) -> str:
     one, many = _LOAD_UNITS.get(mode, ("load", "load"))
     if load is None:
         return many
+    if mode == "replay":  # a rate multiplier: `2× the trace's rate`
+        return f"{load:g}{one}"
     return f"{load:g} {one if load == 1 else many}"
+
+
+def mode_problem(load: LoadConfig, workload: WorkloadConfig) -> str | None:
+    """Why the load mode and the workload do not go together (one line naming both), or None:
+    `replay` and `workload.trace` come together; sessions need a closed loop."""
+    if load.mode == "replay" and workload.trace is None:
+        return "load.mode: replay needs workload.trace (the trace file to replay)"
+    if workload.trace is not None and load.mode != "replay":
+        return f"workload.trace is replayed by load.mode: replay, not {load.mode}"
+    if workload.sessions is not None and load.mode != "concurrency":
+        return (
+            f"workload.sessions run as closed-loop users (load.mode: concurrency), not "
+            f"{load.mode}; a trace with session ids replays its turns with load.mode: replay"
+        )
+    return None
 
 
 DEFAULT_STAGE_CAP_S = 600.0
@@ -137,6 +210,9 @@ class LoadConfig(_Strict):
     `rate`: open loop, requests/s on a seeded `arrival` schedule, latency timed from the
     schedule; more than `max_in_flight` outstanding requests are counted `not_sent`.
     `batch`: N requests released together, again when all have ended (offline throughput).
+    `replay`: the `workload.trace`, each request at its timestamp (open loop); a stage is the
+    whole (windowed, sampled, sped-up) trace at `load` × its rate, so `stages: [1, 2, 4]` is a
+    growth sweep; its length is the trace's, `warmup` its first seconds (not measured).
     A stage beyond what the generator processes can time accurately is refused (see
     `loadtest.limits`) unless `allow_overload`.
     """
@@ -155,7 +231,7 @@ class LoadConfig(_Strict):
 
     @model_validator(mode="after")
     def _whole_users(self) -> LoadConfig:
-        if self.mode != "rate" and any(load != int(load) for load in self.stages):
+        if self.mode not in ("rate", "replay") and any(load != int(load) for load in self.stages):
             raise ValueError(f"{self.mode} stages are counts of requests; use whole numbers")
         return self
 
@@ -229,7 +305,9 @@ class LocustSettings(_Strict):
 
     @model_validator(mode="after")
     def _within_limits(self) -> LocustSettings:
-        problem = overload_problem(self.load, self.workload)
+        problem = mode_problem(self.load, self.workload) or overload_problem(
+            self.load, self.workload
+        )
         if problem is not None:
             raise ValueError(problem)
         return self

@@ -27,6 +27,7 @@ __all__ = [
     "STREAMS_PER_PROCESS",
     "generator_cores",
     "overload_problem",
+    "replay_problem",
 ]
 
 EVENTS_PER_S_PER_PROCESS = 10_000  # token events/s one process times accurately
@@ -45,7 +46,7 @@ def generator_cores() -> int:
 
 
 def _in_flight_per_process(load: LoadConfig) -> float:
-    if load.mode == "rate":
+    if load.mode in ("rate", "replay"):
         return float(load.max_in_flight)
     return max(load.stages) / load.processes
 
@@ -63,6 +64,8 @@ def _accuracy_problem(load: LoadConfig, workload: WorkloadConfig, cores: int) ->
             f"load.processes: {load.processes} generator processes on {cores} cores; "
             f"use at most {cores}"
         )
+    if load.mode == "replay":
+        return None  # the trace sets the rate: `replay_problem`, once it has been read
     if load.mode == "rate":
         tokens = workload.output_tokens.mean
         events = top * tokens / load.processes
@@ -90,7 +93,8 @@ def _memory_problem(load: LoadConfig, available_bytes: int) -> str | None:
     budget = available_bytes * _MEMORY_SHARE
     if planned <= budget:
         return None
-    fields = "load.processes or load." + ("max_in_flight" if load.mode == "rate" else "stages")
+    open_loop = load.mode in ("rate", "replay")
+    fields = "load.processes or load." + ("max_in_flight" if open_loop else "stages")
     return (
         f"load: {load.processes:,} generator process(es) with up to {math.ceil(in_flight):,} "
         f"requests in flight each need about {planned / 2**30:,.1f} GiB, more than half of "
@@ -117,3 +121,24 @@ def overload_problem(
     if problem is None:
         return None
     return f"{problem}, or set load.allow_overload: true to run it anyway"
+
+
+def replay_problem(
+    load: LoadConfig, rate_per_s: float, output_tokens: float, *, cores: int | None = None
+) -> str | None:
+    """Why replaying a trace of mean `rate_per_s` requests/s and `output_tokens` mean output
+    tokens at the top stage's multiplier is more than the generator times accurately."""
+    if load.allow_overload:
+        return None
+    top = max(load.stages)
+    events = rate_per_s * top * output_tokens / load.processes
+    if events <= EVENTS_PER_S_PER_PROCESS:
+        return None
+    need = -(-rate_per_s * top * output_tokens // EVENTS_PER_S_PER_PROCESS)
+    return (
+        f"load.stages: the trace at {top:g}× its mean rate ({rate_per_s * top:,.1f} requests/s × "
+        f"{output_tokens:,.0f} output tokens) is {events:,.0f} token events/s per generator "
+        f"process, more than one times accurately ({EVENTS_PER_S_PER_PROCESS:,}); "
+        + _advice(need, cores or generator_cores())
+        + ", or set load.allow_overload: true to run it anyway"
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ import gevent.event
 
 from loadtest.clients.base import RequestContext
 from loadtest.config import LocustSettings
+from loadtest.dispatch import AwaitRound, Launch, Wait, dispatch_plan
 from loadtest.generator_stats import ClientExporter
 from loadtest.prompts import DatasetItem, PromptSource, load_dataset
 from loadtest.records import (
@@ -30,14 +32,24 @@ from loadtest.records import (
     RequestRecord,
     StageRecord,
 )
+from loadtest.replay import (
+    ReplayLaunch,
+    SessionTurns,
+    TracePrompts,
+    controlled_trace,
+    replay_plan,
+    stage_lengths_s,
+)
 from loadtest.secrets import Redactor
+from loadtest.sessions import Conversations, Script, load_conversations
 from loadtest.shapes import Counts, LoadPlan, SampledStage, StagePlan
-from loadtest.workload import RequestFactory, prompt_source
+from loadtest.traces import Trace
+from loadtest.workload import GenRequest, RequestFactory, prompt_source
 
 if TYPE_CHECKING:  # importing locust monkey-patches the process; tests use this without it
     from locust.env import Environment
 
-__all__ = ["Anchor", "RunState"]
+__all__ = ["Anchor", "RunState", "TraceReplay"]
 
 _ATTRIBUTE = "quantbench_run"
 
@@ -60,6 +72,26 @@ class Anchor:
         return (time.perf_counter() if perf_s is None else perf_s) - self.perf_s
 
 
+@dataclass
+class TraceReplay:
+    """`load.mode: replay`: the controlled trace, its sessions' turns and its prompts."""
+
+    trace: Trace
+    turns: SessionTurns | None
+    prompts: TracePrompts
+
+    def request(self, launch: ReplayLaunch) -> tuple[GenRequest, dict[str, int | None]]:
+        """The request of a launch and the record fields that place it in the trace."""
+        row = launch.request
+        turn = int(self.turns.turn[row.index]) if self.turns is not None else -1
+        where = {"trace_row": row.row, "session": row.session, "turn": turn if turn >= 0 else None}
+        return self.prompts.request(row), where
+
+    def last_turn(self, index: int) -> bool:
+        """Whether row `index` is its session's last turn (no later turn waits for it)."""
+        return self.turns is not None and bool(self.turns.last[index])
+
+
 class RunState:
     """One run, as one Locust process (local, master or worker) sees it."""
 
@@ -67,6 +99,14 @@ class RunState:
         """`lead_s`: how far ahead a stage's end is decided (a master's workers must hear of
         it before it passes)."""
         self.settings = settings
+        workload = settings.workload
+        self.prompts: PromptSource = prompt_source(workload, settings.tokens_per_word)
+        self.replay: TraceReplay | None = None
+        if workload.trace is not None:
+            trace = controlled_trace(workload)
+            self.replay = TraceReplay(
+                trace, SessionTurns.of(trace), TracePrompts(workload, self.prompts)
+            )
         self.plan = LoadPlan(
             settings.load,
             settings.first_stage,
@@ -74,14 +114,19 @@ class RunState:
             stage_offset=settings.stage_offset,
             repeat=settings.repeat,
             lead_s=lead_s,
+            stage_lengths_s=(
+                stage_lengths_s(self.replay.trace, settings.load) if self.replay else None
+            ),
         )
         self.counts: dict[int, Counts] = {}  # this process's, per stage
         self.peer_counts: dict[str, dict[int, Counts]] = {}  # a master's: each worker's
         self.decided = gevent.event.Event()  # set (and replaced) when an ending is decided
-        workload = settings.workload
-        self.prompts: PromptSource = prompt_source(workload, settings.tokens_per_word)
         self.dataset: list[DatasetItem] | None = (
             load_dataset(workload.dataset) if workload.dataset else None
+        )
+        sessions = workload.sessions
+        self.scripts: list[Script] | None = (
+            load_conversations(sessions.file) if sessions and sessions.file else None
         )
         self.redact = Redactor(settings.endpoint.api_key_env)
         self.anchor = Anchor()
@@ -125,7 +170,34 @@ class RunState:
     def factory(self, stream_id: int | str) -> RequestFactory:
         return RequestFactory(self.settings.workload, stream_id, self.prompts, self.dataset)
 
-    def context(self, stage: StagePlan, scheduled_ns: int, user: int, seq: int) -> RequestContext:
+    def conversations(self, user: int) -> Conversations | None:
+        """A closed-loop user's conversations (`workload.sessions`), else None."""
+        if self.settings.workload.sessions is None:
+            return None
+        return Conversations(self.settings.workload, user, self.prompts, self.scripts)
+
+    def dispatch_steps(self, slot: int) -> Iterator[Launch | Wait | AwaitRound]:
+        """What dispatcher `slot` sends, and when: the trace (replay) or the schedule."""
+        anchor = self.anchor
+        if self.replay is not None:
+            return replay_plan(
+                self.plan, self.replay.trace, anchor.run_time_s, slot, anchor.dispatchers
+            )
+        seed = self.settings.workload.seed
+        load = self.settings.load
+        return dispatch_plan(self.plan, load, seed, anchor.run_time_s, slot, anchor.dispatchers)
+
+    def context(
+        self,
+        stage: StagePlan,
+        scheduled_ns: int,
+        user: int,
+        seq: int,
+        *,
+        trace_row: int | None = None,
+        session: int | None = None,
+        turn: int | None = None,
+    ) -> RequestContext:
         return RequestContext(
             target=self.settings.endpoint.name,
             stage=stage.index,
@@ -136,6 +208,9 @@ class RunState:
             user=user,
             seq=seq,
             request_id=uuid.uuid4().hex,
+            trace_row=trace_row,
+            session=session,
+            turn=turn,
         )
 
     def restart_stages(self) -> None:

@@ -30,12 +30,14 @@ import os
 import signal
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
 import gevent
+import gevent.event
 from gevent import GreenletExit
 from gevent.pool import Pool
 from locust import LoadTestShape, User, events, task
@@ -51,12 +53,13 @@ from loadtest.clients import CLIENTS
 from loadtest.clients.base import RequestContext, StreamingClient
 from loadtest.config import LocustSettings, parse_duration
 from loadtest.discovery import DiscoveryError, served_model
-from loadtest.dispatch import AwaitRound, Launch, Wait, connect_backoff_s, dispatch_plan
+from loadtest.dispatch import AwaitRound, Launch, Wait, connect_backoff_s
 from loadtest.generator_stats import CpuSampler
 from loadtest.lifeline import die_with_parent
 from loadtest.locust_run import RunState
 from loadtest.locust_transport import LocustTransport
 from loadtest.records import Outcome, RequestRecord, ScheduledRecord
+from loadtest.replay import ReplayLaunch
 from loadtest.run_meta import RUN_FILE, RunMeta, RunMetaError, TargetMeta
 from loadtest.workload import GenRequest
 
@@ -80,7 +83,7 @@ def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("quantbench")
     group.add_argument("--qb-settings", help="LocustSettings JSON written by `quantbench run`")
     group.add_argument("--qb-run-dir", help="run directory for requests.jsonl and stages.jsonl")
-    group.add_argument("--qb-mode", choices=["concurrency", "rate", "batch"])
+    group.add_argument("--qb-mode", choices=["concurrency", "rate", "batch", "replay"])
     group.add_argument("--qb-stages", help="comma-separated loads: users, requests/s or batch")
     group.add_argument("--qb-stage-duration", help="measured time per stage, e.g. 30s")
     group.add_argument(
@@ -519,7 +522,8 @@ def _send(
 
 class LLMUser(FastHttpUser):
     """One closed-loop virtual user: sends the next request as soon as the last one ended
-    (after a failed connection, with a short back-off: `loadtest.dispatch`)."""
+    (after a failed connection, with a short back-off: `loadtest.dispatch`); with
+    `workload.sessions`, the next turn of its conversation after the answer and a think time."""
 
     def on_start(self) -> None:
         self.state = _ready_state(self.environment)
@@ -527,18 +531,30 @@ class LLMUser(FastHttpUser):
         self.seq = 0
         self.backoff_s = 0.0
         self.factory = self.state.factory(self.user_id)
+        self.conversations = self.state.conversations(self.user_id)
         self.llm = _client(self.state, self)
 
     @task
     def generate(self) -> None:
         state = self.state
+        where: dict[str, int | None] = {}
+        if self.conversations is not None:
+            turn = self.conversations.next_turn()
+            if turn.think_s > 0:
+                gevent.sleep(turn.think_s)
+            request, where = turn.request, {"session": turn.session, "turn": turn.turn}
+        else:
+            request = self.factory.next()
         scheduled_ns = time.perf_counter_ns()
         stage = state.plan.stage_at(state.anchor.run_time_s(scheduled_ns / 1e9))
         if stage is None or state.stopping:
             raise StopUser()
         self.seq += 1
-        ctx = state.context(stage, scheduled_ns, self.user_id, self.seq)
-        record = _send(self.environment, state, self.llm, self.factory.next(), ctx)
+        ctx = state.context(stage, scheduled_ns, self.user_id, self.seq, **where)
+        record = _send(self.environment, state, self.llm, request, ctx)
+        if self.conversations is not None:
+            ok = record.outcome is Outcome.OK
+            self.conversations.answered(record.output_tokens if ok else None)
         self.backoff_s = connect_backoff_s(self.backoff_s, record.outcome)
         if self.backoff_s:
             gevent.sleep(self.backoff_s)
@@ -553,6 +569,7 @@ class DispatchUser(FastHttpUser):
         self.slot = max(getattr(runner, "worker_index", 0), 0) % self.state.anchor.dispatchers
         self.llm = _client(self.state, self)
         self.pool = Pool(self.state.settings.load.max_in_flight)
+        self.sessions: dict[int, gevent.event.Event] = {}  # replay: each open session's last turn
 
     def on_stop(self) -> None:
         self.pool.kill()  # what is still running is written `cancelled`
@@ -560,28 +577,51 @@ class DispatchUser(FastHttpUser):
     def _launch(self, launch: Launch) -> None:
         state = self.state
         scheduled_ns = int((state.anchor.perf_s + launch.at_s) * 1e9)
-        ctx = state.context(launch.stage, scheduled_ns, self.slot, launch.index)
-        request = state.factory(f"{launch.stage.index}:{launch.index}").next()
+        where: dict[str, int | None] = {}
+        if isinstance(launch, ReplayLaunch) and state.replay is not None:
+            request, where = state.replay.request(launch)
+        else:
+            request = state.factory(f"{launch.stage.index}:{launch.index}").next()
+        ctx = state.context(launch.stage, scheduled_ns, self.slot, launch.index, **where)
         if self.pool.full():
             cap = state.settings.load.max_in_flight
             assert state.requests is not None
             state.requests.write(ctx.record(Outcome.NOT_SENT, error=f"{cap} requests in flight"))
             return
-        self.pool.spawn(_send, self.environment, state, self.llm, request, ctx)
+        if ctx.session is None:
+            self.pool.spawn(_send, self.environment, state, self.llm, request, ctx)
+            return
+        # A trace's session: this turn goes after the session's previous one has ended.
+        previous = self.sessions.get(ctx.session)
+        done = gevent.event.Event()
+        if state.replay is not None and state.replay.last_turn(launch.index):
+            self.sessions.pop(ctx.session, None)
+        else:
+            self.sessions[ctx.session] = done
+        self.pool.spawn(self._send_turn, previous, done, request, ctx)
+
+    def _send_turn(
+        self,
+        previous: gevent.event.Event | None,
+        done: gevent.event.Event,
+        request: GenRequest,
+        ctx: RequestContext,
+    ) -> None:
+        """Send a session's turn once its previous turn has ended: a conversation goes on
+        only after its answer, so the turn is scheduled then if that is after its time."""
+        try:
+            if previous is not None and not previous.is_set():
+                previous.wait()
+                ctx = replace(ctx, scheduled_ns=max(ctx.scheduled_ns, time.perf_counter_ns()))
+            _send(self.environment, self.state, self.llm, request, ctx)
+        finally:
+            done.set()
 
     @task
     def dispatch(self) -> None:
         state = self.state
         load = state.settings.load
-        plan = dispatch_plan(
-            state.plan,
-            load,
-            state.settings.workload.seed,
-            state.anchor.run_time_s,
-            self.slot,
-            state.anchor.dispatchers,
-        )
-        for step in plan:
+        for step in state.dispatch_steps(self.slot):
             if state.stopping:
                 break
             if isinstance(step, AwaitRound):

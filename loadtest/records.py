@@ -58,12 +58,17 @@ class RequestRecord(BaseModel):
 
     target: str
     stage: int
-    mode: Literal["concurrency", "rate", "batch"]
+    mode: Literal["concurrency", "rate", "batch", "replay"]
     load: float
     warmup: bool = False
     user: int = 0
     seq: int = 0
     request_id: str = ""
+    #: replay: the request's data row in the trace file (0 = the first); sessions (a
+    #: conversation, or a trace's session id): which one, and the turn in it (0 = the first)
+    trace_row: int | None = None
+    session: int | None = None
+    turn: int | None = None
     outcome: Outcome
     http_status: int | None = None
     error: str | None = None
@@ -105,7 +110,7 @@ class StageRecord(BaseModel):
 
     target: str
     stage: int
-    mode: Literal["concurrency", "rate", "batch"]
+    mode: Literal["concurrency", "rate", "batch", "replay"]
     load: float
     repeat: int = 0
     warmup_s: float

@@ -12,11 +12,15 @@ How a stage ends is decided by `StageRule.decide` over what has been observed (`
 a later mode (search, sweep, replay) supplies its own rule. Until a stage's end is decided
 the stage runs on (its cap ends it without a decision). `lead_s` lets a master decide an end
 that far ahead, so that generator processes hear of it before it passes. Closed loop holds
-`load` users; open loop (rate) and batch stages are driven by one dispatcher user per process.
+`load` users; open loop (rate), batch and replay stages are driven by one dispatcher user per
+process. A replay stage's length is fixed in advance (`stage_lengths_s`: the trace's span at
+its multiplier): it ends when its trace does, decided from the start, its warm-up the first
+seconds of it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -116,9 +120,12 @@ class LoadPlan:
         stage_offset: int = 0,
         repeat: int = 0,
         lead_s: float = 0.0,
+        stage_lengths_s: Sequence[float] | None = None,
     ) -> None:
         """`first_stage` > 0 resumes a run: earlier stages are done and are skipped.
-        Stage numbers start at `stage_offset` (a repeat's stages follow the previous ones)."""
+        Stage numbers start at `stage_offset` (a repeat's stages follow the previous ones).
+        `stage_lengths_s`: each configured stage's whole length (warm-up included) when it
+        is fixed in advance, as a replay's is; such a stage is never extended."""
         self.mode = load.mode
         self.rule = rule or SampledStage()
         self.lead_s = lead_s
@@ -129,6 +136,9 @@ class LoadPlan:
         self._loads = [(stage_offset + i, float(value)) for i, value in enumerate(load.stages)][
             first_stage:
         ]
+        if stage_lengths_s is not None and len(stage_lengths_s) != len(load.stages):
+            raise ValueError(f"{len(stage_lengths_s)} stage lengths for {len(load.stages)} stages")
+        self._lengths = list(stage_lengths_s)[first_stage:] if stage_lengths_s else None
         self._endings: dict[int, Ending] = {}
 
     @property
@@ -137,6 +147,8 @@ class LoadPlan:
 
     def _laid(self, position: int, start_s: float) -> StagePlan:
         index, value = self._loads[position]
+        if self._lengths is not None:
+            return self._fixed(position, start_s)
         measure_s = start_s + self._warmup_s
         ending = self._endings.get(index)
         return StagePlan(
@@ -149,6 +161,23 @@ class LoadPlan:
             repeat=self.repeat,
             end_s=None if ending is None else ending.end_s,
             ended_by=None if ending is None else ending.by,
+        )
+
+    def _fixed(self, position: int, start_s: float) -> StagePlan:
+        """A stage of fixed length: measured after its warm-up, ended by its duration."""
+        assert self._lengths is not None
+        index, value = self._loads[position]
+        end_s = start_s + self._lengths[position]
+        return StagePlan(
+            index=index,
+            load=value,
+            start_s=start_s,
+            measure_start_s=min(start_s + self._warmup_s, end_s),
+            min_end_s=end_s,
+            cap_end_s=end_s,
+            repeat=self.repeat,
+            end_s=end_s,
+            ended_by="duration",
         )
 
     def _walk(self, run_time_s: float) -> tuple[list[StagePlan], StagePlan | None]:

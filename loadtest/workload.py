@@ -57,11 +57,13 @@ def sample_length(dist: LengthDist, rng: random.Random) -> int:
 
 @dataclass(frozen=True)
 class GenRequest:
-    """One generation request, independent of the API that will carry it."""
+    """One generation request, independent of the API that will carry it. `messages`: a
+    conversation's (role, text) messages for the chat API, else the prompt alone is sent."""
 
     prompt: str
     prompt_tokens: int
     max_tokens: int
+    messages: tuple[tuple[str, str], ...] | None = None
 
 
 def prompt_source(workload: WorkloadConfig, tokens_per_word: float | None = None) -> PromptSource:

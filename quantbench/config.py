@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from analysis.config import AnalysisConfig, SloConfig
 from analysis.validity import samples_needed
@@ -21,11 +21,15 @@ from loadtest.config import (
     SampleGoal,
     TimeoutConfig,
     WorkloadConfig,
+    mode_problem,
 )
-from loadtest.limits import overload_problem
+from loadtest.limits import overload_problem, replay_problem
 from loadtest.prompts import DatasetError, load_dataset
 from loadtest.quality import QualityInputError, check_inputs
 from loadtest.quality.config import QualityConfig
+from loadtest.replay import controlled_trace
+from loadtest.sessions import load_conversations
+from loadtest.traces import Trace, TraceError
 from loadtest.workload import prompt_source
 from quantbench.errors import ConfigError
 from services.sim.config import SimSettings
@@ -139,6 +143,15 @@ class BenchConfig(BaseModel):
     prometheus: PrometheusConfig | None = None
     telemetry: TelemetryConfig = TelemetryConfig()
     quality: QualityConfig | None = None  # probed after each target's stages, or alone
+    _trace: Trace | None = PrivateAttr(default=None)  # the controlled trace, read at load
+
+    @property
+    def replay_trace(self) -> Trace | None:
+        """`workload.trace` as replayed (window, sample, speedup applied), read once: at
+        `load_config`, or here when the config came from elsewhere (a resumed run.json)."""
+        if self._trace is None and self.workload.trace is not None:
+            self._trace = controlled_trace(self.workload)
+        return self._trace
 
     def sample_goal(self) -> SampleGoal:
         """What each stage must sample before it ends: the ok requests the SLO's percentile
@@ -160,9 +173,22 @@ class BenchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _within_generator_limits(self) -> BenchConfig:
-        problem = overload_problem(self.load, self.workload)
+        problem = mode_problem(self.load, self.workload) or overload_problem(
+            self.load, self.workload
+        )
         if problem is not None:
             raise ValueError(problem)
+        return self
+
+    @model_validator(mode="after")
+    def _sessions_speak_chat(self) -> BenchConfig:
+        if self.workload.sessions is not None:
+            native = [t.name for t in self.targets if t.api == "tgi"]
+            if native:
+                raise ValueError(
+                    f"workload.sessions send chat conversations; target {native[0]} uses "
+                    "api: tgi (TGI's native API has no messages): use api: openai"
+                )
         return self
 
 
@@ -238,17 +264,47 @@ def _resolve_quality_files(config: BenchConfig, path: Path) -> None:
 
 
 def _check_workload_files(config: BenchConfig, path: Path) -> None:
-    """Resolve dataset and tokenizer paths against the bench.yaml and load them once now,
-    so a bad file is one line before any target starts."""
+    """Resolve dataset, tokenizer, trace and sessions paths against the bench.yaml and load
+    them once now, so a bad file is one line before any target starts."""
     workload = config.workload
-    for field in ("dataset", "tokenizer"):
-        value = getattr(workload, field)
+    for section, field in (
+        (workload, "dataset"),
+        (workload, "tokenizer"),
+        (workload.trace, "file"),
+        (workload.sessions, "file"),
+    ):
+        value = getattr(section, field) if section is not None else None
         if value is not None and not value.is_absolute():
-            setattr(workload, field, (path.parent / value).resolve())
+            setattr(section, field, (path.parent / value).resolve())
     try:
         if workload.dataset is not None:
             load_dataset(workload.dataset)
         if workload.tokenizer is not None:
             prompt_source(workload)
+        if workload.sessions is not None and workload.sessions.file is not None:
+            load_conversations(workload.sessions.file)
     except DatasetError as exc:
         raise ConfigError(f"{path}: workload: {exc}") from exc
+    if workload.trace is not None:
+        _check_trace(config, path)
+
+
+def _check_trace(config: BenchConfig, path: Path) -> None:
+    """Read the trace (one `file:line: what` for a bad row) and check the replay it makes:
+    each stage longer than its warm-up, within what the generator times accurately."""
+    try:
+        trace = config.replay_trace
+    except TraceError as exc:
+        raise ConfigError(f"{path}: workload.trace: {exc}") from exc
+    assert trace is not None
+    shortest_s = trace.span_s / max(config.load.stages)
+    if config.load.warmup >= shortest_s:
+        raise ConfigError(
+            f"{path}: load.warmup: {config.load.warmup:g} s is the whole of the shortest stage "
+            f"(the trace's {trace.span_s:g} s at {max(config.load.stages):g}× its rate lasts "
+            f"{shortest_s:.3g} s); lower the warm-up, or replay a longer window"
+        )
+    rate = len(trace) / trace.span_s if trace.span_s > 0 else float(len(trace))
+    problem = replay_problem(config.load, rate, float(trace.output_tokens.mean()))
+    if problem is not None:
+        raise ConfigError(f"{path}: {problem}")

@@ -29,8 +29,11 @@ class StageProgress:
         goal: SampleGoal,
         first_stage: int = 0,
         repeat: tuple[int, int] = (0, 1),
+        lengths_s: list[float] | None = None,
     ) -> None:
+        """`lengths_s`: each stage's fixed length (a replay's), else they run on for samples."""
         self._console = console
+        self._lengths = lengths_s
         self._load = load
         self._goal = goal
         self._first = first_stage
@@ -65,16 +68,21 @@ class StageProgress:
             return
         if position != self._shown:
             self._shown = position
+            length = (
+                f"{self._lengths[position]:.3g} s (the whole trace)"
+                if self._lengths is not None
+                else f"{load.stage_duration:g} s (longer until {self._goal.min_ok} ok samples, "
+                f"at most {load.stage_cap_s:g} s)"
+            )
             self._console.print(
                 f"  {self._label}: stage {position + 1}/{count} · "
-                f"{load_unit(load.mode, load.stages[position])} · {load.stage_duration:g} s "
-                f"(longer until {self._goal.min_ok} ok samples, at most {load.stage_cap_s:g} s)",
+                f"{load_unit(load.mode, load.stages[position])} · {length}",
                 highlight=False,
             )
         measured_s = max(progress.elapsed_s - progress.stage_started_s - load.warmup, 0.0)
+        extended = self._lengths is None and measured_s > load.stage_duration
         phase = "warm-up" if progress.elapsed_s - progress.stage_started_s < load.warmup else (
-            f"{measured_s:.0f} s"
-            + (" · extended for samples" if measured_s > load.stage_duration else "")
+            f"{measured_s:.0f} s" + (" · extended for samples" if extended else "")
         )  # fmt: skip
         self._status(
             f"    {progress.stage_ok}/{self._goal.min_ok} ok samples · {progress.requests} "

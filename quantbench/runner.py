@@ -33,12 +33,15 @@ from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.rundir import load_run_meta
 from analysis.server import STACK_MAPPINGS, MetricsRecorder, sample_filter
 from loadtest.config import LocustSettings
-from loadtest.prompts import load_dataset
+from loadtest.prompts import PromptSource, load_dataset
 from loadtest.records import RequestRecord
+from loadtest.replay import longest_trace_request, replay_warnings, stage_lengths_s
 from loadtest.run_meta import RunMeta, TargetMeta
 from loadtest.sampling import estimate_stages, request_seconds
 from loadtest.secrets import auth_headers
-from loadtest.workload import longest_request, prompt_source
+from loadtest.sessions import load_conversations, longest_turn
+from loadtest.traces import write_trace_summary
+from loadtest.workload import GenRequest, longest_request, prompt_source
 from quantbench import __version__
 from quantbench.compose import ComposeProject
 from quantbench.config import BenchConfig, TargetConfig, format_validation_error
@@ -106,10 +109,30 @@ def _endpoint(
             yield url
 
 
+def _longest(config: BenchConfig, prompts: PromptSource) -> GenRequest:
+    """The workload's longest request: the readiness probe sends it before the stages."""
+    workload = config.workload
+    trace = config.replay_trace
+    if trace is not None:
+        return longest_trace_request(trace, workload, prompts)
+    if workload.sessions is not None:
+        file = workload.sessions.file
+        return longest_turn(workload, prompts, load_conversations(file) if file else None)
+    dataset = load_dataset(workload.dataset) if workload.dataset else None
+    return longest_request(workload, prompts, dataset)
+
+
 def _warn_sampling(
     console: Console, config: BenchConfig, target: str, probe: RequestRecord, first: int
 ) -> None:
-    """Before a target's stages: which will be extended for samples, which cannot make it."""
+    """Before a target's stages: which will be extended for samples, which cannot make it
+    (a replay's stages are never extended: which hold too few requests to be valid)."""
+    trace = config.replay_trace
+    if trace is not None:
+        for line in replay_warnings(trace, config.load, config.sample_goal())[first:]:
+            if line:
+                console.print(f"  [yellow]{target}: {line}[/]", highlight=False)
+        return
     request_s = request_seconds(probe, config.workload)
     for estimate in estimate_stages(config.load, config.sample_goal(), request_s)[first:]:
         line = estimate.describe(request_s)
@@ -170,8 +193,7 @@ def _run_target(
         )
         info.tokens_per_word = per_word
         save()
-        dataset = load_dataset(workload.dataset) if workload.dataset else None
-        longest = longest_request(workload, prompt_source(workload, per_word), dataset)
+        longest = _longest(config, prompt_source(workload, per_word))
         probe = wait_until_serving(url, endpoint, workload, timeouts, longest)
         if repeat == 0:
             _warn_sampling(console, config, target.name, probe, first_stage)
@@ -205,12 +227,19 @@ def _run_target(
             target_telemetry(
                 config.telemetry, target, url, run_dir, info, save, say=_plain(console)
             ),
-            StageProgress(console, target.name, config.load, goal, first_stage, turn) as progress,
+            StageProgress(
+                console, target.name, config.load, goal, first_stage, turn, _lengths(config)
+            ) as progress,
         ):
             run_locust(settings, url, progress, keep_fds=(lock_fd,))
         info.ended_at = now_iso()
         if quality is not None:  # after the stages: never while one is measured
             quality.after_stages(target, url, model)
+
+
+def _lengths(config: BenchConfig) -> list[float] | None:
+    trace = config.replay_trace
+    return stage_lengths_s(trace, config.load) if trace is not None else None
 
 
 def _resume_hint(run_dir: Path) -> str:
@@ -254,6 +283,10 @@ def _measure(
     target's stages, counted across its repeats, are already done), keeping run.json
     current; analyse, show the end of the run."""
     console.print(f"run directory: {run_dir}")
+    trace = config.replay_trace
+    if trace is not None:
+        assert config.workload.trace is not None
+        write_trace_summary(run_dir, trace, config.workload.trace.block_size)
 
     def save() -> None:
         write_run_meta(run_dir, meta)

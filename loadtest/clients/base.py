@@ -49,6 +49,9 @@ class RequestContext:
     user: int = 0
     seq: int = 0
     request_id: str = ""
+    trace_row: int | None = None
+    session: int | None = None
+    turn: int | None = None
 
     def record(self, outcome: Outcome, **fields: Any) -> RequestRecord:
         """A record of this request with its place in the run filled in."""
@@ -61,6 +64,9 @@ class RequestContext:
             user=self.user,
             seq=self.seq,
             request_id=self.request_id,
+            trace_row=self.trace_row,
+            session=self.session,
+            turn=self.turn,
             outcome=outcome,
             scheduled_ns=self.scheduled_ns,
             **fields,

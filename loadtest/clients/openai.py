@@ -66,7 +66,9 @@ class OpenAIClient(StreamingClient[_Chunk]):
             "stream_options": stream_options,
             "temperature": 0.0,
         }
-        if self._workload.endpoint == "chat":
+        if request.messages is not None:  # a conversation: its whole history
+            body["messages"] = [{"role": r, "content": c} for r, c in request.messages]
+        elif self._workload.endpoint == "chat":
             body["messages"] = [{"role": "user", "content": request.prompt}]
         else:
             body["prompt"] = request.prompt

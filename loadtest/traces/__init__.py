@@ -14,13 +14,22 @@ from loadtest.traces.controls import (
     window,
 )
 from loadtest.traces.formats import FORMATS
-from loadtest.traces.model import Trace, TraceError, TraceRequest, iter_requests
+from loadtest.traces.model import Trace, TraceError, TraceRequest, iter_requests, requests_at
 from loadtest.traces.prefixes import BlockPrompts
 from loadtest.traces.readers import read_trace, read_trace_config
-from loadtest.traces.stats import TraceDescription, TraceSummary, describe_trace, prefix_hits
+from loadtest.traces.stats import (
+    TRACE_FILE,
+    TraceDescription,
+    TraceSummary,
+    describe_trace,
+    prefix_hits,
+    read_trace_summary,
+    write_trace_summary,
+)
 
 __all__ = [
     "FORMATS",
+    "TRACE_FILE",
     "BlockPrompts",
     "ColumnMapping",
     "GrowthStages",
@@ -39,8 +48,11 @@ __all__ = [
     "prefix_hits",
     "read_trace",
     "read_trace_config",
+    "read_trace_summary",
+    "requests_at",
     "sample",
     "speedup",
     "stage_trace",
     "window",
+    "write_trace_summary",
 ]

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from loadtest.config import Duration
+from loadtest.durations import Duration
 
 __all__ = [
     "ColumnMapping",

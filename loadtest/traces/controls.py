@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from loadtest.arrivals import hash_seed
+from loadtest.seeds import hash_seed
 from loadtest.traces.config import TraceConfig
 from loadtest.traces.model import Trace, TraceError
 

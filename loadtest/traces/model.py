@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["Trace", "TraceError", "TraceRequest", "iter_requests"]
+__all__ = ["Trace", "TraceError", "TraceRequest", "iter_requests", "requests_at"]
 
 _CHUNK_ROWS = 4096
 
@@ -106,6 +106,35 @@ def iter_requests(
                 session=session if session >= 0 else None,
                 hash_ids=blocks[i],
             )
+
+
+def requests_at(trace: Trace, indices: np.ndarray) -> list[TraceRequest]:
+    """The requests at `indices` (ascending; a few thousand at a time), as Python values."""
+    offsets = trace.offset_s[indices].tolist()
+    inputs = trace.input_tokens[indices].tolist()
+    outputs = trace.output_tokens[indices].tolist()
+    rows = trace.row[indices].tolist()
+    sessions = trace.session[indices].tolist() if trace.session is not None else None
+    if trace.hash_ids is None:
+        blocks: list[tuple[int, ...]] = [()] * len(offsets)
+    else:
+        lists = trace.hash_ids.take(pa.array(indices, pa.int64())).to_pylist()
+        blocks = [tuple(ids) if ids is not None else () for ids in lists]
+    out = []
+    for i, index in enumerate(indices.tolist()):
+        session = sessions[i] if sessions is not None else -1
+        out.append(
+            TraceRequest(
+                index=index,
+                row=rows[i],
+                offset_s=offsets[i],
+                input_tokens=inputs[i],
+                output_tokens=outputs[i],
+                session=session if session >= 0 else None,
+                hash_ids=blocks[i],
+            )
+        )
+    return out
 
 
 def _blocks(hash_ids: pa.ListArray | None, picks: slice, count: int) -> list[tuple[int, ...]]:

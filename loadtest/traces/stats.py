@@ -6,7 +6,9 @@ a run can store the same `TraceSummary` as JSON beside its results.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from pydantic import BaseModel
 from loadtest.traces.model import Trace
 
 __all__ = [
+    "TRACE_FILE",
     "Lengths",
     "PrefixReuse",
     "Sessions",
@@ -23,7 +26,11 @@ __all__ = [
     "TraceSummary",
     "describe_trace",
     "prefix_hits",
+    "read_trace_summary",
+    "write_trace_summary",
 ]
+
+TRACE_FILE = "trace.json"  # the replayed trace's summary, in a run directory
 
 _BUCKETS_S = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200)
 
@@ -199,3 +206,24 @@ def describe_trace(trace: Trace, block_size: int = 512, buckets: int = 120) -> T
         prefix=_prefix(trace, block_size),
     )
     return TraceDescription(summary, rate, trace.input_tokens, trace.output_tokens)
+
+
+def write_trace_summary(run_dir: Path, trace: Trace, block_size: int) -> Path:
+    """`trace.json`: `quantbench trace describe`'s summary of the replayed trace, for the
+    report (written once; a resumed run keeps the first)."""
+    path = run_dir / TRACE_FILE
+    if not path.exists():
+        summary = describe_trace(trace, block_size=block_size).summary
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(summary.model_dump_json(indent=1) + "\n")
+        os.replace(temporary, path)
+    return path
+
+
+def read_trace_summary(run_dir: Path) -> TraceSummary | None:
+    """The run's `trace.json`, or None when it replayed no trace (or the file is damaged)."""
+    path = run_dir / TRACE_FILE
+    try:
+        return TraceSummary.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
