@@ -17,6 +17,7 @@ conversations, turn lengths and think times.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -27,7 +28,6 @@ from typing import Any
 
 from loadtest.config import SecondsDist, SessionsConfig, WorkloadConfig
 from loadtest.prompts import DatasetError, PromptSource
-from loadtest.seeds import hash_seed
 from loadtest.workload import GenRequest, length_bound, sample_length
 
 __all__ = [
@@ -230,7 +230,8 @@ def _system_prompt(workload: WorkloadConfig, prompts: PromptSource) -> str | Non
 
 def _session_id(seed: int, user: int | str, number: int) -> int:
     """A stable 63-bit id of a user's `number`-th conversation."""
-    return hash_seed(f"sessions:{seed}:{user}:{number}") & (2**63 - 1)
+    digest = hashlib.blake2b(f"{seed}:{user}:{number}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest) >> 1
 
 
 def _script_tokens(script: Script, prompts: PromptSource) -> int:

@@ -212,8 +212,19 @@ class EngineProfile(BaseModel):
     #: reserve: prompt + max_tokens held from admission (TGI, ExLlamaV2);
     #: on_demand: KV taken as sequences grow, preempting when it runs out (vLLM)
     kv_allocation: Literal["reserve", "on_demand"] = "reserve"
+    #: automatic prefix caching (vLLM V1's default, `enable_prefix_caching`): full blocks of
+    #: `block_size` prompt tokens a request finds cached skip their prefill
+    #: (services/sim/prefix_cache.py); on_demand KV only
+    prefix_caching: bool = False
+    block_size: int = Field(default=16, ge=1)
     source: str = ""
     description: str = ""
+
+    @model_validator(mode="after")
+    def _caching_needs_blocks(self) -> EngineProfile:
+        if self.prefix_caching and self.kv_allocation != "on_demand":
+            raise ValueError("prefix_caching needs kv_allocation: on_demand (KV in blocks)")
+        return self
 
     @model_validator(mode="after")
     def _budget_covers_batch(self) -> EngineProfile:

@@ -10,12 +10,13 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from services.sim.config import EngineProfile
 from services.sim.faults import FaultPlan
+from services.sim.prefix_cache import PrefixCache, block_hashes
 
 __all__ = [
     "BatchingEngine",
@@ -83,6 +84,13 @@ class SimSequence:
     cancelled: bool = False
     #: an injected engine-side abort after this many tokens (None: none)
     abort_after: int | None = None
+    #: prefix caching: the chained hashes of the prompt's full blocks, how many leading ones
+    #: this sequence holds in the cache now, and the prompt tokens its first admission found
+    #: cached (vLLM's prefix-cache hits; their prefill was skipped)
+    cache_lookup: bool = False  # its prompt was looked up in the prefix cache
+    block_hashes: list[int] = field(default_factory=list)
+    held_blocks: int = 0
+    cached_tokens: int = 0
 
     @property
     def prefill_target(self) -> int:
@@ -195,12 +203,22 @@ class SimEngine(ABC):
             self._clock = asyncio.get_running_loop().time
         return self._clock()
 
+    @property
+    def caches_prefixes(self) -> bool:
+        """Whether `submit` wants the prompt's token ids (a prefix-caching engine)."""
+        return False
+
     def submit(
-        self, prompt_tokens: int, max_tokens: int, arrival: float | None = None
+        self,
+        prompt_tokens: int,
+        max_tokens: int,
+        arrival: float | None = None,
+        prompt_ids: Sequence[int] | None = None,
     ) -> SimSequence:
         """Queue a request (from inside the running loop); `arrival` defaults to now.
 
-        Pass the time the request reached the frontend, as vLLM measures TTFT from there.
+        Pass the time the request reached the frontend, as vLLM measures TTFT from there;
+        `prompt_ids` (when `caches_prefixes`) let cached prompt blocks skip their prefill.
         """
         if prompt_tokens < 1 or max_tokens < 1:
             raise ValueError("prompt_tokens and max_tokens must be >= 1")
@@ -210,6 +228,9 @@ class SimEngine(ABC):
         arrival = now if arrival is None else min(arrival, now)
         seq = SimSequence(self._next_id, prompt_tokens, max_tokens, arrival=arrival)
         self._next_id += 1
+        if prompt_ids is not None and self.caches_prefixes:
+            seq.cache_lookup = True
+            seq.block_hashes = self._block_hashes(prompt_ids)
         if self._faults is not None:
             seq.abort_after = self._faults.draw_abort()
         self._observer.on_queued(seq)
@@ -264,6 +285,9 @@ class SimEngine(ABC):
         self._release(seq)
         seq.events.put_nowait(FinishEvent(reason, at))
         self._observer.on_finished(seq, reason)
+
+    def _block_hashes(self, prompt_ids: Sequence[int]) -> list[int]:
+        return []
 
     @abstractmethod
     def _enqueue(self, seq: SimSequence) -> None: ...
@@ -358,6 +382,12 @@ class BatchingEngine(SimEngine):
     when a step's decode tokens do not fit, the most recently admitted sequence is preempted
     (its KV freed, back to the head of the queue) and on resume recomputes its prompt and
     the tokens it had generated, which its stream sees as a pause.
+
+    With `prefix_caching` (vLLM), a sequence admitted with prompt blocks already cached holds
+    them instead of computing them (`services/sim/prefix_cache.py`): its prefill, and so its
+    first token, is shorter by those tokens' `prefill_ms_per_token`; blocks running sequences
+    share count once against the KV cache, and cached blocks nobody holds are evicted (least
+    recently used first) when running sequences need their room.
     """
 
     def __init__(
@@ -373,12 +403,29 @@ class BatchingEngine(SimEngine):
         self._waiting: deque[SimSequence] = deque()
         self._running: dict[SimSequence, None] = {}  # insertion-ordered set
         self._reserved_tokens = 0  # kv_allocation "reserve" only
+        self._cache = PrefixCache(profile.block_size) if profile.prefix_caching else None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @property
     def profile(self) -> EngineProfile:
         return self._profile
+
+    @property
+    def caches_prefixes(self) -> bool:
+        return self._cache is not None
+
+    @property
+    def prefix_cache(self) -> PrefixCache | None:
+        return self._cache
+
+    def _block_hashes(self, prompt_ids: Sequence[int]) -> list[int]:
+        return block_hashes(prompt_ids, self._profile.block_size)
+
+    def _kv_used(self) -> int:
+        """KV tokens the running sequences hold, each shared cached block counted once."""
+        used = sum(s.kv_tokens for s in self._running)
+        return used - (self._cache.shared_tokens if self._cache is not None else 0)
 
     def _enqueue(self, seq: SimSequence) -> None:
         self._waiting.append(seq)
@@ -407,7 +454,7 @@ class BatchingEngine(SimEngine):
         free_kv = p.kv_cache_tokens  # reserve: prefill chunks are covered by the reservation
         preempted = False
         if p.kv_allocation == "on_demand":
-            free_kv -= sum(s.kv_tokens for s in self._running) + len(decoding)
+            free_kv -= self._kv_used() + len(decoding)
             while free_kv < 0 and len(self._running) > 1:  # one always fits (max_model_len)
                 victim = next(reversed(self._running))  # the most recently admitted
                 free_kv += victim.kv_tokens
@@ -427,21 +474,26 @@ class BatchingEngine(SimEngine):
         # vLLM admits nobody in a step that had to preempt
         while self._waiting and budget > 0 and len(self._running) < p.max_num_seqs:
             seq = self._waiting[0]
-            if preempted or (self._running and not self._fits(seq, free_kv)):
+            cached, shared = self._cache_hits(seq)
+            if preempted or (self._running and not self._fits(seq, free_kv, shared)):
                 break  # FIFO: the head waits for KV space, nobody overtakes it
             self._waiting.popleft()
             self._running[seq] = None
             if p.kv_allocation == "reserve":
                 self._reserved_tokens += seq.prompt_tokens + seq.max_tokens
+            free_kv -= self._hold_cached(seq, cached, shared)
             if seq.admitted is None:  # a resumed sequence keeps its first admission
                 seq.admitted = max(start, seq.arrival)
+                seq.cached_tokens = seq.prefilled
                 self._observer.on_admitted(seq, seq.admitted - seq.arrival)
-            n = min(budget, seq.prefill_target)
+            n = min(budget, seq.prefill_target - seq.prefilled)
             chunks.append((seq, n))
             budget -= n
             free_kv -= n
         for seq, n in chunks:
             seq.prefilled += n
+            if self._cache is not None:
+                self._cache_computed(seq)
         prefill_tokens = sum(n for _, n in chunks)
         step_ms = (
             p.decode_step_base_ms
@@ -450,16 +502,53 @@ class BatchingEngine(SimEngine):
         )
         return self._stalled(start, start + step_ms / 1000.0), decoding, chunks
 
-    def _fits(self, seq: SimSequence, free_kv: int) -> bool:
+    def _fits(self, seq: SimSequence, free_kv: int, shared_blocks: int = 0) -> bool:
         if self._profile.kv_allocation == "reserve":
             need = seq.prompt_tokens + seq.max_tokens
             return self._reserved_tokens + need <= self._profile.kv_cache_tokens
-        return seq.prefill_target <= free_kv
+        return seq.prefill_target - shared_blocks * self._profile.block_size <= free_kv
+
+    def _cache_hits(self, seq: SimSequence) -> tuple[int, int]:
+        """(leading prompt blocks cached, of which held by running sequences) for `seq`."""
+        if self._cache is None or not seq.block_hashes:
+            return 0, 0
+        return self._cache.hits(seq.block_hashes, seq.prefill_target)
+
+    def _hold_cached(self, seq: SimSequence, cached: int, shared: int) -> int:
+        """Admit `seq` onto its `cached` leading blocks: it holds them and skips their
+        prefill. Returns the KV tokens this takes from the free room (blocks that were cached
+        but free; shared ones are already counted)."""
+        if self._cache is None or cached == 0:
+            return 0
+        for block in seq.block_hashes[:cached]:
+            self._cache.acquire(block)
+        seq.held_blocks = cached
+        seq.prefilled = cached * self._cache.block_size
+        return (cached - shared) * self._cache.block_size
+
+    def _cache_computed(self, seq: SimSequence) -> None:
+        """The prompt blocks `seq` has now computed become cached, held by it."""
+        assert self._cache is not None
+        full = min(seq.prefilled // self._cache.block_size, len(seq.block_hashes))
+        for block in seq.block_hashes[seq.held_blocks : full]:
+            self._cache.acquire(block)
+        seq.held_blocks = max(seq.held_blocks, full)
+
+    def _drop_blocks(self, seq: SimSequence) -> None:
+        if self._cache is not None and seq.held_blocks:
+            self._cache.release(seq.block_hashes[: seq.held_blocks])
+            seq.held_blocks = 0
+
+    def _evict(self) -> None:
+        """Cached blocks nobody holds keep only the room the running sequences leave."""
+        if self._cache is not None:
+            self._cache.trim(self._profile.kv_cache_tokens - self._kv_used())
 
     def _preempt(self, seq: SimSequence) -> None:
         """Free a running sequence's KV and put it back at the head of the queue; it will
         recompute its prompt and the tokens it has generated."""
         del self._running[seq]
+        self._drop_blocks(seq)
         self._waiting.appendleft(seq)
         seq.prefilled, seq.recompute = 0, seq.generated
         seq.preemptions += 1
@@ -475,11 +564,13 @@ class BatchingEngine(SimEngine):
             if seq.finished_reason is None and seq.prefilled >= seq.prefill_target:
                 self._emit(seq, end)  # prefill (or recompute) completed in this step
         self._observer.on_step(len(decoding) + sum(n for _, n in chunks))
+        self._evict()
         self._report_gauges()
 
     def _release(self, seq: SimSequence) -> None:
         if seq in self._running:
             del self._running[seq]
+            self._drop_blocks(seq)
             if self._profile.kv_allocation == "reserve":
                 self._reserved_tokens -= seq.prompt_tokens + seq.max_tokens
         elif seq in self._waiting:
@@ -495,6 +586,5 @@ class BatchingEngine(SimEngine):
                 await self._task
 
     def _report_gauges(self) -> None:
-        used = sum(s.kv_tokens for s in self._running)
-        kv_usage = min(1.0, used / self._profile.kv_cache_tokens)
+        kv_usage = min(1.0, max(self._kv_used(), 0) / self._profile.kv_cache_tokens)
         self._observer.on_gauges(len(self._running), len(self._waiting), kv_usage)

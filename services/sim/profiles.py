@@ -19,7 +19,7 @@ from services.sim.errors import SimConfigError
 
 __all__ = ["available_profiles", "load_profile", "load_quality"]
 
-_SHARED_KEYS = ("source", "description", "kv_allocation")
+_SHARED_KEYS = ("source", "description", "kv_allocation", "prefix_caching", "block_size")
 
 
 def _profile_dir() -> Any:

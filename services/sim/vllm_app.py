@@ -132,7 +132,8 @@ class _VllmHandlers:
         tap = tap_of(request)
         if tap is not None:
             tap.admitted(limits.prompt_tokens, max_tokens, arrival)
-        seq = self._engine.submit(limits.prompt_tokens, max_tokens, arrival)
+        ids = _prompt_ids(req) if self._engine.caches_prefixes else None
+        seq = self._engine.submit(limits.prompt_tokens, max_tokens, arrival, ids)
         try:
             if req.stream:
                 return await self._stream(request, req, seq, text)
@@ -355,6 +356,13 @@ def create_vllm_app(
 
     app.on_shutdown.append(_close_engine)
     return app
+
+
+def _prompt_ids(req: CompletionRequest | ChatCompletionRequest) -> list[int]:
+    """The prompt's token ids (the templated chat prompt), for the engine's prefix cache."""
+    if isinstance(req, ChatCompletionRequest):
+        return chat_token_ids(chat_pairs(req.messages))
+    return list(req.prompt) if isinstance(req.prompt, list) else token_ids(req.prompt)
 
 
 def _prompt_pieces(prompt: str | list[int]) -> tuple[list[int], list[str], str]:

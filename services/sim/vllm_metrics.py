@@ -65,6 +65,11 @@ _COUNTERS = {
     "prompt": ("vllm:prompt_tokens", "Number of prefill tokens processed."),
     "generation": ("vllm:generation_tokens", "Number of generation tokens processed."),
     "preemptions": ("vllm:num_preemptions", "Cumulative number of preemptions."),
+    # Tokens looked up in, and found in, the prefix cache, for requests scheduled for the
+    # first time (a preempted one counts apart in vLLM): `v1/metrics/stats.py`
+    # `PrefixCacheStats.record`, exported by `v1/metrics/loggers.py`.
+    "prefix_queries": ("vllm:prefix_cache_queries", "Prefix cache queries, in terms of tokens."),
+    "prefix_hits": ("vllm:prefix_cache_hits", "Prefix cache hits, in terms of tokens."),
 }
 
 
@@ -119,7 +124,11 @@ class VllmMetrics:
         pass
 
     def on_admitted(self, seq: SimSequence, queue_time_s: float) -> None:
-        pass  # vLLM observes the queue time with the other phases, when the request finishes
+        # vLLM observes the queue time with the other phases, when the request finishes; the
+        # prefix cache is counted when a request is first scheduled.
+        if seq.cache_lookup:
+            self._c["prefix_queries"].inc(seq.prompt_tokens)
+            self._c["prefix_hits"].inc(seq.cached_tokens)
 
     def on_first_token(self, seq: SimSequence, ttft_s: float) -> None:
         self._h["ttft"].observe(ttft_s)
