@@ -83,6 +83,12 @@ def _num(value: Any, digits: int = 1) -> str:
     return f"{number:.{digits}f}"
 
 
+def _share(value: Any) -> str:
+    """A fraction as a percentage, `n/a` when unknown."""
+    text = _num(value, 3)
+    return text if text == "n/a" else f"{100 * float(value):.1f}%"
+
+
 def _ratio(value: Any) -> str:
     text = _num(value, 2)
     return "–" if text == "n/a" else f"{text}×"
@@ -250,6 +256,7 @@ def plan_blocks(
         )
     cost_header = "$ per M out tok" if inputs.gpu_hour_cost else "M out tok per GPU-hour"
     headers = ["target", "max req/s per GPU", "GPUs for peak", "out tok/s at max", cost_header]
+    headers.append("where the SLO breaks")
     rows = []
     for t in plan.targets:
         bound = "≤ " if t.lower_bound else ""
@@ -268,6 +275,7 @@ def plan_blocks(
                 gpus,
                 t.capacity.text("output_tok_per_s"),
                 cost,
+                t.capacity.limited_by,
             ]
         )
     among = " among the targets that meet the accuracy bar" if plan.excluded else ""
@@ -409,7 +417,7 @@ def _server(
     headers = [
         "target", "stage", "client ok (ended in window)", "server finished",
         "client TTFT mean (same requests)", "server TTFT mean", "client TTFT p95",
-        "server TTFT p95 (buckets)", "preempted", "restart",
+        "server TTFT p95 (buckets)", "preempted", "prefix-cache hits", "restart",
     ]  # fmt: skip
     table = [
         [
@@ -422,6 +430,7 @@ def _server(
             _num(client_p95.get((str(r.target), int(r.stage)))),
             _num(r.server_ttft_p95_ms),
             _num(r.server_preemptions, 0),
+            _share(r.server_prefix_cache_hit_rate),
             "YES" if bool(r.restarted) else "no",
         ]
         for r in rows.itertuples()
@@ -432,7 +441,9 @@ def _server(
         "counts: requests that *ended* ok in that window, warm-up ones included; the client "
         "TTFT p95 is the stage's own, as in every other table. Server quantiles are "
         "interpolated within histogram buckets; 'preempted': running requests the server "
-        "evicted because its KV cache was full (vLLM), each one a pause in its stream."
+        "evicted because its KV cache was full (vLLM), each one a pause in its stream; "
+        "'prefix-cache hits': the share of prompt tokens the server found already computed "
+        "in its prefix cache (vLLM's prefix_cache_hits ÷ prefix_cache_queries)."
     )
     return [Heading("Server-side figures"), Paragraph(note), Table(headers, table)]
 

@@ -61,6 +61,7 @@ STAGE_COLUMNS = [
     "scrapes",
     "scrape_errors",
     *(c for k in COUNTER_MEASURES for c in (counter_column(k), f"{counter_column(k)}_per_s")),
+    "prefix_cache_hit_rate",
     *(c for k in HISTOGRAM_MEASURES for c in _histogram_columns(k)),
     *(c for k in GAUGE_MEASURES for c in (f"{k}_mean", f"{k}_max")),
     "quantile_method",
@@ -73,7 +74,9 @@ counts are increases over it, `_per_s` divide by `window_s`; histogram `_mean_ms
 increase(_sum)/increase(_count), `_pNN_ms` are bucket-interpolated; gauges are the mean and
 max over the scrapes after the window's first one. `tpot_*` is a per-request TPOT (vLLM, our
 ExLlamaV2 server) comparable with the client's; `inference_per_token_*` is TGI's inference time
-(prefill included) per generated token, which is not."""
+(prefill included) per generated token, which is not. `prefix_cache_hit_rate`: the prompt
+tokens the server found in its prefix cache over those it looked up (vLLM's
+`prefix_cache_hits` / `prefix_cache_queries` increases), NaN where not exported."""
 
 
 def new_row(
@@ -133,4 +136,8 @@ def window_notes(
 
 
 def to_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    for row in rows:
+        queries, hits = row["prefix_cache_queries"], row["prefix_cache_hits"]
+        if queries > 0 and not math.isnan(hits):
+            row["prefix_cache_hit_rate"] = hits / queries
     return pd.DataFrame(rows, columns=STAGE_COLUMNS)

@@ -56,6 +56,9 @@ COUNTER_MEASURES = (
     "prompt_tokens_total",
     "generation_tokens_total",
     "preemptions_total",  # KV cache ran out: a running request was evicted and recomputed
+    # prompt tokens looked up in the prefix cache, and found there (vLLM, in tokens)
+    "prefix_cache_queries_total",
+    "prefix_cache_hits_total",
 )
 GAUGE_MEASURES = ("running", "waiting", "kv_cache_usage")
 PROCESS_START = "process_start_time_s"
@@ -104,9 +107,13 @@ def _vllm_like(prefix: str, *, old_names: bool) -> dict[str, SeriesSpec]:
     p = prefix
     itl: tuple[str, ...] = (f"{p}inter_token_latency_seconds",)
     kv: tuple[str, ...] = (f"{p}kv_cache_usage_perc",)
+    queries: tuple[str, ...] = (f"{p}prefix_cache_queries_total",)
+    hits: tuple[str, ...] = (f"{p}prefix_cache_hits_total",)
     if old_names:
         itl += (f"{p}time_per_output_token_seconds",)  # renamed in 0.11
         kv += (f"{p}gpu_cache_usage_perc",)  # renamed in 0.9
+        queries += (f"{p}gpu_prefix_cache_queries_total",)  # renamed in 0.9
+        hits += (f"{p}gpu_prefix_cache_hits_total",)
     return {
         "ttft_s": SeriesSpec((f"{p}time_to_first_token_seconds",)),
         "itl_s": SeriesSpec(itl),
@@ -120,6 +127,8 @@ def _vllm_like(prefix: str, *, old_names: bool) -> dict[str, SeriesSpec]:
         "prompt_tokens_total": SeriesSpec((f"{p}prompt_tokens_total",)),
         "generation_tokens_total": SeriesSpec((f"{p}generation_tokens_total",)),
         "preemptions_total": SeriesSpec((f"{p}num_preemptions_total",)),
+        "prefix_cache_queries_total": SeriesSpec(queries),
+        "prefix_cache_hits_total": SeriesSpec(hits),
         "running": SeriesSpec((f"{p}num_requests_running",)),
         "waiting": SeriesSpec((f"{p}num_requests_waiting",)),
         "kv_cache_usage": SeriesSpec(kv),
