@@ -80,12 +80,16 @@ class TraceReplay:
     turns: SessionTurns | None
     prompts: TracePrompts
 
-    def request(self, launch: ReplayLaunch) -> tuple[GenRequest, dict[str, int | None]]:
-        """The request of a launch and the record fields that place it in the trace."""
+    def request(
+        self, launch: ReplayLaunch, repeat: int = 0
+    ) -> tuple[GenRequest, dict[str, int | None]]:
+        """The request of a launch and the record fields that place it in the trace; its
+        prompt blocks are salted by stage and repeat (`loadtest.replay`)."""
         row = launch.request
         turn = int(self.turns.turn[row.index]) if self.turns is not None else -1
         where = {"trace_row": row.row, "session": row.session, "turn": turn if turn >= 0 else None}
-        return self.prompts.request(row), where
+        salt = f"{repeat}:{launch.stage.index}"
+        return self.prompts.request(row, salt), where
 
     def last_turn(self, index: int) -> bool:
         """Whether row `index` is its session's last turn (no later turn waits for it)."""

@@ -579,7 +579,7 @@ class DispatchUser(FastHttpUser):
         scheduled_ns = int((state.anchor.perf_s + launch.at_s) * 1e9)
         where: dict[str, int | None] = {}
         if isinstance(launch, ReplayLaunch) and state.replay is not None:
-            request, where = state.replay.request(launch)
+            request, where = state.replay.request(launch, state.settings.repeat)
         else:
             request = state.factory(f"{launch.stage.index}:{launch.index}").next()
         ctx = state.context(launch.stage, scheduled_ns, self.slot, launch.index, **where)

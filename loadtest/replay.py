@@ -12,10 +12,14 @@ the same process, which sends it only after the session's previous turn has ende
 (`SessionOrder`, in the adapter).
 
 Each request's prompt is `input_tokens` tokens whose leading blocks follow its `hash_ids`
-(`BlockPrompts`: equal ids give byte-identical prefixes); a session row without `hash_ids`
-extends its session's earlier prompts (blocks chosen by session and position), as a
-conversation's history does. The output length is the row's, pinned as every mode pins it.
-A row with 0 tokens (BurstGPT logs failures that way) is sent with 1: no server generates 0.
+(`BlockPrompts`: equal ids give byte-identical prefixes). The blocks' text is salted by the
+stage (and repeat): every stage replays the trace's own prefix reuse, from a prefix cache that
+holds nothing of the stages before it (else a growth stage would re-send the previous stage's
+prompts verbatim and find them all cached, a hit rate production never sees). A session
+row without `hash_ids` extends its session's earlier prompts (blocks chosen by session and
+position), as a conversation's history does. The output length is the row's, pinned as every
+mode pins it. A row with 0 tokens (BurstGPT logs failures that way) is sent with 1: no
+server generates 0.
 """
 
 from __future__ import annotations
@@ -156,12 +160,13 @@ class TracePrompts:
         self._block_size = workload.trace.block_size
         self._blocks = BlockPrompts(prompts, self._block_size, seed=workload.seed)
 
-    def request(self, row: TraceRequest) -> GenRequest:
+    def request(self, row: TraceRequest, salt: int | str = "") -> GenRequest:
+        """Row `row`'s request; `salt` (the stage) gives its blocks text of that stage only."""
         tokens = max(row.input_tokens, 1)
         blocks: Sequence[int] = row.hash_ids
         if not blocks and row.session is not None:
             blocks = session_blocks(row.session, tokens, self._block_size)
-        prompt = self._blocks.make(tokens, blocks, unique=row.row)
+        prompt = self._blocks.make(tokens, blocks, unique=row.row, salt=salt)
         return GenRequest(prompt=prompt, prompt_tokens=tokens, max_tokens=max(row.output_tokens, 1))
 
 

@@ -41,9 +41,19 @@ class BlockPrompts:
         self._seed = seed
         self._block = lru_cache(maxsize=cache_blocks)(self._make_block)
 
-    def make(self, input_tokens: int, hash_ids: Sequence[int] = (), unique: int | str = 0) -> str:
+    def make(
+        self,
+        input_tokens: int,
+        hash_ids: Sequence[int] = (),
+        unique: int | str = 0,
+        salt: int | str = "",
+    ) -> str:
         """A prompt of `input_tokens` tokens: the blocks of `hash_ids` in order, then tokens
-        of its own (seeded by `unique`, e.g. the trace row) where the blocks run out."""
+        of its own (seeded by `unique`, e.g. the trace row) where the blocks run out.
+
+        `salt` gives every block id other text (e.g. one salt per replay stage, so a stage
+        finds no block a previous stage left in the server's prefix cache); equal ids with
+        the same salt are still byte-identical."""
         if input_tokens <= 0:
             return ""
         target = self._units_for(input_tokens)
@@ -51,10 +61,10 @@ class BlockPrompts:
         for block_id in hash_ids:
             if len(units) >= target:
                 break
-            units.extend(self._block(block_id))
+            units.extend(self._block(block_id, salt))
         del units[target:]
         if len(units) < target:
-            units.extend(self._fresh(f"tail:{unique}", target - len(units)))
+            units.extend(self._fresh(f"tail:{salt}:{unique}", target - len(units)))
         if self._tokenizer is None:
             return " ".join(str(unit) for unit in units)
         return self._exact(self._tokenizer, units, input_tokens, unique)  # type: ignore[arg-type]
@@ -64,8 +74,9 @@ class BlockPrompts:
             return tokens
         return max(1, round(tokens / self._prompts.tokens_per_word))
 
-    def _make_block(self, block_id: int) -> tuple[Unit, ...]:
-        return tuple(self._fresh(f"block:{block_id}", self._units_for(self._block_size)))
+    def _make_block(self, block_id: int, salt: int | str = "") -> tuple[Unit, ...]:
+        key = f"block:{salt}:{block_id}" if salt != "" else f"block:{block_id}"
+        return tuple(self._fresh(key, self._units_for(self._block_size)))
 
     def _fresh(self, key: str, count: int) -> list[Unit]:
         """`count` units drawn from the vocabulary, seeded by `key`."""

@@ -67,3 +67,14 @@ def test_without_a_tokenizer_blocks_are_words() -> None:
     assert len(a) == len(b) == 20  # 40 tokens at 2 tokens per word
     assert a[:16] == b[:16] and a[16:] != b[16:]  # two blocks of 8 words shared
     assert blocks.make(0, [1]) == ""
+
+
+def test_a_salt_gives_the_same_ids_other_text_still_shared_within_it() -> None:
+    """Replay salts blocks by stage: a stage's requests share prefixes with each other, not
+    with the stage before (whose blocks a server's prefix cache may still hold)."""
+    blocks = BlockPrompts(PromptSource(VOCABULARY), block_size=BLOCK)
+    first = blocks.make(64, [1, 2], unique=0, salt="0:0").split()
+    again = blocks.make(64, [1, 2, 3], unique=5, salt="0:0").split()
+    later = blocks.make(64, [1, 2], unique=0, salt="0:1").split()
+    assert first[:32] == again[:32]
+    assert _common(" ".join(first), " ".join(later)) < 16
