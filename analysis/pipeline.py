@@ -29,7 +29,7 @@ from analysis.distributions import latency_cdfs
 from analysis.errors import error_breakdown
 from analysis.gpu_plots import write_gpu_plot
 from analysis.gpu_stages import Telemetry, add_telemetry_columns, load_telemetry
-from analysis.headline import headline
+from analysis.headline import headline, target_labels
 from analysis.pairwise import compare_pairs
 from analysis.plan import Plan, PlanInputs, exclude, make_plan
 from analysis.plots import write_plots
@@ -61,8 +61,10 @@ from analysis.speed_quality import (
 from analysis.speed_quality_plot import write_speed_quality_chart
 from analysis.summary import FailureCost, StageRequests, TargetInfo, report_percentiles, summarize
 from analysis.timeline import Timeline, load_server_gauges, timeline
+from analysis.traffic import TURN_COLUMNS, TURNS_FILE, trace_blocks, turn_blocks, turn_latency
 from loadtest.records import StageRecord
 from loadtest.run_meta import RunMeta, TargetMeta
+from loadtest.traces.stats import TraceSummary, read_trace_summary
 
 __all__ = [
     "Analysis",
@@ -97,6 +99,7 @@ class Run:
     base_comparison: ComparisonDoc | None = None  # left by `quantbench compare`
     quality: dict[str, Any] | None = None  # quality.json, when the run has one
     telemetry: Telemetry = field(default_factory=Telemetry)  # GPU and container samples
+    trace: TraceSummary | None = None  # trace.json: the replayed trace, when one was
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,7 @@ class Analysis:
     result: dict[str, Any]
     name: str
     speed_quality: SpeedQuality | None = None
+    turns: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=TURN_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -290,6 +294,7 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
         quality=load_quality(run_dir),
         base_comparison=load_comparison(run_dir),
         telemetry=telemetry,
+        trace=read_trace_summary(run_dir),
     )
 
 
@@ -365,6 +370,8 @@ def analyze(
     accuracy = decision_line(quality) if quality is not None else None
     if accuracy is not None:
         lines.insert(1, accuracy)
+    turns = turn_latency(run.requests)
+    labels = target_labels(summary)
     report = ReportInput(
         title=f"quantbench report — {name}{tag}",
         headline=lines,
@@ -385,6 +392,8 @@ def analyze(
             if run.base_comparison is not None
             else []
         ),
+        trace=trace_blocks(run.trace),
+        turns=turn_blocks(turns, labels),
     )
     result = result_document(run.meta, summary, comparison, plan, lines, breakdown, percentiles)
     if quality is not None:
@@ -404,6 +413,7 @@ def analyze(
         result=result,
         name=f"{name}{tag}",
         speed_quality=quality,
+        turns=turns,
     )
 
 
@@ -418,6 +428,9 @@ def write_outputs(analysis: Analysis) -> AnalysisResult:
     if not figures.empty:
         text = figures.to_csv(index=False, float_format="%.4f")
         write_text_atomic(run_dir / SERVER_STAGES_FILE, text)
+    if not analysis.turns.empty:
+        text = analysis.turns.to_csv(index=False, float_format="%.3f")
+        write_text_atomic(run_dir / TURNS_FILE, text)
     result_json = run_dir / RESULT_FILE
     write_text_atomic(result_json, json.dumps(analysis.result, indent=1, default=str) + "\n")
     plan_md = None

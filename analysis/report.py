@@ -67,6 +67,8 @@ class ReportInput:
     quality: SpeedQuality | None = None  # the speed-quality section, when the run has one
     quality_chart: tuple[str, Path] | None = None  # (title, PNG) of its chart
     base_comparison: list[Block] = field(default_factory=list)  # from `quantbench compare`
+    trace: list[Block] = field(default_factory=list)  # the replayed trace (analysis.traffic)
+    turns: list[Block] = field(default_factory=list)  # TTFT by conversation turn
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -454,6 +456,7 @@ def report_blocks(report: ReportInput) -> list[Block]:
     blocks: list[Block] = [Heading(report.title, 1), Bullets(report.headline)]
     if report.setup:
         blocks += [Heading("What was measured"), Bullets([f"{k}: {v}" for k, v in report.setup])]
+    blocks += report.trace
     blocks += report.base_comparison
     if report.summary.empty:
         return [*blocks, Heading("Run"), Bullets([f"{k}: {v}" for k, v in report.meta])]
@@ -470,6 +473,7 @@ def report_blocks(report: ReportInput) -> list[Block]:
         blocks += [Image(alt, path) for alt, path in report.plots.items()]
     blocks += _errors(report, labels)
     blocks += _stats(report.summary, labels, report.percentiles)
+    blocks += report.turns
     blocks += _validity(report.summary, labels)
     blocks += _server(report.server, report.summary, labels)
     blocks += _flags(report.flags, labels)
