@@ -14,7 +14,8 @@
    records (~64-token ITL lists, 5 targets × 4 stages): wall seconds and peak memory
    (benchmarks/report_speed.py).
 5. Trace replay input: a 1,000,000-row Mooncake trace read, walked request by request and
-   described in a child process: seconds and peak memory (benchmarks/trace_memory.py).
+   described, and its replay schedule walked, in a child process: seconds and peak memory
+   (benchmarks/trace_memory.py).
 6. Quality probe: a 50,000-token text and 50 greedy prompts against three simulated targets:
    seconds per target (benchmarks/quality_speed.py).
 7. Regression gate: `quantbench compare` on two synthetic runs of 1,000,000 records each:
