@@ -28,7 +28,7 @@ from typing import Any
 
 from loadtest.config import SecondsDist, SessionsConfig, WorkloadConfig
 from loadtest.prompts import DatasetError, PromptSource
-from loadtest.workload import GenRequest, length_bound, sample_length
+from loadtest.workload import GenRequest, length_bound, lognormal, sample_length
 
 __all__ = [
     "Conversations",
@@ -111,8 +111,7 @@ def sample_seconds(dist: SecondsDist, rng: random.Random) -> float:
     elif dist.dist == "exponential":
         value = rng.expovariate(1.0 / dist.mean) if dist.mean > 0 else 0.0
     else:
-        sigma2 = math.log1p((dist.std / dist.mean) ** 2)
-        value = rng.lognormvariate(math.log(dist.mean) - sigma2 / 2, sigma2**0.5)
+        value = lognormal(rng, dist.mean, dist.std)
     return min(max(value, dist.min), dist.max if dist.max is not None else math.inf)
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "GenRequest",
     "RequestFactory",
     "length_bound",
+    "lognormal",
     "longest_request",
     "prompt_source",
     "sample_length",
@@ -47,12 +48,16 @@ def sample_length(dist: LengthDist, rng: random.Random) -> int:
     elif dist.dist == "normal":
         value = rng.normalvariate(dist.mean, dist.std)
     else:
-        # Parameterised by the distribution's own mean and std, not the underlying normal's.
-        sigma2 = math.log1p((dist.std / dist.mean) ** 2)
-        mu = math.log(dist.mean) - sigma2 / 2
-        value = rng.lognormvariate(mu, sigma2**0.5)
+        value = lognormal(rng, dist.mean, dist.std)
     upper = dist.max if dist.max is not None else float("inf")
     return int(min(max(round(value), dist.min), upper))
+
+
+def lognormal(rng: random.Random, mean: float, std: float) -> float:
+    """A lognormal draw parameterised by the distribution's own mean and std, not the
+    underlying normal's (token lengths, think times)."""
+    sigma2 = math.log1p((std / mean) ** 2)
+    return rng.lognormvariate(math.log(mean) - sigma2 / 2, sigma2**0.5)
 
 
 @dataclass(frozen=True)
