@@ -302,6 +302,9 @@ class LocustSettings(_Strict):
     repeat: int = Field(default=0, ge=0)  # which repetition of the sweep this run is
     stage_offset: int = Field(default=0, ge=0)  # the number of this run's stage 0
     tokens_per_word: float | None = Field(default=None, gt=0)  # from the target's /tokenize
+    # replay over chat: the tokens the server's chat template adds to a prompt (from the
+    # readiness probe), taken off each trace prompt so the server counts the trace's length
+    template_tokens: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
     def _within_limits(self) -> LocustSettings:

@@ -109,7 +109,9 @@ class RunState:
         if workload.trace is not None:
             trace = controlled_trace(workload)
             self.replay = TraceReplay(
-                trace, SessionTurns.of(trace), TracePrompts(workload, self.prompts)
+                trace,
+                SessionTurns.of(trace),
+                TracePrompts(workload, self.prompts, settings.template_tokens),
             )
         self.plan = LoadPlan(
             settings.load,

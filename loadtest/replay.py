@@ -154,19 +154,25 @@ def session_blocks(session: int, input_tokens: int, block_size: int) -> tuple[in
 class TracePrompts:
     """Builds the `GenRequest` of each trace row (see the module docstring)."""
 
-    def __init__(self, workload: WorkloadConfig, prompts: PromptSource) -> None:
+    def __init__(
+        self, workload: WorkloadConfig, prompts: PromptSource, template_tokens: int = 0
+    ) -> None:
+        """`template_tokens`: what the server's chat template adds to each prompt; each
+        prompt is that much shorter, so the server counts the row's own `input_tokens`."""
         if workload.trace is None:
             raise ValueError("TracePrompts needs workload.trace")
+        self._template_tokens = template_tokens
         self._block_size = workload.trace.block_size
         self._blocks = BlockPrompts(prompts, self._block_size, seed=workload.seed)
 
     def request(self, row: TraceRequest, salt: int | str = "") -> GenRequest:
         """Row `row`'s request; `salt` (the stage) gives its blocks text of that stage only."""
         tokens = max(row.input_tokens, 1)
+        own = max(tokens - self._template_tokens, 1)  # what the prompt text itself holds
         blocks: Sequence[int] = row.hash_ids
         if not blocks and row.session is not None:
-            blocks = session_blocks(row.session, tokens, self._block_size)
-        prompt = self._blocks.make(tokens, blocks, unique=row.row, salt=salt)
+            blocks = session_blocks(row.session, own, self._block_size)
+        prompt = self._blocks.make(own, blocks, unique=row.row, salt=salt)
         return GenRequest(prompt=prompt, prompt_tokens=tokens, max_tokens=max(row.output_tokens, 1))
 
 

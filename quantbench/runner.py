@@ -122,6 +122,16 @@ def _longest(config: BenchConfig, prompts: PromptSource) -> GenRequest:
     return longest_request(workload, prompts, dataset)
 
 
+def _template_tokens(config: BenchConfig, longest: GenRequest, probe: RequestRecord) -> int:
+    """Replay over the chat API: the tokens the server counted beyond the probe's prompt
+    text (its chat template's), which each trace prompt then leaves room for; else 0."""
+    if config.replay_trace is None or config.workload.endpoint != "chat":
+        return 0
+    if probe.prompt_tokens is None:
+        return 0
+    return max(probe.prompt_tokens - longest.prompt_tokens, 0)
+
+
 def _warn_sampling(
     console: Console, config: BenchConfig, target: str, probe: RequestRecord, first: int
 ) -> None:
@@ -209,6 +219,7 @@ def _run_target(
             repeat=repeat,
             stage_offset=repeat * len(config.load.stages),
             tokens_per_word=per_word,
+            template_tokens=_template_tokens(config, longest, probe),
         )
         metrics_url = target.metrics_url or f"{url}/metrics"
         info.metrics_url = metrics_url

@@ -105,3 +105,13 @@ def test_a_stage_with_too_few_measured_requests_is_named() -> None:
     lines = replay_warnings(_trace(), load, SampleGoal(percentile="p50", min_ok=3))
     assert lines[0] == ""  # offsets 0.5, 0.5, 2.0 are after the warm-up
     assert lines[1].startswith("stage 2 (4× the trace's rate, 0.5 s) replays 1 requests")
+
+
+def test_over_chat_a_prompt_leaves_room_for_the_servers_template() -> None:
+    workload = WorkloadConfig.model_validate({"trace": {"file": "t.jsonl", "block_size": 8}})
+    source = PromptSource(VOCABULARY)
+    (row, *_) = assigned_requests(_trace(blocks=[[1, 2, 3, 4], [1], [2], [3]]))
+    plain = TracePrompts(workload, source).request(row)
+    chat = TracePrompts(workload, source, template_tokens=7).request(row)
+    assert chat.prompt_tokens == plain.prompt_tokens == 32  # what the server will count
+    assert len(chat.prompt.split()) == 25 and plain.prompt.split()[:25] == chat.prompt.split()
