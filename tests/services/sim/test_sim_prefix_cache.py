@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from services.sim import BatchingEngine, EngineProfile, SimSequence, VllmMetrics, load_profile
@@ -134,7 +135,10 @@ def test_kv_pressure_evicts_cached_blocks_so_a_later_request_misses(fake_clock: 
     assert [s.cached_tokens for s in roomy] == [0, 0, 592], "without pressure it hits (37 blocks)"
 
 
-def test_vllm_profiles_cache_prefixes_in_blocks_of_16_and_tgi_ones_do_not() -> None:
-    vllm, tgi = load_profile("vllm", "awq", "h100"), load_profile("tgi", "awq", "h100")
+@pytest.mark.parametrize("quant", ["awq", "gptq", "fp16"])
+def test_vllm_profiles_cache_prefixes_in_blocks_of_16_and_the_others_do_not(quant: str) -> None:
+    vllm = load_profile("vllm", quant, "h100")
     assert vllm.prefix_caching and vllm.block_size == 16
-    assert not tgi.prefix_caching
+    assert not load_profile("tgi", quant, "h100").prefix_caching
+    exl2 = "exl2" if quant == "awq" else quant
+    assert not load_profile("exllamav2", exl2, "h100").prefix_caching
