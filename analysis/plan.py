@@ -58,6 +58,8 @@ class PlanInputs(BaseModel):
     headroom: float = Field(default=0.2, ge=0, lt=1)
     max_ppl_increase: float | None = Field(default=None, ge=0, lt=1)  # the accuracy bar
     kwh_cost: float | None = Field(default=None, gt=0)  # electricity, per kWh
+    # `--growth N`: the peak is N × the replayed trace's own mean rate (peak_rps holds it)
+    growth: float | None = Field(default=None, gt=0)
     source: Literal["quantbench plan", "config"] = "quantbench plan"
 
     def resolved(self, config_slo: SloConfig, kwh_cost: float | None = None) -> PlanInputs:

@@ -22,7 +22,7 @@ from analysis.document import Block, Bullets, Heading, Image, Paragraph, Table, 
 from analysis.errors import BREAKDOWN_COLUMNS
 from analysis.gpu_report import energy_plan_blocks, gpu_blocks
 from analysis.headline import target_labels
-from analysis.plan import Plan
+from analysis.plan import Plan, PlanInputs
 from analysis.speed_quality import SpeedQuality
 from analysis.speed_quality_view import speed_quality_blocks
 from analysis.summary import STAT_METRICS, stat_column
@@ -237,6 +237,18 @@ def _capacity(report: ReportInput, labels: dict[str, str]) -> list[Block]:
     return blocks
 
 
+def _peak(inputs: PlanInputs) -> str:
+    if not inputs.peak_rps:
+        return "peak: not given (no GPU count)"
+    if inputs.growth:
+        return (
+            f"peak: {inputs.peak_rps:.3g} req/s, the replayed trace's traffic grown "
+            f"{inputs.growth:g}× (its own mean rate, before speedup and sampling, × "
+            f"{inputs.growth:g}; each stage replayed its bursts too)"
+        )
+    return f"peak: {inputs.peak_rps:g} req/s"
+
+
 def plan_blocks(
     plan: Plan, labels: dict[str, str], title: str = "Capacity plan", level: int = 2
 ) -> list[Block]:
@@ -245,7 +257,7 @@ def plan_blocks(
     facts = [
         f"SLO: {slo_text(inputs.objectives)} (on valid stages)"
         + (" — from the run's config" if inputs.source == "config" else ""),
-        f"peak: {inputs.peak_rps:g} req/s" if inputs.peak_rps else "peak: not given (no GPU count)",
+        _peak(inputs),
         f"headroom: {inputs.headroom:.0%} of each replica's SLO-limited rate kept spare",
         f"GPU-hour cost: ${inputs.gpu_hour_cost:g}"
         if inputs.gpu_hour_cost

@@ -11,6 +11,8 @@ p95 needs 59 of them (MEASUREMENT.md) and is empty below that.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -19,7 +21,14 @@ from analysis.document import Block, Bullets, Heading, Paragraph, Table
 from analysis.stats import quantiles
 from loadtest.traces.stats import Lengths, TraceSummary
 
-__all__ = ["TURNS_FILE", "TURN_COLUMNS", "trace_blocks", "turn_blocks", "turn_latency"]
+__all__ = [
+    "TURNS_FILE",
+    "TURN_COLUMNS",
+    "production_rate",
+    "trace_blocks",
+    "turn_blocks",
+    "turn_latency",
+]
 
 TURNS_FILE = "turns.csv"
 TURN_COLUMNS = [
@@ -67,6 +76,16 @@ def turn_latency(requests: pd.DataFrame) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=TURN_COLUMNS)
+
+
+def production_rate(summary: TraceSummary, trace_config: dict[str, Any]) -> float:
+    """The replayed trace's own mean request rate (req/s), as production sent it: trace.json's
+    rate is after the config's `speedup` and `sample`, so both are undone (a window stays:
+    it is the traffic chosen). A growth stage at m× replays production at m × speedup ×
+    sample of this rate."""
+    speedup = float(trace_config.get("speedup", 1.0) or 1.0)
+    sample = float(trace_config.get("sample", 1.0) or 1.0)
+    return summary.mean_rate_per_s / (speedup * sample)
 
 
 def _ms(value: float) -> str:

@@ -18,6 +18,8 @@ from analysis.pipeline import AnalysisResult, analyze_run
 from analysis.plan import PlanInputError, parse_number, parse_slo, plan_inputs
 from analysis.rundir import load_run_meta
 from analysis.speed_quality import load_quality
+from analysis.traffic import production_rate
+from loadtest.traces.stats import read_trace_summary
 from quantbench import __version__
 from quantbench.compare_cli import add_compare_parser, run_compare
 from quantbench.config import load_config
@@ -161,6 +163,7 @@ examples:
   quantbench plan runs/RUN --slo ttft_p95=500ms,tpot_p95=50ms --peak-rps 40
   quantbench plan runs/RUN --peak-rps 40 --gpu-hour-cost 2.5 --headroom 0.3
   quantbench plan runs/RUN --gpu-hour-cost 2.5 --kwh-cost 0.15
+  quantbench plan runs/REPLAY --growth 3        # a replayed trace's traffic grown 3x
 
 With --max-ppl-increase (or quality.max_ppl_increase in the run's config), targets
 that miss the accuracy bar, are uncertain against it or not measurable (quality.json, from
@@ -192,6 +195,12 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="peak request rate to serve, in requests/s, e.g. 40 (without it: no GPU count)",
     )
     plan.add_argument(
+        "--growth",
+        metavar="N",
+        help="replay runs: the peak is the trace's traffic grown N times (its own mean rate, "
+        "before speedup and sampling, x N), e.g. 3; instead of --peak-rps",
+    )
+    plan.add_argument(
         "--gpu-hour-cost",
         metavar="PRICE",
         help="price of one GPU-hour in your currency, e.g. 2.5 "
@@ -218,6 +227,22 @@ def _add_plan(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
 
 
+def _growth_peak(run_dir: Path, growth: float, peak: float | None) -> float:
+    """`--growth N`: N × the replayed trace's own mean rate, from the run's trace.json."""
+    if peak is not None:
+        raise ConfigError("--growth and --peak-rps both set the peak: give one of them")
+    if growth <= 0:
+        raise ConfigError(f"--growth: {growth:g} is not above 0; e.g. 3 for 3x the traffic")
+    meta = load_run_meta(run_dir)  # not a run directory: that error first
+    summary = read_trace_summary(run_dir)
+    trace = (meta.config.get("workload") or {}).get("trace")
+    if summary is None or not isinstance(trace, dict):
+        raise ConfigError(
+            f"--growth: {run_dir} replayed no trace (no trace.json); give --peak-rps instead"
+        )
+    return growth * production_rate(summary, trace)
+
+
 def _check_quality(run_dir: Path, bar: float | None) -> None:
     """A bar given on the command line needs the run's quality.json, with an FP16 reference."""
     if bar is None:
@@ -241,9 +266,14 @@ def _plan(args: argparse.Namespace) -> int:
     """Validate the flags (one ConfigError line each), plan, print the plan and its path."""
     bar = parse_bar(args.max_ppl_increase)
     try:
+        growth = parse_number("--growth", args.growth) if args.growth else None
+        peak = parse_number("--peak-rps", args.peak_rps) if args.peak_rps else None
+        if growth is not None:
+            peak = _growth_peak(args.run_dir, growth, peak)
         inputs = plan_inputs(
             slo=parse_slo(args.slo) if args.slo is not None else None,
-            peak_rps=parse_number("--peak-rps", args.peak_rps) if args.peak_rps else None,
+            peak_rps=peak,
+            growth=growth,
             gpu_hour_cost=(
                 parse_number("--gpu-hour-cost", args.gpu_hour_cost) if args.gpu_hour_cost else None
             ),

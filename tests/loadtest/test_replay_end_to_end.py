@@ -9,6 +9,7 @@ so 4× the trace's rate overloads it and its TTFT climbs there.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +132,13 @@ def test_plan_names_the_growth_stage_where_the_slo_breaks(
     assert capacity["limited_by"].startswith(f"TTFT p95 > {limit_ms} ms at 4× the trace's rate")
     assert 2.0 <= capacity["load"] <= 4.0
     assert capacity["limited_by"] in out  # the plan's table names it
+
+    # "How many GPUs for this traffic grown 3×": the trace's own rate (before speedup) × 3.
+    assert main(["plan", str(run_dir), "--slo", f"ttft_p95={limit_ms}ms", "--growth", "3"]) == 0
+    plan = json.loads((run_dir / "plan.json").read_text())
+    described = json.loads((run_dir / "trace.json").read_text())
+    peak = 3 * described["mean_rate_per_s"] / SPEEDUP
+    assert plan["inputs"]["growth"] == 3 and plan["inputs"]["peak_rps"] == pytest.approx(peak)
+    (target,) = plan["targets"]
+    assert target["replicas"] == math.ceil(peak / (target["max_rps_per_replica"] * 0.8))
+    assert "the replayed trace's traffic grown 3×" in capsys.readouterr().out

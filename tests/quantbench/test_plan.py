@@ -50,6 +50,7 @@ def test_plan_prints_writes_and_is_kept_by_later_reports(
         "kwh_cost": None,
         "max_ppl_increase": None,
         "source": "quantbench plan",
+        "growth": None,
     }
     fast = next(t for t in plan["targets"] if t["target"] == "fast")
     rate, tokens = fast["max_rps_per_replica"], fast["output_tok_per_s_at_max"]
@@ -73,6 +74,23 @@ def test_without_slo_the_runs_own_slo_is_used(
     assert (slo["ttft_ms"], slo["tpot_ms"], slo["e2e_ms"], slo["percentile"]) == (200, 30, None, 95)
     assert plan["inputs"]["headroom"] == pytest.approx(0.3)
     assert "GPUs for peak" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--growth", "3"], "replayed no trace (no trace.json); give --peak-rps instead"),
+        (["--growth", "3", "--peak-rps", "4"], "--growth and --peak-rps both set the peak"),
+        (["--growth", "0"], "--growth: 0 is not above 0"),
+    ],
+)
+def test_growth_needs_a_replay_run_and_no_peak(
+    run_dir: Path, capsys: pytest.CaptureFixture[str], flags: list[str], expected: str
+) -> None:
+    assert main(["plan", str(run_dir), *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and expected in err[0], err
+    assert not (run_dir / "plan.json").exists()
 
 
 def test_no_target_within_the_slo_exits_1(
