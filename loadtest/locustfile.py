@@ -36,6 +36,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, NoReturn
 
+# Run as a script (`python loadtest/locustfile.py`), Python puts loadtest/ first on the path,
+# where loadtest/secrets.py would shadow the standard library's `secrets` (numpy imports it):
+# a stable sort moves that entry last, the others keep their order.
+sys.path.sort(key=lambda entry: Path(entry or ".").resolve() == Path(__file__).resolve().parent)
+
 import gevent
 import gevent.event
 from gevent import GreenletExit
