@@ -118,19 +118,23 @@ def test_the_servers_prefix_cache_hits_are_reported_per_stage(run_dir: Path) -> 
 def test_plan_names_the_growth_stage_where_the_slo_breaks(
     run_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """An SLO between the 1× stage's TTFT p95 and the worst later stage's: the plan names
+    the first growth stage past it (4× on a quiet machine, where the slowed simulator's
+    queue builds; a busy host may slow 2× as much), and interpolates the capacity below it."""
     summary = pd.read_csv(run_dir / "summary.csv").set_index("load")
     p95 = summary["ttft_p95_ms"]
-    below = max(p95[1.0], p95[2.0])
-    assert p95[4.0] > 1.3 * below, "4× the trace's rate overloads the slowed simulator"
-    limit_ms = round((below + p95[4.0]) / 2)
+    assert p95[4.0] > p95[1.0], "4× the trace's rate overloads the slowed simulator"
+    limit_ms = round((p95[1.0] + max(p95[2.0], p95[4.0])) / 2)
+    breaks = next(m for m in STAGES[1:] if p95[m] > limit_ms)
     capsys.readouterr()
     assert main(["plan", str(run_dir), "--slo", f"ttft_p95={limit_ms}ms"]) == 0
     out = capsys.readouterr().out
     plan = json.loads((run_dir / "plan.json").read_text())
     (target,) = plan["targets"]
     capacity = target["capacity"]
-    assert capacity["limited_by"].startswith(f"TTFT p95 > {limit_ms} ms at 4× the trace's rate")
-    assert 2.0 <= capacity["load"] <= 4.0
+    named = f"TTFT p95 > {limit_ms} ms at {breaks:g}× the trace's rate"
+    assert capacity["limited_by"].startswith(named), (capacity, p95.to_dict())
+    assert breaks / 2 <= capacity["load"] <= breaks
     assert capacity["limited_by"] in out  # the plan's table names it
 
     # "How many GPUs for this traffic grown 3×": the trace's own rate (before speedup) × 3.
