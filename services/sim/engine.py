@@ -268,12 +268,15 @@ class SimEngine(ABC):
             self._finish(seq, "abort", due)  # injected: the engine aborts instead of sampling
             return
         seq.generated += 1
+        # The metrics time a token the engine got to late (a busy host) when it was made, as
+        # a real server's clock would; the stream and its log keep the schedule.
+        made = max(due, self.now())
         if seq.first_token is None:
             seq.first_token = due
-            self._observer.on_first_token(seq, due - seq.arrival)
+            self._observer.on_first_token(seq, made - seq.arrival)
         else:
             assert seq.last_token is not None
-            self._observer.on_token(seq, due - seq.last_token)
+            self._observer.on_token(seq, made - seq.last_token)
         seq.last_token = due
         seq.events.put_nowait(TokenEvent(due))
         if seq.generated >= seq.max_tokens:

@@ -12,14 +12,14 @@ from quantbench.cli import main
 pytestmark = pytest.mark.slow
 
 
-def run(tmp_path: Path, faults: str, ttft_ms: int = 30, users: int = 4) -> Path:
+def run(tmp_path: Path, faults: str, ttft_ms: int = 30, users: int = 4, seconds: int = 3) -> Path:
     config = tmp_path / "bench.yaml"
     config.write_text(
         "name: server\ntargets:\n"
         f"  - {{name: sim, sim: {{timing: fixed, ttft_ms: {ttft_ms}, itl_ms: 3, "
         f"faults: {faults}}}}}\n"
         "workload: {prompt_tokens: 16, output_tokens: 8}\n"
-        f"load: {{stages: [{users}, {users}], warmup: 0.5s, stage_duration: 3s}}\n"
+        f"load: {{stages: [{users}, {users}], warmup: 0.5s, stage_duration: {seconds}s}}\n"
         "analysis: {min_samples_p95: 20}\n"
     )
     assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 0
@@ -29,9 +29,10 @@ def run(tmp_path: Path, faults: str, ttft_ms: int = 30, users: int = 4) -> Path:
 
 def test_server_figures_reconcile_with_the_client(tmp_path: Path) -> None:
     # A TTFT long beside this busy machine's scheduling delays (a few ms between the
-    # simulator's write and Locust's read), so the 10% mean-TTFT check tests the mapping,
-    # not the host; 16 users keep ~300 requests a stage for the 1% count check.
-    run_dir = run(tmp_path, "{}", ttft_ms=120, users=16)
+    # simulator's write and Locust's read: 20-35 ms with the CPUs oversubscribed), so the
+    # 10% mean-TTFT check tests the mapping, not the host; 24 users keep ~230 requests a
+    # stage for the 1% count check, whose edges blur by a few requests on a busy host.
+    run_dir = run(tmp_path, "{}", ttft_ms=400, users=24, seconds=4)
     server = pd.read_csv(run_dir / "server_stages.csv")
     assert list(server["stage"]) == [0, 1] and not server["restarted"].any()
     assert (server["requests_finished"] > 0).all()
