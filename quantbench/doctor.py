@@ -242,6 +242,8 @@ def diagnose(
         check_gpus(gpus),
     ]
     needs_compose = config is None or any(t.compose for t in config.targets) or profiles
+    if not needs_compose:  # simulators and running servers: this host needs no Docker or GPU
+        checks = [_not_needed(check) for check in checks]
     plan = Plan((), False, "no compose service")
     if needs_compose and not compose_file.is_file():
         checks.append(
@@ -281,6 +283,14 @@ def diagnose(
     if config is not None:
         checks.extend(_target_checks(config, plan, host))
     return checks
+
+
+def _not_needed(check: Check) -> Check:
+    """A host check that a config without `compose:` targets does not depend on: a failure
+    is shown, but cannot stop the run."""
+    if check.status != "fail":
+        return check
+    return Check(check.name, "skip", f"{check.detail} (not needed: no `compose:` target)")
 
 
 def _service_checks(plan: Plan, docker: DockerFacts, gpus: GpuFacts, host: Host) -> list[Check]:

@@ -464,6 +464,33 @@ def test_the_real_cli_on_a_machine_without_docker_or_a_gpu(tmp_path: Path) -> No
     assert "a run cannot start" in out
 
 
+def test_simulators_need_no_docker_or_gpu_on_this_host(tmp_path: Path) -> None:
+    """A config of `sim:` targets runs on a bare machine: the doctor must not say otherwise."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    config = tmp_path / "sims.yaml"
+    config.write_text(
+        "name: sims\ntargets:\n  - {name: a, sim: {stack: vllm, quant: awq}}\n"
+        "workload: {prompt_tokens: 64, output_tokens: 16}\nload: {stages: [1]}\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
+    env.update(PATH=str(empty), COLUMNS="200")
+    done = subprocess.run(
+        [sys.executable, "-m", "quantbench", "doctor", str(config)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert "no Docker: `docker` not found" in out, "the finding is still shown"
+    assert "not needed: no `compose:` target" in out
+    assert "0 failed" in out and "a run can start" in out
+
+
 def test_the_secret_mode_is_read_not_guessed(tmp_path: Path) -> None:
     from quantbench.doctor import check_secret
 
