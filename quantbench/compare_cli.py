@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import sys
 import textwrap
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -162,14 +163,29 @@ def _figures(run: Run) -> RunFigures:
     return RunFigures.of(found.summary, found.records, run.requests, run.stages, run.slo)
 
 
-def _check_comparable(base_dir: Path, new_dir: Path, thresholds: Thresholds) -> list[str]:
+def _check_comparable(
+    base_dir: Path, new_dir: Path, thresholds: Thresholds, thresholds_path: Path | None
+) -> list[str]:
     """From the two run.json files alone, before any record is read."""
     base, new = load_run_meta(base_dir), load_run_meta(new_dir)
     refusals, warnings = differences(base, new, thresholds.image_digest)
     if refusals:
         more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""
         raise InputError(f"{base_dir} and {new_dir} are not comparable: {refusals[0].text()}{more}")
+    names = [t.name for t in new.targets]
+    unknown = sorted(set(thresholds.targets) - set(names))
+    if unknown:  # a misspelt target would silently be judged by the defaults
+        raise ConfigError(
+            f"{thresholds_path}: targets: {unknown[0]!r} is not a target of these runs "
+            f"(have: {', '.join(names)}); fix its spelling or remove it"
+        )
     return [w.text() for w in warnings]
+
+
+def _damage(runs: dict[str, Run]) -> list[str]:
+    """Records left out of either run (corrupt lines), one warning each: said, never silent."""
+    return [f"{side} run {run.run_dir}: {problem}" for side, run in runs.items()
+            for problem in run.problems]  # fmt: skip
 
 
 # The request fields the gate reads (validity, figures, intervals, server reconciliation);
@@ -204,8 +220,8 @@ def _check_valid(base: RunFigures, new: RunFigures, runs: dict[str, Path]) -> No
         if missing:
             raise NoValidStageError(
                 f"{side} run {runs[side]} measured {_stage_text(sides[side], *missing[0])} but "
-                f"the {other} run {runs[other]} did not (it stopped early?); compare needs "
-                "both runs complete"
+                f"the {other} run {runs[other]} did not: it stopped early; finish it with "
+                f"`quantbench run --resume {runs[other]}`, or compare two complete runs"
             )
     if not keys["new"]:
         raise NoValidStageError(f"{runs['base']} and {runs['new']} have no stage to compare")
@@ -256,7 +272,7 @@ def run_compare(args: argparse.Namespace, console: Console) -> int:
     if args.image_digest is not None:
         thresholds = thresholds.model_copy(update={"image_digest": args.image_digest})
     metrics = parse_metrics(args.metrics)
-    warnings = _check_comparable(args.base_run, args.new_run, thresholds)
+    warnings = _check_comparable(args.base_run, args.new_run, thresholds, args.thresholds)
     # Both runs at once: Arrow's parquet reader and numpy's selections release the GIL.
     with ThreadPoolExecutor(max_workers=2) as pool:
         loading = [
@@ -264,6 +280,9 @@ def run_compare(args: argparse.Namespace, console: Console) -> int:
             pool.submit(_load, args.new_run, not args.no_report),
         ]
         (base, figures_base), (new, figures_new) = (job.result() for job in loading)
+    for damage in _damage({"base": base, "new": new}):
+        print(f"quantbench: warning: {damage}", file=sys.stderr)
+        warnings.append(damage)
     _check_valid(figures_base, figures_new, {"base": base.run_dir, "new": new.run_dir})
     table = compare_runs(figures_base, figures_new, thresholds, metrics)
     doc = ComparisonDoc(

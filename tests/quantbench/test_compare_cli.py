@@ -202,3 +202,41 @@ def test_on_a_terminal_regressions_come_first(runs: dict[str, Path], tmp_path: P
     assert verdicts and verdicts[0] == "regressed"
     assert verdicts == sorted(verdicts, key=["regressed", "inconclusive", "improved"].index)
     assert re.search(r"│ TPOT p95\s+│", screen)
+
+
+def test_a_misspelt_target_in_the_thresholds_file_is_one_line(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`targets: {awk: ...}` would otherwise leave awq on the defaults: a silent wrong verdict."""
+    path = tmp_path / "thresholds.yaml"
+    path.write_text("targets:\n  awk: {latency: 25%}\n")
+    code = main(["compare", str(runs["base"]), str(runs["same"]), "--thresholds", str(path)])
+    assert code == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"{path}: targets: 'awk' is not a target of these runs (have: awq)" in line
+
+
+def test_corrupt_records_are_named_not_skipped_silently(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    new = copy_run(runs["same"], tmp_path / "damaged")
+    (new / "requests.parquet").unlink(missing_ok=True)  # the records are read from the JSON lines
+    lines = (new / "requests.jsonl").read_text().splitlines(keepends=True)
+    lines[3] = '{"target": "awq", "stage\n'
+    (new / "requests.jsonl").write_text("".join(lines))
+    assert main(["compare", str(runs["base"]), str(new), "--no-report"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert f"quantbench: warning: new run {new}: requests.jsonl: 1 corrupt line skipped" in err
+    warnings = json.loads((new / "comparison.json").read_text())["warnings"]
+    assert any("1 corrupt line skipped (line 4" in w for w in warnings), warnings
+
+
+def test_a_killed_run_says_how_to_finish_it(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = copy_run(runs["same"], tmp_path / "killed")
+    (short / "stages.jsonl").write_text("")
+    assert main(["compare", str(runs["base"]), str(short)]) == 2
+    line = one_error_line(capsys.readouterr().err)
+    assert f"`quantbench run --resume {short}`" in line
