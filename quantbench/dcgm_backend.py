@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 from analysis.server.scrape import Fetch, HttpFetch
 from loadtest.gpu_records import GpuSample, samples_from_dcgm
-from quantbench.gpu_sampler import NoGpu
+from quantbench.gpu_sampler import NoGpu, closing_sample
 
 __all__ = ["DcgmBackend"]
 
@@ -67,6 +67,7 @@ class DcgmBackend:
             if due < now:  # a slow scrape: skip the missed slots rather than bunch up
                 due = now + interval_s
             if stop.wait(due - now):
+                yield from closing_sample(self.read)
                 return
 
     def close(self) -> None:

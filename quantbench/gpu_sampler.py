@@ -39,6 +39,7 @@ __all__ = [
     "NoGpu",
     "NvidiaSmiBackend",
     "NvmlBackend",
+    "closing_sample",
     "open_backend",
 ]
 
@@ -60,6 +61,18 @@ class GpuBackend(Protocol):
     def stream(self, interval_s: float, stop: threading.Event) -> Iterator[list[GpuSample]]: ...
 
     def close(self) -> None: ...
+
+
+def closing_sample(read: Callable[[], list[GpuSample]]) -> Iterator[list[GpuSample]]:
+    """One last sample when the sampling is stopped, so that the end of the window measured
+    last lies between two samples (its energy from the counter, like every other window's);
+    a source that fails at that moment just has none."""
+    try:
+        batch = read()
+    except Exception:  # the sampling is over: a failed closing read is no error of the run
+        return
+    if batch:
+        yield batch
 
 
 class NvmlBackend:
@@ -143,6 +156,7 @@ class NvmlBackend:
         while not stop.is_set():
             yield self.read()
             if stop.wait(interval_s):
+                yield from closing_sample(self.read)
                 return
 
     def close(self) -> None:
@@ -273,11 +287,11 @@ class NvidiaSmiBackend:
         )
         assert self._proc.stdout is not None
         for line in self._proc.stdout:
-            if stop.is_set():
-                return
             sample = self.parse(line)
             if sample is not None:
                 yield [sample]
+            if stop.is_set():  # the line after the stop was the closing sample
+                return
 
     def close(self) -> None:
         proc, self._proc = self._proc, None
@@ -371,7 +385,9 @@ class GpuSampler:
 
     def stop(self) -> None:
         self._stop.set()
-        self.backend.close()
+        if self._thread is not None:  # its closing sample first, while the backend is open
+            self._thread.join(timeout=self.interval_s + 5)
+        self.backend.close()  # ends a stream still blocked on its source (nvidia-smi)
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self._writer is not None:

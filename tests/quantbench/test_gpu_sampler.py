@@ -270,10 +270,37 @@ def test_this_host_as_a_user_runs_it(tmp_path: Path) -> None:
 
 
 def test_a_stop_during_a_wait_ends_the_nvml_stream_at_once() -> None:
-    backend = NvmlBackend(FakeNvml([FakeGpu(uuid="GPU-w")]))
+    backend = NvmlBackend(FakeNvml([FakeGpu(uuid="GPU-w")]), clock=ScriptedClock())
     backend.open()
     stop = threading.Event()
     stream = backend.stream(3600.0, stop)
-    assert len(next(stream)) == 1
+    first = next(stream)
     stop.set()
-    assert list(stream) == [], "stop.wait returns as soon as stop is set"
+    rest = list(stream)  # stop.wait returns as soon as stop is set: no hour-long wait
+    assert len(rest) == 1, "one closing sample, then the end"
+    assert rest[0][0].wall_s > first[0].wall_s
+
+
+def test_stopping_takes_a_closing_sample_so_the_last_window_is_bracketed(
+    tmp_path: Path,
+) -> None:
+    """The last stage of a target ends just before the sampler stops: without a sample after
+    its end, its energy fell back to the power integral while every other stage used the
+    counter (gpu_energy_method differed between targets of one run)."""
+    backend = NvmlBackend(FakeNvml([FakeGpu(uuid="GPU-c")]), clock=ScriptedClock())
+    backend.open()
+    sampler = GpuSampler(tmp_path, backend, interval_s=3600.0).start()
+    _wait_for(lambda: sampler.samples_written >= 1, "the first sample")
+    sampler.stop()
+    samples = read_gpu_samples(tmp_path / GPU_FILE)
+    assert len(samples) == 2 and samples[1].wall_s > samples[0].wall_s
+    assert sampler.error is None
+
+
+def test_a_closing_sample_that_fails_is_no_error() -> None:
+    from quantbench.gpu_sampler import closing_sample
+
+    def lost() -> list:  # type: ignore[type-arg]
+        raise RuntimeError("the exporter went away with its server")
+
+    assert list(closing_sample(lost)) == []
