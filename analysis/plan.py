@@ -194,11 +194,14 @@ def parse_slo(text: str) -> SloConfig:
     return SloConfig.model_validate(fields)
 
 
-def parse_number(flag: str, text: str, *, percent: bool = False) -> float:
-    """A non-negative number from a flag (`40`, `2.5`; `20%` when `percent`), else one error."""
+def parse_number(flag: str, text: str, *, percent: bool = False, example: str = "40") -> float:
+    """A non-negative number from a flag (`40`, `2.5`; `20%` when `percent`), else one error
+    whose example is a plausible value of that flag."""
     match = _NUMBER.match(text.strip())
     if not match or (match.group(2) and not percent):
-        allowed = "a number ≥ 0 such as 0.2 or 20%" if percent else "a number ≥ 0 such as 40"
+        allowed = (
+            "a number ≥ 0 such as 0.2 or 20%" if percent else f"a number ≥ 0 such as {example}"
+        )
         raise PlanInputError(f"{flag}: {text!r} is not {allowed}")
     value = float(match.group(1))
     return value / 100.0 if match.group(2) else value

@@ -275,11 +275,15 @@ def _plan(args: argparse.Namespace) -> int:
             peak_rps=peak,
             growth=growth,
             gpu_hour_cost=(
-                parse_number("--gpu-hour-cost", args.gpu_hour_cost) if args.gpu_hour_cost else None
+                parse_number("--gpu-hour-cost", args.gpu_hour_cost, example="2.5")
+                if args.gpu_hour_cost
+                else None
             ),
             headroom=parse_number("--headroom", args.headroom, percent=True),
             max_ppl_increase=bar,
-            kwh_cost=parse_number("--kwh-cost", args.kwh_cost) if args.kwh_cost else None,
+            kwh_cost=parse_number("--kwh-cost", args.kwh_cost, example="0.15")
+            if args.kwh_cost
+            else None,
         )
     except PlanInputError as exc:
         raise ConfigError(str(exc)) from exc
