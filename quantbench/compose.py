@@ -75,7 +75,9 @@ _FAILURES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
             "check DOCKER_HOST)",
         ),
         (
-            r"'compose' is not a docker command|unknown command: docker compose",
+            # a CLI without the plugin may instead refuse `compose -f FILE` as its own flags
+            r"'compose' is not a docker command|unknown command: docker compose|"
+            r"unknown shorthand flag: [^\n]*\n+Usage:\s+docker \[OPTIONS\] COMMAND",
             "the Docker Compose v2 plugin is missing (install docker-compose-plugin >= 2.30)",
         ),
         (

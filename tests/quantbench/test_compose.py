@@ -98,6 +98,11 @@ UNHEALTHY = (
 EXITED = " Container quantbench-vllm-awq-1  Waiting\ncontainer quantbench-vllm-awq-1 exited (3)\n"
 WAIT_TIMEOUT = " Container quantbench-vllm-awq-1  Waiting\napplication not healthy after 10m0s\n"
 NO_PLUGIN = "docker: unknown command: docker compose\n\nRun 'docker --help' for more information\n"
+# This machine's Docker CLI (no Compose plugin) reads `compose -f FILE` as its own flags:
+NO_PLUGIN_FLAG = (
+    "unknown shorthand flag: 'f' in -f\n\nUsage:  docker [OPTIONS] COMMAND [ARG...]\n\n"
+    "Run 'docker --help' for more information\n"
+)
 NO_ACCESS = (
     "permission denied while trying to connect to the Docker daemon socket at "
     'unix:///var/run/docker.sock: Head "http://%2Fvar%2Frun%2Fdocker.sock/_ping": '
@@ -353,6 +358,12 @@ FAILURES = [
         "up",
         125,
         NO_PLUGIN,
+        "the Docker Compose v2 plugin is missing (install docker-compose-plugin",
+    ),
+    (
+        "up",
+        125,
+        NO_PLUGIN_FLAG,
         "the Docker Compose v2 plugin is missing (install docker-compose-plugin",
     ),
     ("up", 1, "unknown flag: --wait-timeout\n", "Docker Compose is too old"),
