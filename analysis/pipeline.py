@@ -267,6 +267,22 @@ def _saved_plan_inputs(run_dir: Path) -> PlanInputs | None:
         ) from exc
 
 
+def _unfinished(run_dir: Path, meta: RunMeta) -> list[str]:
+    """A `quantbench run` that did not reach its end: its figures are those of the stages it
+    finished, and a target it never reached is missing, not worse; say so, and how to finish."""
+    resume = f"`quantbench run --resume {run_dir}` finishes it"
+    if meta.source != "quantbench run":
+        return []
+    if meta.interrupted:
+        return [f"This run was interrupted ({meta.interrupted}) before it finished: {resume}."]
+    if meta.ended_at is None:
+        return [
+            "run.json has no end time: this run is still going, or was killed (kill -9, a "
+            f"crash) before it finished; {resume}."
+        ]
+    return []
+
+
 def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
     """Read a run directory (no file is written). Raises RunDirError with one line.
     `columns`: only these request fields (the others null), for callers that need few."""
@@ -290,7 +306,7 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
         server_note=note,
         gauges=load_server_gauges(run_dir, stacks),
         saved_plan=_saved_plan_inputs(run_dir),
-        problems=problems + telemetry.problems,
+        problems=_unfinished(run_dir, meta) + problems + telemetry.problems,
         quality=load_quality(run_dir),
         base_comparison=load_comparison(run_dir),
         telemetry=telemetry,

@@ -189,6 +189,7 @@ def write_simulated_run(
         run_id=name,
         name=name,
         started_at=started_at,
+        ended_at=started_at,  # a finished run (quantbench run sets it before analysis)
         seeds={"workload": seed},
         config={
             "workload": work.model_dump(mode="json"),

@@ -97,6 +97,7 @@ def write_run(
     run_dir.mkdir(parents=True)
     meta = {
         "run_id": "test-run",
+        "ended_at": "2026-11-27T00:00:00+00:00",  # set by quantbench run before analysis
         "name": "test",
         "config": {"slo": slo or {"ttft_ms": 200, "tpot_ms": 30}, "load": {"mode": "concurrency"}},
         "targets": [

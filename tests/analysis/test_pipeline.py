@@ -126,3 +126,30 @@ def test_damaged_lines_are_reported_in_one_line_each_never_a_traceback(
     assert main(["report", str(run_dir)]) == 2
     (error,) = capsys.readouterr().err.splitlines()
     assert error.startswith(f"quantbench: error: {stages}:1: not a stage record (mode: ")
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        ({"ended_at": None}, "run.json has no end time: this run is still going, or was killed"),
+        ({"interrupted": "SIGTERM"}, "This run was interrupted (SIGTERM) before it finished"),
+    ],
+    ids=["kill-9", "signal"],
+)
+def test_an_unfinished_run_says_so_in_its_headline(
+    tmp_path: Path, edit: dict[str, object], expected: str
+) -> None:
+    """After a kill -9 the FP16 target may have no stage: the report must not read as if the
+    run were whole ("no reference target", "the only measured target")."""
+    run_dir = write_run(tmp_path, [FakeTarget("awq"), FakeTarget("fp16", quant="fp16")])
+    meta = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps(meta | edit))
+    result = analyze_run(run_dir)
+    line = next(line for line in result.headline if expected in line)
+    assert f"`quantbench run --resume {run_dir}` finishes it" in line
+    assert expected in (run_dir / "report.md").read_text()
+
+
+def test_a_finished_run_has_no_unfinished_note(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path, [FakeTarget("awq")])
+    assert not any("--resume" in line for line in analyze_run(run_dir).headline)
