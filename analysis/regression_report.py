@@ -148,13 +148,17 @@ def _threshold_text(row: dict[str, Any]) -> str:
     return f"+{100 * value:g}%" if row["unit"] == "ms" else f"−{100 * value:g}%"
 
 
+_SHOWN_UNITS = ("ms", "tok/s", "req/s")
+
+
 def _figure(value: Any, unit: str) -> str:
     if not _finite(value):
         return "n/a"
     number = float(value)
     if unit == "%":
         return f"{100 * number:.2f}%"
-    return f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.3g}"
+    text = f"{number:,.0f}" if abs(number) >= 1000 else f"{number:.3g}"
+    return f"{text} {unit}" if unit in _SHOWN_UNITS else text  # "7.46" alone: ms? s?
 
 
 def where_text(row: dict[str, Any]) -> str:

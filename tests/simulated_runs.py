@@ -189,7 +189,7 @@ def write_simulated_run(
         run_id=name,
         name=name,
         started_at=started_at,
-        ended_at=started_at,  # a finished run (quantbench run sets it before analysis)
+        ended_at=started_at or "2026-11-01T00:00:00+00:00",  # finished: quantbench run sets it
         seeds={"workload": seed},
         config={
             "workload": work.model_dump(mode="json"),
