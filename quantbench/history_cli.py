@@ -7,12 +7,14 @@ Each run's figures come from its summary.csv (written at the end of every run an
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import pandas as pd
 from pydantic import ValidationError
 from rich.console import Console
 
+from analysis.comparability import differences
 from analysis.config import SloConfig
 from analysis.history import Night, history
 from analysis.history_report import findings, write_history
@@ -103,6 +105,27 @@ def _night(run_dir: Path) -> Night:
     return Night(meta.run_id or run_dir.name, meta.started_at or "", summary, slo)
 
 
+def setup_changes(runs: list[Path]) -> list[str]:
+    """Where a night measured something else than the night before (workload, load plan, SLO,
+    a target's stack, quantization, model or GPU): its series would mix two measurements, so a
+    change point there may be the setup's. A target added or dropped is only a gap."""
+    ordered = sorted(
+        ((load_run_meta(path), path) for path in runs),
+        key=lambda pair: (pair[0].started_at or "", pair[0].run_id or pair[1].name),
+    )  # the nights' order
+    lines = []
+    for (before, _), (meta, path) in zip(ordered, ordered[1:], strict=False):
+        refusals, _ = differences(before, meta)
+        changed = [d.text() for d in refusals if d.field != "targets"]
+        if changed:
+            more = f" (and {len(changed) - 1} more)" if len(changed) > 1 else ""
+            lines.append(
+                f"{path} measured another setup than the night before it: {changed[0]}{more}; "
+                "a change point there may be that, not the stack"
+            )
+    return lines
+
+
 def run_history(args: argparse.Namespace, console: Console) -> int:
     thresholds = load_thresholds(args.thresholds)
     metrics = parse_metrics(args.metrics)
@@ -110,6 +133,8 @@ def run_history(args: argparse.Namespace, console: Console) -> int:
     nights = sorted((_night(path) for path in runs), key=lambda n: (n.started_at, n.run))
     if len(nights) < 2:
         raise ConfigError(f"history needs at least two runs; got {len(nights)}")
+    for line in setup_changes(runs):
+        print(f"quantbench history: warning: {line}", file=sys.stderr)
     table = history(nights, thresholds, metrics)
     csv, html = write_history(table, args.out)
     lines = findings(table)

@@ -4,6 +4,7 @@ reads it, and history.html as Debian's headless Chromium shows it (offline, char
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -74,3 +75,24 @@ def test_history_refuses_a_single_run_and_a_folder_without_runs(
     assert main(["history", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no run directory (with run.json) inside it" in err
+
+
+def test_a_night_that_measured_another_setup_is_named(
+    nights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Series follow target x stage: a night whose profile changed (another load at stage 0)
+    would show as a change of the stack's level unless it is said."""
+    folder = tmp_path / "nightly"
+    shutil.copytree(nights, folder)
+    for night in (5, 6):
+        path = folder / f"night-{night}" / "run.json"
+        meta = json.loads(path.read_text())
+        meta["config"]["load"]["stages"] = [2, 8]
+        path.write_text(json.dumps(meta))
+    assert main(["history", str(folder), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"quantbench history: warning: {folder / 'night-5'} measured another setup than the "
+        "night before it: load.stages differs: base not recorded, new [2, 8]; a change point "
+        "there may be that, not the stack"
+    ]
