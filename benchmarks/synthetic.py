@@ -86,6 +86,7 @@ def write_synthetic_run(
     meta = {
         "run_id": "synthetic",
         "name": "synthetic",
+        "ended_at": "2026-01-01T00:00:00+00:00",  # a finished run, as quantbench run leaves it
         "targets": [
             {"name": name, "stack": "vllm", "quant": name.split("-")[1], "simulated": True}
             for name in names

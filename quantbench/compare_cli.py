@@ -81,8 +81,10 @@ examples:
       --markdown verdict.md --junit compare.xml --json compare.json
 
 exit codes: 0 nothing regressed; 1 something regressed; 2 the runs are not comparable
-(different workload, load plan, SLO, targets, model, GPU, or image digest when refused), a
-compared stage is invalid in either run, or bad input (one line on stderr).
+(different workload, load plan, SLO, targets, model, GPU, or image digest when refused), the
+same run given twice, a compared stage is invalid or missing in either run (a run that did
+not finish: `quantbench run --resume` it), or bad input (one line on stderr); corrupt request
+lines are left out with a warning.
 """
 
 
@@ -168,6 +170,15 @@ def _check_comparable(
 ) -> list[str]:
     """From the two run.json files alone, before any record is read."""
     base, new = load_run_meta(base_dir), load_run_meta(new_dir)
+    same = base_dir.resolve() == new_dir.resolve() or (
+        bool(base.run_id and base.started_at)
+        and (base.run_id, base.started_at) == (new.run_id, new.started_at)
+    )
+    if same:  # it would always pass: a gate pointed at tonight's run twice checks nothing
+        raise InputError(
+            f"{base_dir} and {new_dir} are the same run ({new.run_id or new_dir.name}); "
+            "give the base (last good) run first and the new run second"
+        )
     refusals, warnings = differences(base, new, thresholds.image_digest)
     if refusals:
         more = f" (and {len(refusals) - 1} more)" if len(refusals) > 1 else ""

@@ -7,6 +7,7 @@ Each run's figures come from its summary.csv (written at the end of every run an
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 
@@ -114,7 +115,7 @@ def setup_changes(runs: list[Path]) -> list[str]:
         key=lambda pair: (pair[0].started_at or "", pair[0].run_id or pair[1].name),
     )  # the nights' order
     lines = []
-    for (before, _), (meta, path) in zip(ordered, ordered[1:], strict=False):
+    for (before, _), (meta, path) in itertools.pairwise(ordered):
         refusals, _ = differences(before, meta)
         changed = [d.text() for d in refusals if d.field != "targets"]
         if changed:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from analysis.regression_report import row_cells
 
-ROW = {"target": "awq", "metric": "ttft_p95", "threshold": 0.05, "stage": 0, "mode": "concurrency", "load": 16.0, "label": "TTFT p95",
+ROW = {"target": "awq", "metric": "ttft_p95", "threshold": 0.05, "stage": 0,
+       "mode": "concurrency", "load": 16.0, "label": "TTFT p95",
        "change": 0.359, "low": 0.234, "high": 0.608, "unit": "ms"}  # fmt: skip
 
 

@@ -240,3 +240,16 @@ def test_a_killed_run_says_how_to_finish_it(
     assert main(["compare", str(runs["base"]), str(short)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert f"`quantbench run --resume {short}`" in line
+
+
+def test_a_run_compared_with_itself_exits_2(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI step given tonight's run twice (or a copy of it) would always pass."""
+    assert main(["compare", str(runs["same"]), str(runs["same"]), "--no-report"]) == 2
+    assert "are the same run (same)" in one_error_line(capsys.readouterr().err)
+    night = copy_run(runs["same"], tmp_path / "night")
+    edit_run_json(night, lambda d: d.update(started_at="2026-11-02T01:30:00+00:00"))
+    copy = copy_run(night, tmp_path / "copy")
+    assert main(["compare", str(night), str(copy), "--no-report"]) == 2
+    assert "are the same run (same)" in one_error_line(capsys.readouterr().err)
