@@ -38,6 +38,7 @@ from analysis.repeats import by_load
 from analysis.report import Flag, ReportInput, render_html, render_markdown, render_plan_markdown
 from analysis.result_file import RESULT_FILE, result_document
 from analysis.rundir import (
+    PARQUET_FILE,
     PLAN_JSON,
     PLAN_MD,
     RunDirError,
@@ -62,7 +63,7 @@ from analysis.speed_quality_plot import write_speed_quality_chart
 from analysis.summary import FailureCost, StageRequests, TargetInfo, report_percentiles, summarize
 from analysis.timeline import Timeline, load_server_gauges, timeline
 from analysis.traffic import TURN_COLUMNS, TURNS_FILE, trace_blocks, turn_blocks, turn_latency
-from loadtest.records import StageRecord
+from loadtest.records import REQUESTS_FILE, StageRecord
 from loadtest.run_meta import RunMeta, TargetMeta
 from loadtest.traces.stats import TraceSummary, read_trace_summary
 
@@ -283,6 +284,17 @@ def _unfinished(run_dir: Path, meta: RunMeta) -> list[str]:
     return []
 
 
+def _records_missing(run_dir: Path, stages: list[StageRecord]) -> list[str]:
+    """Stages without their records: a deleted or lost requests.jsonl reads as empty, and its
+    stages as invalid with 0 samples; say which file is missing instead."""
+    if not stages or (run_dir / REQUESTS_FILE).exists() or (run_dir / PARQUET_FILE).exists():
+        return []
+    return [
+        f"{run_dir / REQUESTS_FILE}: missing, so its {len(stages)} stages have no request "
+        "records (restore the file, or rerun them)"
+    ]
+
+
 def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
     """Read a run directory (no file is written). Raises RunDirError with one line.
     `columns`: only these request fields (the others null), for callers that need few."""
@@ -306,7 +318,10 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
         server_note=note,
         gauges=load_server_gauges(run_dir, stacks),
         saved_plan=_saved_plan_inputs(run_dir),
-        problems=_unfinished(run_dir, meta) + problems + telemetry.problems,
+        problems=_unfinished(run_dir, meta)
+        + _records_missing(run_dir, stages)
+        + problems
+        + telemetry.problems,
         quality=load_quality(run_dir),
         base_comparison=load_comparison(run_dir),
         telemetry=telemetry,

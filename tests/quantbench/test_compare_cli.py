@@ -253,3 +253,18 @@ def test_a_run_compared_with_itself_exits_2(
     copy = copy_run(night, tmp_path / "copy")
     assert main(["compare", str(night), str(copy), "--no-report"]) == 2
     assert "are the same run (same)" in one_error_line(capsys.readouterr().err)
+
+
+def test_a_run_without_its_records_names_the_missing_file(
+    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lost = copy_run(runs["same"], tmp_path / "lost")
+    (lost / "requests.jsonl").unlink()
+    (lost / "requests.parquet").unlink(missing_ok=True)
+    assert main(["compare", str(runs["base"]), str(lost), "--no-report"]) == 2
+    warning, error = capsys.readouterr().err.strip().splitlines()
+    assert warning == (
+        f"quantbench: warning: new run {lost}: {lost / 'requests.jsonl'}: missing, so its 1 "
+        "stages have no request records (restore the file, or rerun them)"
+    )
+    assert error.startswith(f"quantbench: error: new run {lost}: target awq stage 0")
