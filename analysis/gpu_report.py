@@ -161,9 +161,16 @@ def energy_plan_blocks(plan: Plan, labels: dict[str, str]) -> list[Block]:
     output token, tokens per J, and the energy cost per million output tokens (with
     `kwh_cost`) beside the GPU-hour cost."""
     planned = [t for t in plan.targets if t.energy is not None]
-    if not planned:
-        return []
     kwh_cost = plan.inputs.kwh_cost
+    if not planned:  # a price asked for and not applied is said, never dropped silently
+        return [] if not kwh_cost else [
+            Heading("Energy at the SLO limit", 3),
+            Paragraph(
+                f"No energy cost at ${kwh_cost:g} per kWh: no target has GPU power at its SLO "
+                "limit (no samples in gpu.jsonl: `telemetry.source: none`, no GPU seen, or "
+                "the limit lies outside the loads measured)."
+            ),
+        ]  # fmt: skip
     gpu_hour = plan.inputs.gpu_hour_cost
     headers = ["target", "mean W at max", "J/out tok", "out tok/J", "kWh per M out tok"]
     headers += ["energy $ per M out tok"] if kwh_cost else []

@@ -159,3 +159,13 @@ def test_no_target_with_a_valid_stage_exits_2(
     assert main(["plan", str(thin), "--peak-rps", "10"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("quantbench: error: no target has a valid stage")
+
+
+def test_a_kwh_price_on_a_run_without_gpu_figures_is_said_not_dropped(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert not (run_dir / "gpu.jsonl").exists()
+    assert main(["plan", str(run_dir), "--slo", SLO, "--kwh-cost", "0.15"]) == 0
+    text = (run_dir / "plan.md").read_text()
+    assert "No energy cost at $0.15 per kWh: no target has GPU power at its SLO limit" in text
+    assert "No energy cost at $0.15" in capsys.readouterr().out
