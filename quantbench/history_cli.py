@@ -137,7 +137,13 @@ def run_history(args: argparse.Namespace, console: Console) -> int:
     for line in setup_changes(runs):
         print(f"quantbench history: warning: {line}", file=sys.stderr)
     table = history(nights, thresholds, metrics)
-    csv, html = write_history(table, args.out)
+    try:
+        csv, html = write_history(table, args.out)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {args.out}: cannot write the history there ({exc.strerror or exc}); "
+            "choose a writable folder"
+        ) from exc
     lines = findings(table)
     series = len(table[["target", "stage"]].drop_duplicates())
     console.print(f"{len(nights)} nights, {series} target x stage series")

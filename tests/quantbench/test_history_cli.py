@@ -75,6 +75,10 @@ def test_history_refuses_a_single_run_and_a_folder_without_runs(
     assert main(["history", str(tmp_path / "empty")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no run directory (with run.json) inside it" in err
+    (tmp_path / "a-file").write_text("")
+    assert main(["history", str(nights), "--out", str(tmp_path / "a-file")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--out {tmp_path / 'a-file'}: cannot write the history" in err
 
 
 def test_a_night_that_measured_another_setup_is_named(
