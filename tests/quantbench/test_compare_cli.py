@@ -130,6 +130,7 @@ def test_a_run_that_stopped_early_exits_2(
     assert main(["compare", str(runs["base"]), str(short)]) == 2
     line = one_error_line(capsys.readouterr().err)
     assert f"base run {runs['base']} measured target awq stage 0 (16 users) but the new" in line
+    assert f"finish it with `quantbench run --resume {short}`" in line
 
 
 def test_a_workload_mismatch_exits_2_naming_the_field(
@@ -230,16 +231,6 @@ def test_corrupt_records_are_named_not_skipped_silently(
     assert f"quantbench: warning: new run {new}: requests.jsonl: 1 corrupt line skipped" in err
     warnings = json.loads((new / "comparison.json").read_text())["warnings"]
     assert any("1 corrupt line skipped (line 4" in w for w in warnings), warnings
-
-
-def test_a_killed_run_says_how_to_finish_it(
-    runs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    short = copy_run(runs["same"], tmp_path / "killed")
-    (short / "stages.jsonl").write_text("")
-    assert main(["compare", str(runs["base"]), str(short)]) == 2
-    line = one_error_line(capsys.readouterr().err)
-    assert f"`quantbench run --resume {short}`" in line
 
 
 def test_a_run_compared_with_itself_exits_2(

@@ -440,14 +440,15 @@ def test_an_unknown_compose_service_in_the_config_is_bad_input(
         diagnose(config, COMPOSE_FILE, [], host)
 
 
-def test_the_real_cli_on_a_machine_without_docker_or_a_gpu(tmp_path: Path) -> None:
-    """This machine: no Docker engine, no GPU. An empty PATH makes that so on any machine."""
+def bare_machine_doctor(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`quantbench doctor` as on this machine: no Docker engine, no GPU. An empty PATH makes
+    that so on any machine."""
     empty = tmp_path / "empty-path"
     empty.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
     env.update(PATH=str(empty), COLUMNS="200")
-    done = subprocess.run(
-        [sys.executable, "-m", "quantbench", "doctor"],
+    return subprocess.run(
+        [sys.executable, "-m", "quantbench", "doctor", *argv],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
@@ -455,6 +456,10 @@ def test_the_real_cli_on_a_machine_without_docker_or_a_gpu(tmp_path: Path) -> No
         timeout=120,
         check=False,
     )
+
+
+def test_the_real_cli_on_a_machine_without_docker_or_a_gpu(tmp_path: Path) -> None:
+    done = bare_machine_doctor(tmp_path)
     assert done.returncode == 1, done.stdout + done.stderr
     assert done.stderr == ""
     out = done.stdout
@@ -466,24 +471,12 @@ def test_the_real_cli_on_a_machine_without_docker_or_a_gpu(tmp_path: Path) -> No
 
 def test_simulators_need_no_docker_or_gpu_on_this_host(tmp_path: Path) -> None:
     """A config of `sim:` targets runs on a bare machine: the doctor must not say otherwise."""
-    empty = tmp_path / "empty-path"
-    empty.mkdir()
     config = tmp_path / "sims.yaml"
     config.write_text(
         "name: sims\ntargets:\n  - {name: a, sim: {stack: vllm, quant: awq}}\n"
         "workload: {prompt_tokens: 64, output_tokens: 16}\nload: {stages: [1]}\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCKER_", "COMPOSE_"))}
-    env.update(PATH=str(empty), COLUMNS="200")
-    done = subprocess.run(
-        [sys.executable, "-m", "quantbench", "doctor", str(config)],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = bare_machine_doctor(tmp_path, str(config))
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "no Docker: `docker` not found" in out, "the finding is still shown"
