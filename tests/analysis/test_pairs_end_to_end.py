@@ -21,20 +21,21 @@ from quantbench.cli import main
 
 pytestmark = pytest.mark.slow
 
-# Fixed timing (TTFT 300 ms, 6 ms per token) so that only the configured difference and the
-# machine's jitter separate the two: a busy 2-core host delays TTFT tails by some 3–10 ms, a
-# few percent of 300 ms, inside the default ±5% tie band. 16 tokens per answer (390 ms), 8
-# and 16 users, 3.5 s stages: ~70 and ~140 ok requests per stage, enough for every p95.
+# Fixed timing (TTFT 300 ms, 20 ms per token) so that only the configured difference and the
+# machine's jitter separate the two: a busy 2-core host delays TTFT tails by some 3–10 ms and
+# token reads by up to ~1 ms, a few percent of 300 and 20 ms, inside the default ±5% tie band.
+# 16 tokens per answer (620 ms), 12 and 24 users, 3.5 s stages: ~70 and ~140 ok requests per
+# stage, enough for every p95.
 CONFIG = """\
 name: pairs
 targets:
   - name: vllm-awq
-    sim: {{stack: vllm, quant: awq, timing: fixed, ttft_ms: 300, itl_ms: 6}}
+    sim: {{stack: vllm, quant: awq, timing: fixed, ttft_ms: 300, itl_ms: 20}}
   - name: vllm-gptq
-    sim: {{stack: vllm, quant: gptq, timing: fixed, ttft_ms: 300, itl_ms: 6,
+    sim: {{stack: vllm, quant: gptq, timing: fixed, ttft_ms: 300, itl_ms: 20,
            faults: {{slowdown: {slowdown}}}}}
 {extra}workload: {{endpoint: chat, prompt_tokens: 16, output_tokens: 16, seed: 1}}
-load: {{stages: [8, 16], warmup: 0.5s, stage_duration: 3.5s}}
+load: {{stages: [12, 24], warmup: 0.5s, stage_duration: 3.5s}}
 slo: {{ttft_ms: 2000, tpot_ms: 50, percentile: 50}}
 """
 BROKEN = """\
@@ -142,6 +143,6 @@ def test_a_fifteen_percent_slower_decode_names_the_faster_target(
     # Both meet this SLO at every load, so the pair's intervals decide who leads.
     assert first.startswith(
         "- **vllm-awq** (vllm awq) *(simulated)* is faster than **vllm-gptq** (vllm gptq) "
-        "*(simulated)* at equal load beyond noise (16 users: vllm-awq ÷ vllm-gptq"
+        "*(simulated)* at equal load beyond noise (24 users: vllm-awq ÷ vllm-gptq"
     ), first
     assert "TPOT p50 0.8" in first, first

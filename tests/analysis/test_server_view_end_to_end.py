@@ -12,14 +12,14 @@ from quantbench.cli import main
 pytestmark = pytest.mark.slow
 
 
-def run(tmp_path: Path, faults: str, ttft_ms: int = 30, users: int = 4, seconds: int = 3) -> Path:
+def run(tmp_path: Path, faults: str, load: str, ttft_ms: int = 30) -> Path:
     config = tmp_path / "bench.yaml"
     config.write_text(
         "name: server\ntargets:\n"
         f"  - {{name: sim, sim: {{timing: fixed, ttft_ms: {ttft_ms}, itl_ms: 3, "
         f"faults: {faults}}}}}\n"
         "workload: {prompt_tokens: 16, output_tokens: 8}\n"
-        f"load: {{stages: [{users}, {users}], warmup: 0.5s, stage_duration: {seconds}s}}\n"
+        f"load: {load}\n"
         "analysis: {min_samples_p95: 20}\n"
     )
     assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 0
@@ -32,7 +32,8 @@ def test_server_figures_reconcile_with_the_client(tmp_path: Path) -> None:
     # simulator's write and Locust's read: 20-35 ms with the CPUs oversubscribed), so the
     # 10% mean-TTFT check tests the mapping, not the host; 24 users keep ~230 requests a
     # stage for the 1% count check, whose edges blur by a few requests on a busy host.
-    run_dir = run(tmp_path, "{}", ttft_ms=400, users=24, seconds=4)
+    load = "{stages: [24, 24], warmup: 0.5s, stage_duration: 4s}"
+    run_dir = run(tmp_path, "{}", load, ttft_ms=400)
     server = pd.read_csv(run_dir / "server_stages.csv")
     assert list(server["stage"]) == [0, 1] and not server["restarted"].any()
     assert (server["requests_finished"] > 0).all()
@@ -44,9 +45,11 @@ def test_server_figures_reconcile_with_the_client(tmp_path: Path) -> None:
 
 
 def test_a_restart_mid_stage_is_flagged_not_averaged_in(tmp_path: Path) -> None:
-    # Tied to the schedule, not the clock: stage 1 (4 users, 3.5 s, 54 ms a request) answers
-    # at most ~260 requests, so the 290th falls in stage 2 however late Locust started.
-    run_dir = run(tmp_path, "{restart_after_requests: 290, restart_down_s: 0.3}")
+    # Tied to the schedule, not the clock: open loop at 40 req/s sends 2 readiness probes,
+    # then 140 requests in stage 1 (0.5 s warm-up + 3 s) and 140 in stage 2, however fast
+    # the host; the 200th answer falls in stage 2's measured window (its 58th request).
+    load = "{mode: rate, arrival: constant, stages: [40, 40], warmup: 0.5s, stage_duration: 3s}"
+    run_dir = run(tmp_path, "{restart_after_requests: 200, restart_down_s: 0.3}", load)
     summary = pd.read_csv(run_dir / "summary.csv").set_index("stage")
     assert "server restarted" not in str(summary.loc[0, "invalid_reason"])
     assert not summary.loc[1, "valid"]

@@ -24,7 +24,7 @@ targets:
     sim: {{stack: vllm, quant: awq, gpu: h100, faults: {{slowdown: {slowdown}}}}}
   - name: beta
     sim: {{stack: vllm, quant: awq, gpu: a100}}
-workload: {{endpoint: chat, prompt_tokens: 32, output_tokens: 8, seed: 1}}
+workload: {{endpoint: chat, prompt_tokens: 32, output_tokens: 32, seed: 1}}
 load: {{stages: [4, 8], warmup: 0.5s, stage_duration: 1.5s}}
 slo: {{ttft_ms: 1000, tpot_ms: 14, percentile: 50}}
 """
