@@ -95,6 +95,9 @@ class AnalysisConfig(BaseModel):
     `reference`: the target whose figures ratios are taken against; when unset, the target
     with `quant: fp16` (the first, if several); when neither, the report shows no ratios.
     `percentiles`: reported for every latency (the SLO's are always added).
+    `max_loop_lag_p99_ms`: how long the generator's own work may hold its event loop (a probe
+    timer's lateness while the process was busy; p99 over the stage, busiest process) before
+    the stage's timestamps are not trusted; the same bound as the open-loop schedule lag.
     `tie_margin`: in pairwise comparisons, a ratio whose 95% interval reaches within this
     fraction of 1 (±5% by default) is a tie ("within noise"), not a difference. The interval
     covers each run's sampling noise; targets measured one after the other also drift by a
@@ -109,6 +112,7 @@ class AnalysisConfig(BaseModel):
     min_samples_p95: int = Field(default=59, ge=1)
     max_schedule_lag_p99_ms: float = Field(default=5.0, gt=0)
     max_generator_cpu_percent: float = Field(default=90.0, gt=0)
+    max_loop_lag_p99_ms: float = Field(default=5.0, gt=0)
     reference: str | None = Field(default=None, min_length=1)
     percentiles: list[_Percentile] = Field(
         default_factory=lambda: list(DEFAULT_PERCENTILES), min_length=1

@@ -28,6 +28,7 @@ from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord, StageRec
 from loadtest.run_meta import RUN_FILE, RunMeta, RunMetaError
 
 __all__ = [
+    "GENERATOR_COLUMNS",
     "PARQUET_FILE",
     "PLAN_JSON",
     "PLAN_MD",
@@ -180,10 +181,14 @@ def _generator_line(raw: bytes) -> dict[str, Any]:
     return row
 
 
+GENERATOR_COLUMNS = ["pid", "wall_s", "cpu_percent", "loop_ticks", "loop_late_ms", "loop_busy"]
+
+
 def load_generator(run_dir: Path) -> pd.DataFrame:
-    """The load generator's own CPU samples (`pid, wall_s, cpu_percent`), if any."""
+    """The load generator's own samples (`pid, wall_s, cpu_percent`, and its event loop's
+    `loop_ticks`, `loop_late_ms` and `loop_busy` where recorded), if any."""
     rows = read_jsonl(run_dir / GENERATOR_FILE, _generator_line).rows
-    return pd.DataFrame(rows, columns=["pid", "wall_s", "cpu_percent"])
+    return pd.DataFrame(rows, columns=GENERATOR_COLUMNS)
 
 
 def load_stages(run_dir: Path) -> list[StageRecord]:

@@ -10,6 +10,7 @@ Records are grouped once (never filtered per stage) so a million-record run stay
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from analysis.errors import BREAKDOWN_COLUMNS, error_breakdown, failure_text
 from analysis.gpu_stages import TELEMETRY_COLUMNS
 from analysis.stats import Quantile, quantiles
 from analysis.validity import StageEvidence, invalid_reasons
+from loadtest.generator_stats import LOOP_LATE_MS
 from loadtest.records import StageRecord
 
 __all__ = [
@@ -87,6 +89,7 @@ _EXTRA_COLUMNS = [
     "repeat",
     "error_rate",
     "error_breakdown",  # `connect_error × 120; http_error 503 × 3`
+    "loop_lag_p99_ms",  # the generator's event loop (busiest process): how late it woke
     "input_tok_per_s",
     "total_tok_per_s",
     "input_tokens",  # totals over the stage's ok requests
@@ -274,6 +277,42 @@ def _generator_cpu(generator: pd.DataFrame, stage: StageRecord) -> float | None:
     return float(window.groupby("pid")["cpu_percent"].mean().max())
 
 
+def _held_ms(rows: pd.DataFrame) -> np.ndarray:
+    """The late ticks' lateness, each weighted by the process's CPU share over it: how long
+    the generator's own work held its loop (a tick late while the process sat idle is the
+    host not scheduling it, which the CPU share leaves out)."""
+    parts = [np.empty(0)]
+    for late, busy in zip(rows["loop_late_ms"], rows["loop_busy"], strict=True):
+        if isinstance(late, list) and late:
+            share = busy if isinstance(busy, list) and len(busy) == len(late) else 1.0
+            parts.append(np.asarray(late, dtype=float) * np.asarray(share, dtype=float))
+    return np.concatenate(parts)
+
+
+def _loop_lag_p99(rows: pd.DataFrame) -> float:
+    """One process's p99 of `_held_ms` over all its probe ticks: exact when more than 1% of
+    the ticks were held past `LOOP_LATE_MS`, else that bound (the rest were not kept)."""
+    ticks = int(rows["loop_ticks"].sum())
+    held = np.sort(_held_ms(rows))
+    beyond = math.ceil(ticks * 0.01)  # ticks at or above the p99
+    if ticks <= 0 or len(held) < beyond:
+        return LOOP_LATE_MS
+    return max(float(held[len(held) - beyond]), LOOP_LATE_MS)
+
+
+def _generator_lag(generator: pd.DataFrame, stage: StageRecord) -> float | None:
+    """The busiest generator process's p99 event-loop lag of its own making over the measured
+    window, or None where no process recorded its loop (runs from before the probe)."""
+    if generator.empty or "loop_ticks" not in generator:
+        return None
+    start = stage.start_wall_s + stage.warmup_s
+    window = generator[(generator["wall_s"] >= start) & (generator["wall_s"] <= stage.end_wall_s)]
+    window = window[window["loop_ticks"].notna()]
+    if window.empty:
+        return None
+    return max(_loop_lag_p99(rows) for _, rows in window.groupby("pid"))
+
+
 def _sum(values: np.ndarray) -> float:
     return float(np.nansum(values)) if len(values) else 0.0
 
@@ -311,6 +350,7 @@ def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str,
         container=ctx.containers.get((stage.target, stage.stage)),
         schedule_lag_p99_ms=lag,
         generator_cpu_percent=_generator_cpu(ctx.generator, stage),
+        loop_lag_p99_ms=_generator_lag(ctx.generator, stage),
         capped_s=stage.max_duration_s if stage.ended_by == "cap" else None,
     )
     reasons = invalid_reasons(evidence, ctx.limits, ctx.slo)
@@ -338,6 +378,7 @@ def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str,
         "input_tokens": int(_sum(prompt)) if known_prompt else None,
         "output_tokens": int(_sum(tokens)),
         "schedule_lag_p99_ms": lag,
+        "loop_lag_p99_ms": evidence.loop_lag_p99_ms,
         "goodput_req_per_s": int(rec.meets[ok].sum()) / duration_s,
         "valid": not reasons,
         "invalid_reason": "; ".join(reasons),

@@ -1,12 +1,13 @@
 """Whether a stage's figures can be trusted, decided in one place (MEASUREMENT.md "Validity").
 
 Everything a verdict needs arrives first — the stage record, its requests' counts and
-failures, the generator's CPU, a server restart, what happened to a compose target's container
-(restarted, OOM-killed, stopped: analysis/container_stages.py) — and the reasons come out in
-the order a reader should act on them: what broke the run, then what the target did, then
-the generator. When connection errors dominate, they are named as the cause: a generator
-retrying tens of thousands of refused connections gets busy, and its CPU is then a symptom,
-not the problem.
+failures, the generator's event-loop lag and CPU, a server restart, what happened to a compose
+target's container (restarted, OOM-killed, stopped: analysis/container_stages.py) — and the
+reasons come out in the order a reader should act on them: what broke the run, then what the
+target did, then the generator (its lag, the direct sign that its stamps are late, before its
+CPU, the indirect one). When connection errors dominate, they are named as the cause: a
+generator retrying tens of thousands of refused connections gets busy, and its lag and CPU are
+then symptoms, not the problem.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class StageEvidence:
     container: str | None = None  # what happened to its container (restart, OOM kill…)
     schedule_lag_p99_ms: float | None = None
     generator_cpu_percent: float | None = None
+    loop_lag_p99_ms: float | None = None  # how long its own work held the generator's loop
     capped_s: float | None = None  # the stage ran to its cap (load.max_stage_duration)
 
 
@@ -102,11 +104,22 @@ def invalid_reasons(
                     else "the generator fell behind its schedule"
                 )
             )
+    busy = f"busy with {connection:,} failed connections: fix those first"
+    loop = e.loop_lag_p99_ms
+    if loop is not None and loop > limits.max_loop_lag_p99_ms:
+        head = (
+            f"load generator's own work held its event loop {loop:.1f} ms at p99 "
+            f"(> {limits.max_loop_lag_p99_ms:g} ms)"
+        )
+        if unreachable:
+            reasons.append(f"{head}, {busy}")
+        else:
+            reasons.append(f"{head}: its timestamps lag the bytes, raise load.processes")
     cpu = e.generator_cpu_percent
     if cpu is not None and cpu > limits.max_generator_cpu_percent:
         head = f"load generator at {cpu:.0f}% CPU (> {limits.max_generator_cpu_percent:g}%)"
         if unreachable:
-            reasons.append(f"{head}, busy with {connection:,} failed connections: fix those first")
+            reasons.append(f"{head}, {busy}")
         else:
             reasons.append(f"{head}: timings unreliable, raise load.processes")
     return reasons

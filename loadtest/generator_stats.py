@@ -1,8 +1,12 @@
-"""What the load generator itself does: its CPU use (for stage validity) and a Prometheus
-exporter of client-side latencies and outcomes (so Grafana shows client beside server).
+"""What the load generator itself does: its CPU use and event-loop lag (for stage validity)
+and a Prometheus exporter of client-side latencies and outcomes (so Grafana shows client
+beside server).
 
 Locust's own CPU warning samples every 10 s from a zero baseline (TRAPS.md 2), so each
-generator process samples itself once a second into `generator.jsonl`.
+generator process samples itself once a second into `generator.jsonl`. CPU is an indirect
+sign; the direct one is how late the process's event loop wakes a timer (`LoopLagProbe`):
+while the loop is busy, every greenlet waits, and so does every timestamp taken in user space
+and every scheduled send. A process can be late at 70% CPU (bursts) or on time at 95%.
 
 The exporter binds 127.0.0.1 unless `QUANTBENCH_EXPORTER_BIND` asks otherwise (compose sets it
 so that Prometheus can reach each Locust worker container).
@@ -13,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -21,9 +25,21 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 
 from loadtest.records import RequestRecord
 
-__all__ = ["EXPORTER_BIND_ENV", "GENERATOR_FILE", "ClientExporter", "CpuSampler", "bind_address"]
+__all__ = [
+    "EXPORTER_BIND_ENV",
+    "GENERATOR_FILE",
+    "LOOP_LATE_MS",
+    "ClientExporter",
+    "CpuSampler",
+    "LoopLagProbe",
+    "bind_address",
+]
 
 GENERATOR_FILE = "generator.jsonl"
+LOOP_LATE_MS = 1.0
+"""A timer woken later than this is kept, lateness and all; earlier ones are only counted (so
+a healthy process writes a count, and a lagging one every late wake-up, which is what a p99
+over a stage's window needs)."""
 EXPORTER_BIND_ENV = "QUANTBENCH_EXPORTER_BIND"
 
 # The same bounds as vLLM's TTFT and ITL histograms, so client and server panels line up.
@@ -35,19 +51,71 @@ _E2E_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 
                 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0)  # fmt: skip
 
 
-class CpuSampler:
-    """Appends `{"pid", "wall_s", "cpu_percent"}` lines; call `sample()` about once a second."""
+class LoopLagProbe:
+    """How late the event loop wakes a timer that asks to sleep `interval_s`, tick by tick,
+    and how much of each late tick this process spent on the CPU.
 
-    def __init__(self, run_dir: Path) -> None:
+    A tick that is late while the process was busy the whole time is the generator's own
+    saturation (its loop held by its own work); one that is late while the process sat idle
+    is the host not scheduling it (other processes on its cores). `run(sleep)` loops forever
+    in its own greenlet (`sleep` is `gevent.sleep`); `take()` returns what was seen since the
+    last call: `loop_ticks`, and for every tick later than `LOOP_LATE_MS` its lateness
+    (`loop_late_ms`) and the process's CPU share over it (`loop_busy`, 0–1, same order).
+    """
+
+    def __init__(
+        self,
+        interval_s: float = 0.01,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ) -> None:
+        self.interval_s = interval_s
+        self._clock = clock
+        self._cpu_clock = cpu_clock
+        self._ticks = 0
+        self._late_ms: list[float] = []
+        self._busy: list[float] = []
+
+    def woke(self, due_s: float, now_s: float, busy: float = 1.0) -> None:
+        """One tick: the timer was due at `due_s` and ran at `now_s` (same clock); the process
+        was on the CPU for `busy` of the tick."""
+        self._ticks += 1
+        late_ms = (now_s - due_s) * 1000.0
+        if late_ms > LOOP_LATE_MS:
+            self._late_ms.append(round(late_ms, 3))
+            self._busy.append(round(min(max(busy, 0.0), 1.0), 3))
+
+    def run(self, sleep: Callable[[float], object]) -> None:
+        while True:
+            start_s, cpu_s = self._clock(), self._cpu_clock()
+            due_s = start_s + self.interval_s
+            sleep(self.interval_s)
+            now_s = self._clock()
+            used_s = self._cpu_clock() - cpu_s
+            self.woke(due_s, now_s, used_s / (now_s - start_s) if now_s > start_s else 1.0)
+
+    def take(self) -> dict[str, object]:
+        seen = {"loop_ticks": self._ticks, "loop_late_ms": self._late_ms, "loop_busy": self._busy}
+        self._ticks, self._late_ms, self._busy = 0, [], []
+        return seen
+
+
+class CpuSampler:
+    """Appends `{"pid", "wall_s", "cpu_percent"}` lines, with `loop_ticks`, `loop_late_ms` and
+    `loop_busy` when given a `LoopLagProbe`; call `sample()` about once a second."""
+
+    def __init__(self, run_dir: Path, lag: LoopLagProbe | None = None) -> None:
         self._path = run_dir / GENERATOR_FILE
         self._process = psutil.Process()
         self._process.cpu_percent()  # the first reading is a baseline, not a sample
+        self._lag = lag
 
     def sample(self) -> None:
         line = {
             "pid": os.getpid(),
             "wall_s": time.time(),
             "cpu_percent": self._process.cpu_percent(),
+            **(self._lag.take() if self._lag is not None else {}),
         }
         with self._path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(line) + "\n")

@@ -59,7 +59,7 @@ from loadtest.clients.base import RequestContext, StreamingClient
 from loadtest.config import LocustSettings, parse_duration
 from loadtest.discovery import DiscoveryError, served_model
 from loadtest.dispatch import AwaitRound, Launch, Wait, connect_backoff_s
-from loadtest.generator_stats import CpuSampler
+from loadtest.generator_stats import CpuSampler, LoopLagProbe
 from loadtest.lifeline import die_with_parent
 from loadtest.locust_run import RunState
 from loadtest.locust_transport import LocustTransport
@@ -312,13 +312,15 @@ def _quit_now(environment: Environment) -> None:
 
 
 def _start_process_side(environment: Environment, state: RunState, port: int) -> None:
-    sampler = CpuSampler(state.settings.run_dir)
+    lag = LoopLagProbe()
+    sampler = CpuSampler(state.settings.run_dir, lag)
 
     def sample_forever() -> None:
         while True:
             gevent.sleep(1.0)
             sampler.sample()
 
+    gevent.spawn(lag.run, gevent.sleep)
     gevent.spawn(sample_forever)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):

@@ -158,6 +158,67 @@ def test_a_busy_load_generator_makes_its_stage_invalid() -> None:
     assert "load generator at 95% CPU (> 90%): timings unreliable" in busy["invalid_reason"]
 
 
+def lag_samples(
+    pid: int, seconds: range, late_ms: list[float], busy: float = 1.0
+) -> list[dict[str, object]]:
+    """Scripted generator.jsonl lines: 100 probe ticks a second, `late_ms` late each second,
+    the process on the CPU for `busy` of each late tick."""
+    return [
+        {"pid": pid, "wall_s": float(t), "cpu_percent": 40.0, "loop_ticks": 100,
+         "loop_late_ms": late_ms, "loop_busy": [busy] * len(late_ms)}
+        for t in seconds
+    ]  # fmt: skip
+
+
+def test_a_lagging_generator_event_loop_makes_its_stage_invalid_with_that_reason() -> None:
+    """The direct sign of a saturated generator: its own work held its event loop, so a probe
+    timer woke late. Its mean CPU here is a calm 40%: the lag alone decides. Lag in another
+    stage does not count, and a run recorded before the probe (no loop columns) is judged on
+    its CPU only."""
+    rows = [record(s, 10.0 * s + 1.0 + i * 0.1) for s in (0, 1) for i in range(80)]
+    stages = [stage(0, 0.0, 9.0), stage(1, 10.0, 19.0)]
+    lines = lag_samples(1, range(1, 10), [1.5])  # 1 tick in 100 at 1.5 ms: p99 ≤ 5 ms
+    lines += lag_samples(1, range(11, 19), [12.0, 30.0, 7.5])  # 3 in 100 late, 1 by 30 ms
+    generator = pd.DataFrame(lines)
+    summary = summarize(frame(rows), stages, INFO, SloConfig(), generator=generator)
+    calm, lagging = summary.to_dict("records")
+    assert calm["valid"], calm["invalid_reason"]
+    assert calm["loop_lag_p99_ms"] == pytest.approx(1.5)
+    assert not lagging["valid"]
+    assert lagging["loop_lag_p99_ms"] == pytest.approx(30.0)  # 8 of 800 ticks at 30 ms
+    assert lagging["invalid_reason"] == (
+        "load generator's own work held its event loop 30.0 ms at p99 (> 5 ms): its "
+        "timestamps lag the bytes, raise load.processes"
+    )
+    old = pd.DataFrame([(1, t, 40.0) for t in range(1, 19)], columns=["pid", "wall_s",
+                                                                       "cpu_percent"])  # fmt: skip
+    before_probe = summarize(frame(rows), stages, INFO, SloConfig(), generator=old)
+    assert before_probe["valid"].all() and before_probe["loop_lag_p99_ms"].isna().all()
+
+
+def test_a_generator_the_host_did_not_schedule_is_not_blamed_for_its_lag() -> None:
+    """Late ticks while the process sat idle (a shared host running other work) are the host's
+    doing: weighted by the process's CPU share over them, they stay under the bound."""
+    rows = [record(0, 1.0 + i * 0.1) for i in range(80)]
+    generator = pd.DataFrame(lag_samples(1, range(1, 10), [12.0, 9.0, 15.0], busy=0.1))
+    summary = summarize(frame(rows), [stage(0, 0.0, 9.0)], INFO, SloConfig(), generator=generator)
+    assert summary.loc[0, "valid"], summary.loc[0, "invalid_reason"]
+    assert summary.loc[0, "loop_lag_p99_ms"] == pytest.approx(1.5)  # 15 ms × 0.1
+
+
+def test_a_lagging_generator_retrying_refused_connections_is_told_to_fix_those_first() -> None:
+    rows = [record(0, 1.0 + i * 0.1) for i in range(80)]
+    rows += [record(0, 1.0, outcome=Outcome.CONNECT_ERROR) for _ in range(400)]
+    generator = pd.DataFrame(lag_samples(1, range(1, 10), [40.0] * 5))
+    summary = summarize(frame(rows), [stage(0, 0.0, 9.0)], INFO, SloConfig(), generator=generator)
+    reasons = summary.loc[0, "invalid_reason"].split("; ")
+    assert reasons[0].startswith("error rate 83.3% > 1.0% (400 connect_error): the target")
+    assert reasons[-1] == (
+        "load generator's own work held its event loop 40.0 ms at p99 (> 5 ms), busy with 400 "
+        "failed connections: fix those first"
+    )
+
+
 def test_every_percentile_has_its_count_and_interval_and_failures_count_as_timeouts() -> None:
     rows = [record(0, 1.0 + i * 0.02, ttft=40.0 + i % 50) for i in range(300)]
     rows += [record(0, 1.0, outcome=Outcome.TIMEOUT_TTFT) for _ in range(30)]

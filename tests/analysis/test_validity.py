@@ -39,6 +39,19 @@ def test_a_busy_generator_without_errors_is_blamed() -> None:
     assert reason.startswith("load generator at 95% CPU (> 90%): timings unreliable")
 
 
+def test_a_lagging_event_loop_is_named_before_the_cpu_and_after_connection_errors() -> None:
+    lagging = StageEvidence("rate", 100, 100, loop_lag_p99_ms=8.0, generator_cpu_percent=95.0)
+    lag, cpu = invalid_reasons(lagging, LIMITS)
+    assert lag.startswith("load generator's own work held its event loop 8.0 ms at p99 (> 5 ms)")
+    assert cpu.startswith("load generator at 95% CPU")
+    assert invalid_reasons(lagging, AnalysisConfig(max_loop_lag_p99_ms=10,
+                                                   max_generator_cpu_percent=99)) == []  # fmt: skip
+    storm = StageEvidence("rate", 1000, 10, {"connect_error": 990}, loop_lag_p99_ms=50.0)
+    reasons = invalid_reasons(storm, LIMITS)
+    assert reasons[0].endswith("the target refused or dropped connections")
+    assert reasons[-1].endswith("busy with 990 failed connections: fix those first")
+
+
 def test_run_breaks_come_before_what_the_target_did() -> None:
     evidence = StageEvidence(
         "rate", 100, 50, {"timeout_ttft": 50}, completed=False, restart="counters reset"

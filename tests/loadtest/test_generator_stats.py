@@ -1,5 +1,6 @@
 import json
 import re
+import time
 from pathlib import Path
 
 import httpx
@@ -10,8 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from loadtest.generator_stats import (
     EXPORTER_BIND_ENV,
     GENERATOR_FILE,
+    LOOP_LATE_MS,
     ClientExporter,
     CpuSampler,
+    LoopLagProbe,
     bind_address,
 )
 from loadtest.records import Outcome, RequestRecord
@@ -53,6 +56,50 @@ def test_cpu_sampler_appends_one_line_per_sample(tmp_path: Path) -> None:
     sampler.sample()
     lines = [json.loads(line) for line in (tmp_path / GENERATOR_FILE).read_text().splitlines()]
     assert len(lines) == 2 and {"pid", "wall_s", "cpu_percent"} <= lines[0].keys()
+
+
+def test_the_lag_probe_keeps_every_late_tick_and_counts_the_rest() -> None:
+    probe = LoopLagProbe(interval_s=0.01)
+    probe.woke(due_s=1.0, now_s=1.0002)  # 0.2 ms: on time, only counted
+    probe.woke(due_s=2.0, now_s=2.0125, busy=0.25)  # 12.5 ms late, a quarter of it on CPU
+    assert probe.take() == {"loop_ticks": 2, "loop_late_ms": [12.5], "loop_busy": [0.25]}
+    assert probe.take() == {"loop_ticks": 0, "loop_late_ms": [], "loop_busy": []}
+    assert LOOP_LATE_MS == 1.0
+
+
+def test_a_greenlet_that_holds_the_loop_shows_as_lag() -> None:
+    """A busy-loop greenlet (a saturated generator in miniature) keeps the hub from waking the
+    probe: the probe sees at least the time it was held, whatever else the machine does (a
+    busy host only adds lateness), and the process on the CPU for most of it."""
+    import gevent
+
+    clock = time.perf_counter
+    probe = LoopLagProbe(interval_s=0.005)
+
+    def hold(seconds: float) -> None:
+        end = clock() + seconds
+        while clock() < end:
+            pass  # never yields
+
+    runner = gevent.spawn(probe.run, gevent.sleep)
+    gevent.sleep(0.02)
+    for _ in range(3):
+        hold(0.06)
+        gevent.sleep(0.01)
+    runner.kill()
+    seen = probe.take()
+    late = sorted(seen["loop_late_ms"], reverse=True)  # type: ignore[call-overload]
+    assert len(late) >= 3 and late[2] >= 50.0, seen
+    held = dict(zip(seen["loop_late_ms"], seen["loop_busy"], strict=True))  # type: ignore[call-overload]
+    assert all(held[ms] > 0.5 for ms in late[:3]), seen
+
+
+def test_cpu_sampler_writes_the_loop_lag_beside_the_cpu(tmp_path: Path) -> None:
+    probe = LoopLagProbe()
+    probe.woke(0.0, 0.02)
+    CpuSampler(tmp_path, probe).sample()
+    (line,) = [json.loads(x) for x in (tmp_path / GENERATOR_FILE).read_text().splitlines()]
+    assert (line["loop_ticks"], line["loop_late_ms"], line["loop_busy"]) == (1, [20.0], [1.0])
 
 
 @pytest.mark.parametrize(

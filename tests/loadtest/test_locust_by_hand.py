@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import psutil
 import pytest
 
@@ -92,6 +93,29 @@ def test_two_processes_bind_to_loopback_and_log_no_unknown_message(
     assert proc.returncode == 0, output[-2000:]
     assert "Unknown message type" not in output
     assert main(["report", str(tmp_path / "run")]) == 0
+
+
+def test_a_generator_whose_event_loop_is_held_has_its_stage_flagged(
+    sim_url: str, tmp_path: Path
+) -> None:
+    """A greenlet that holds the loop (loaded from a test-only locustfile beside the real one)
+    makes every stamp late; the stage must say so, not report the lateness as the server's."""
+    run_dir = tmp_path / "busy"
+    result = subprocess.run(
+        [sys.executable, "-m", "locust", "-f",
+         "loadtest/locustfile.py,tests/loadtest/busy_locustfile.py", "--headless",
+         "--host", sim_url, "--qb-stages", "2", "--qb-stage-duration", "2.5s",
+         "--qb-warmup", "0.5s", "--qb-min-samples", "5", "--qb-run-dir", str(run_dir),
+         "--qb-output-tokens", "4", "--only-summary"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    samples = [json.loads(x) for x in (run_dir / "generator.jsonl").read_text().splitlines()]
+    assert max(max(s["loop_late_ms"], default=0) for s in samples) >= 30
+    assert main(["report", str(run_dir)]) == 0
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert summary.loc[0, "loop_lag_p99_ms"] >= 30
+    assert "load generator's own work held its event loop" in summary.loc[0, "invalid_reason"]
 
 
 def test_the_qb_flags_are_listed(tmp_path: Path) -> None:
