@@ -8,13 +8,14 @@ inter-token latencies) one `np.partition` at every needed rank is ~4x faster tha
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 from scipy import stats as scipy_stats
+
+from loadtest.order_stats import min_samples, ranks
 
 __all__ = [
     "BOOTSTRAP_CAP",
@@ -31,7 +32,6 @@ __all__ = [
     "ratio_of",
 ]
 
-_Z95 = 1.959963984540054
 _SELECT_FROM = 200_000
 
 PERCENTILES = (50, 90, 95, 99)
@@ -58,24 +58,6 @@ class Quantile:
     ci_high: float | None
 
 
-def min_samples(q: float) -> int:
-    """Smallest n for which the sample maximum bounds the q-quantile with 95% confidence."""
-    if q <= 0.5:
-        return 1
-    return math.ceil(math.log(0.05) / math.log(q))
-
-
-def _ranks(n: int, q: float) -> tuple[int, int, float, int, int]:
-    """Order-statistic ranks for the linear-interpolated quantile and its 95% interval."""
-    position = (n - 1) * q
-    below = math.floor(position)
-    above = min(below + 1, n - 1)
-    half = _Z95 * math.sqrt(n * q * (1 - q))
-    low = max(math.floor(n * q - half), 0)
-    high = min(math.ceil(n * q + half), n - 1)
-    return below, above, position - below, low, high
-
-
 def quantiles(values: npt.ArrayLike, qs: Sequence[float]) -> list[Quantile]:
     """Each q-quantile of `values` (NaN ignored), as `numpy.quantile`'s linear method gives it.
 
@@ -89,22 +71,23 @@ def quantiles(values: npt.ArrayLike, qs: Sequence[float]) -> list[Quantile]:
         data = data[~nan]
     n = int(data.size)
     usable = [q for q in qs if n and n >= min_samples(q)]
-    ranks = {q: _ranks(n, q) for q in usable}
+    found = {q: ranks(n, q) for q in usable}
     if not usable:
         ordered = data
     elif n >= _SELECT_FROM:  # a stage's pooled gaps: select the ranks, do not sort them all
-        ordered = np.partition(data, sorted({r for rs in ranks.values() for r in rs[:2] + rs[3:]}))
+        needed = {k for r in found.values() for k in (r.below, r.above, r.low, r.high)}
+        ordered = np.partition(data, sorted(needed))
     else:
         ordered = np.sort(data)
     out = []
     for q in qs:
-        if q not in ranks:
+        if q not in found:
             out.append(Quantile(q, n, None, None, None))
             continue
-        below, above, frac, low, high = ranks[q]
-        lo_value, hi_value = float(ordered[below]), float(ordered[above])
-        value = lo_value + frac * (hi_value - lo_value)
-        out.append(Quantile(q, n, value, float(ordered[low]), float(ordered[high])))
+        r = found[q]
+        lo_value, hi_value = float(ordered[r.below]), float(ordered[r.above])
+        value = lo_value + r.fraction * (hi_value - lo_value)
+        out.append(Quantile(q, n, value, float(ordered[r.low]), float(ordered[r.high])))
     return out
 
 
