@@ -24,8 +24,10 @@ __all__ = [
     "LoadMode",
     "LocustSettings",
     "SampleGoal",
+    "SearchConfig",
     "SecondsDist",
     "SessionsConfig",
+    "SloLimit",
     "TimeoutConfig",
     "WorkloadConfig",
     "load_unit",
@@ -160,13 +162,16 @@ class WorkloadConfig(_Strict):
 
 
 ArrivalProcess = Literal["constant", "poisson", "gamma"]
-LoadMode = Literal["concurrency", "rate", "batch", "replay"]
+LoadMode = Literal["concurrency", "rate", "batch", "replay", "search"]
+StageMode = Literal["concurrency", "rate", "batch", "replay"]
+"""How one stage is driven: `search` runs rate stages it chooses itself."""
 
 _LOAD_UNITS: dict[str, tuple[str, str]] = {
     "concurrency": ("user", "users"),
     "rate": ("req/s offered", "req/s offered"),
     "batch": ("request per batch", "requests per batch"),
     "replay": ("× the trace's rate", "× the trace's rate"),
+    "search": ("req/s offered", "req/s offered"),
 }
 
 
@@ -201,6 +206,38 @@ def mode_problem(load: LoadConfig, workload: WorkloadConfig) -> str | None:
 DEFAULT_STAGE_CAP_S = 600.0
 
 
+class SearchConfig(_Strict):
+    """`load.mode: search`: the highest open-loop rate that meets the SLO, to ±`precision`.
+
+    Rate stages from `start` req/s, multiplied (or divided) by `growth` until one stage meets
+    the SLO and one breaks it, then bisected until the bracket's half-width is at most
+    `precision` of its middle; never below `min_rate` or above `max_rate`, at most
+    `max_stages` stages. A stage already clearly over its limits ends early when `early_stop`
+    (see `loadtest.slo_counts`).
+    """
+
+    start: float = Field(default=1.0, gt=0)
+    min_rate: float = Field(default=0.1, gt=0)
+    max_rate: float = Field(default=1000.0, gt=0)
+    precision: float = Field(default=0.05, gt=0, lt=0.5)
+    growth: float = Field(default=2.0, gt=1, le=16)
+    max_stages: int = Field(default=16, ge=2, le=100)
+    early_stop: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SearchConfig:
+        if self.min_rate >= self.max_rate:
+            raise ValueError(
+                f"min_rate ({self.min_rate:g}) must be below max_rate ({self.max_rate:g})"
+            )
+        if not self.min_rate <= self.start <= self.max_rate:
+            raise ValueError(
+                f"start ({self.start:g} req/s) must lie between min_rate ({self.min_rate:g}) "
+                f"and max_rate ({self.max_rate:g})"
+            )
+        return self
+
+
 class LoadConfig(_Strict):
     """The load profile: stages, each running `warmup` (excluded) then `stage_duration`, and
     on until it holds the ok samples its percentiles need, at most `max_stage_duration`
@@ -228,10 +265,25 @@ class LoadConfig(_Strict):
     max_in_flight: int = Field(default=1000, ge=1)
     processes: int = Field(default=1, ge=1)  # Locust generator processes (one core each)
     allow_overload: bool = False  # run stages beyond the generator's accuracy figures anyway
+    search: SearchConfig | None = None  # `mode: search` (defaults when unset)
+
+    @model_validator(mode="after")
+    def _search_settings(self) -> LoadConfig:
+        if self.search is not None and self.mode != "search":
+            raise ValueError(f"load.search is set but load.mode is {self.mode}; use mode: search")
+        if self.mode == "search" and self.search is None:
+            self.search = SearchConfig()
+        return self
+
+    def stage_load(self, mode: StageMode, stages: list[float]) -> LoadConfig:
+        """This profile with other stages (a search's one rate stage at a time)."""
+        return self.model_copy(update={"mode": mode, "stages": stages, "search": None})
 
     @model_validator(mode="after")
     def _whole_users(self) -> LoadConfig:
-        if self.mode not in ("rate", "replay") and any(load != int(load) for load in self.stages):
+        if self.mode not in ("rate", "replay", "search") and any(
+            load != int(load) for load in self.stages
+        ):
             raise ValueError(f"{self.mode} stages are counts of requests; use whole numbers")
         return self
 
@@ -262,6 +314,15 @@ class SampleGoal(_Strict):
     min_ok: int = Field(default=59, ge=1)
     percentile: str = "p95"
     max_error_rate: float = Field(default=0.01, ge=0, le=1)
+
+
+class SloLimit(_Strict):
+    """An SLO objective the generator judges a stage by (a search's early stop): the
+    `quantile` (0–1) of `metric` at most `limit_ms`. Filled from `slo:` by `quantbench run`."""
+
+    metric: Literal["ttft", "tpot", "e2e"]
+    quantile: float = Field(gt=0, lt=1)
+    limit_ms: float = Field(gt=0)
 
 
 class TimeoutConfig(_Strict):
@@ -305,6 +366,7 @@ class LocustSettings(_Strict):
     # replay over chat: the tokens the server's chat template adds to a prompt (from the
     # readiness probe), taken off each trace prompt so the server counts the trace's length
     template_tokens: int = Field(default=0, ge=0)
+    slo: list[SloLimit] = []  # set: a stage clearly over these limits ends early
 
     @model_validator(mode="after")
     def _within_limits(self) -> LocustSettings:

@@ -25,6 +25,7 @@ __all__ = [
     "IN_FLIGHT_BYTES",
     "PROCESS_BYTES",
     "STREAMS_PER_PROCESS",
+    "accurate_rate_limit",
     "generator_cores",
     "overload_problem",
     "replay_problem",
@@ -45,8 +46,16 @@ def generator_cores() -> int:
         return os.cpu_count() or 1
 
 
+def accurate_rate_limit(load: LoadConfig, workload: WorkloadConfig) -> float | None:
+    """The highest request rate the generator processes time accurately (None when
+    `allow_overload`): a search never offers more."""
+    if load.allow_overload:
+        return None
+    return EVENTS_PER_S_PER_PROCESS * load.processes / workload.output_tokens.mean
+
+
 def _in_flight_per_process(load: LoadConfig) -> float:
-    if load.mode in ("rate", "replay"):
+    if load.mode in ("rate", "replay", "search"):
         return float(load.max_in_flight)
     return max(load.stages) / load.processes
 
@@ -66,6 +75,8 @@ def _accuracy_problem(load: LoadConfig, workload: WorkloadConfig, cores: int) ->
         )
     if load.mode == "replay":
         return None  # the trace sets the rate: `replay_problem`, once it has been read
+    if load.mode == "search":
+        return None  # its rates are chosen as it goes, each under `accurate_rate_limit`
     if load.mode == "rate":
         tokens = workload.output_tokens.mean
         events = top * tokens / load.processes

@@ -36,12 +36,13 @@ class Ranks:
     high: int
 
 
-def ranks(n: int, q: float) -> Ranks:
-    """The ranks for n ≥ 1 values: the interval is at n·q ± 1.96·√(n·q·(1−q)), clipped."""
+def ranks(n: int, q: float, z: float | None = None) -> Ranks:
+    """The ranks for n ≥ 1 values: the interval is at n·q ± 1.96·√(n·q·(1−q)), clipped (or
+    ± z·√… for another confidence)."""
     position = (n - 1) * q
     below = math.floor(position)
     above = min(below + 1, n - 1)
-    half = _Z95 * math.sqrt(n * q * (1 - q))
+    half = (_Z95 if z is None else z) * math.sqrt(n * q * (1 - q))
     low = max(math.floor(n * q - half), 0)
     high = min(math.ceil(n * q + half), n - 1)
     return Ranks(below, above, position - below, low, high)
