@@ -352,6 +352,7 @@ def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str,
         generator_cpu_percent=_generator_cpu(ctx.generator, stage),
         loop_lag_p99_ms=_generator_lag(ctx.generator, stage),
         capped_s=stage.max_duration_s if stage.ended_by == "cap" else None,
+        slo_early=stage.ended_by == "slo",
     )
     reasons = invalid_reasons(evidence, ctx.limits, ctx.slo)
     tokens, prompt = rec.tokens[ok], rec.prompt_tokens[ok]

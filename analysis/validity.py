@@ -38,6 +38,7 @@ class StageEvidence:
     generator_cpu_percent: float | None = None
     loop_lag_p99_ms: float | None = None  # how long its own work held the generator's loop
     capped_s: float | None = None  # the stage ran to its cap (load.max_stage_duration)
+    slo_early: bool = False  # a search ended it once its SLO verdict was clear (search.jsonl)
 
 
 def samples_needed(slo: SloConfig, limits: AnalysisConfig) -> tuple[int, str]:
@@ -86,6 +87,8 @@ def invalid_reasons(
         text = f"{e.ok} ok samples, {label} needs {need}"
         if e.capped_s is not None:
             text += f" (not reached within load.max_stage_duration, {e.capped_s:g} s)"
+        if e.slo_early:
+            text += " (the search ended it early: its SLO verdict was already clear)"
         reasons.append(text)
     if e.mode != "concurrency" and e.requests:
         not_sent = e.failures.get("not_sent", 0)

@@ -28,6 +28,7 @@ __all__ = [
     "SecondsDist",
     "SessionsConfig",
     "SloLimit",
+    "StageMode",
     "TimeoutConfig",
     "WorkloadConfig",
     "load_unit",
@@ -370,6 +371,8 @@ class LocustSettings(_Strict):
 
     @model_validator(mode="after")
     def _within_limits(self) -> LocustSettings:
+        if self.load.mode == "search":
+            raise ValueError("load.mode: search runs through `quantbench run`, a stage at a time")
         problem = mode_problem(self.load, self.workload) or overload_problem(
             self.load, self.workload
         )

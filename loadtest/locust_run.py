@@ -42,7 +42,8 @@ from loadtest.replay import (
 )
 from loadtest.secrets import Redactor
 from loadtest.sessions import Conversations, Script, load_conversations
-from loadtest.shapes import Counts, LoadPlan, SampledStage, StagePlan
+from loadtest.shapes import Counts, LoadPlan, SampledStage, SloStage, StagePlan, StageRule
+from loadtest.slo_counts import Limit
 from loadtest.traces import Trace
 from loadtest.workload import GenRequest, RequestFactory, prompt_source
 
@@ -113,10 +114,14 @@ class RunState:
                 SessionTurns.of(trace),
                 TracePrompts(workload, self.prompts, settings.template_tokens),
             )
+        self.limits = tuple(Limit(s.metric, s.quantile, s.limit_ms) for s in settings.slo)
+        rule: StageRule = SampledStage(settings.goal)
+        if self.limits:
+            rule = SloStage(settings.goal, self.limits)
         self.plan = LoadPlan(
             settings.load,
             settings.first_stage,
-            rule=SampledStage(settings.goal),
+            rule=rule,
             stage_offset=settings.stage_offset,
             repeat=settings.repeat,
             lead_s=lead_s,
@@ -227,10 +232,9 @@ class RunState:
         """A request of the measured window ended: count it toward its stage's goal."""
         if record.warmup:
             return
-        ok = record.outcome is Outcome.OK
-        self.counts[record.stage] = self.counts.get(record.stage, Counts()) + Counts(
-            int(ok), int(not ok)
-        )
+        figures = [getattr(record, f"{limit.metric}_ms") for limit in self.limits]
+        counted = Counts.of(record.outcome is Outcome.OK, figures, self.limits)
+        self.counts[record.stage] = self.counts.get(record.stage, Counts()) + counted
 
     def stage_counts(self, index: int) -> Counts:
         """This process's counts of a stage plus, on a master, every worker's last report."""
@@ -261,10 +265,10 @@ class RunState:
 
     def counts_message(self) -> dict[str, list[int]]:
         """A worker's counts, as it sends them to its master."""
-        return {str(index): [c.ok, c.failed] for index, c in self.counts.items()}
+        return {str(index): c.to_list() for index, c in self.counts.items()}
 
     def take_peer_counts(self, peer: str, data: dict[str, list[int]]) -> None:
-        self.peer_counts[peer] = {int(k): Counts(int(v[0]), int(v[1])) for k, v in data.items()}
+        self.peer_counts[peer] = {int(k): Counts.from_list(v) for k, v in data.items()}
 
     def endings_message(self) -> dict[str, list[object]]:
         return {str(k): [e.end_s, e.by] for k, e in self.plan.endings().items()}

@@ -102,8 +102,10 @@ class StageRecord(BaseModel):
     for at least `duration_s` and until `min_ok` ok samples, at most `max_duration_s`;
     `ended_by` says which ended it: `duration`, `samples` (extended until its count),
     `cap` (extended to `max_duration_s` without reaching it), `errors` (not extended: its
-    error rate made it invalid anyway) or `stopped` (the test stopped inside it). `valid` and
-    `invalid_reason` are legacy fields: validity is decided by the analysis (summary.csv).
+    error rate made it invalid anyway), `slo` (a search's stage whose SLO verdict was
+    already clear: `loadtest.shapes.SloStage`) or `stopped` (the test stopped inside it).
+    `valid` and `invalid_reason` are legacy fields: validity is decided by the analysis
+    (summary.csv).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -119,7 +121,7 @@ class StageRecord(BaseModel):
     start_ns: int
     end_ns: int
     completed: bool = True
-    ended_by: Literal["duration", "samples", "cap", "errors", "stopped"] | None = None
+    ended_by: Literal["duration", "samples", "cap", "errors", "slo", "stopped"] | None = None
     min_ok: int | None = None
     duration_s: float | None = None
     max_duration_s: float | None = None

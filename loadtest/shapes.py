@@ -24,22 +24,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from loadtest.config import LoadConfig, SampleGoal
+from loadtest.config import LoadConfig, SampleGoal, StageMode
+from loadtest.slo_counts import Limit, judge
+from loadtest.slo_counts import Tally as Counts
 
-__all__ = ["Counts", "EndedBy", "Ending", "LoadPlan", "SampledStage", "StagePlan", "StageRule"]
+__all__ = [
+    "Counts",
+    "EndedBy",
+    "Ending",
+    "LoadPlan",
+    "SampledStage",
+    "SloStage",
+    "StagePlan",
+    "StageRule",
+]
 
-EndedBy = Literal["duration", "samples", "cap", "errors"]
-
-
-@dataclass(frozen=True)
-class Counts:
-    """What a stage has produced so far: its measured (post-warm-up) requests that ended."""
-
-    ok: int = 0
-    failed: int = 0
-
-    def __add__(self, other: Counts) -> Counts:
-        return Counts(self.ok + other.ok, self.failed + other.failed)
+EndedBy = Literal["duration", "samples", "cap", "errors", "slo"]
+# `Counts`: what a stage has produced so far, its measured (post-warm-up) requests that
+# ended: ok, failed, and per SLO objective the values seen and over the limit
+# (`loadtest.slo_counts.Tally`).
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,29 @@ class SampledStage(StageRule):
         return None
 
 
+@dataclass(frozen=True)
+class SloStage(SampledStage):
+    """A search's stage: as `SampledStage`, but ended as soon as its counts decide the SLO
+    (`loadtest.slo_counts.judge`, early): clearly broken at once — an overloaded target's
+    queue only grows — and clearly met once half its duration has passed, so that a queue
+    still building at its start has had time to show."""
+
+    limits: tuple[Limit, ...] = ()
+
+    def decide(
+        self, stage: StagePlan, counts: Counts, now_s: float, earliest_s: float
+    ) -> Ending | None:
+        verdict = judge(counts, self.limits, self.goal.max_error_rate, early=True)
+        halfway = stage.measure_start_s + (stage.min_end_s - stage.measure_start_s) / 2
+        if verdict == "broken" or (verdict == "met" and earliest_s >= halfway):
+            end_s = min(earliest_s, stage.cap_end_s)
+            if end_s < stage.min_end_s:
+                return Ending(end_s, "slo")
+        if earliest_s < stage.min_end_s:
+            return None  # still open to an early verdict (its duration is asked again later)
+        return super().decide(stage, counts, now_s, earliest_s)
+
+
 class LoadPlan:
     """The stages of one target's run (one repeat of its sweep), laid end to end from time 0.
 
@@ -126,7 +152,9 @@ class LoadPlan:
         Stage numbers start at `stage_offset` (a repeat's stages follow the previous ones).
         `stage_lengths_s`: each configured stage's whole length (warm-up included) when it
         is fixed in advance, as a replay's is; such a stage is never extended."""
-        self.mode = load.mode
+        if load.mode == "search":
+            raise ValueError("a search runs one rate stage at a time (quantbench.search_run)")
+        self.mode: StageMode = load.mode
         self.rule = rule or SampledStage()
         self.lead_s = lead_s
         self.repeat = repeat

@@ -63,7 +63,8 @@ class Tally:
         if not ok:
             return cls(0, 1, (0,) * len(limits), (0,) * len(limits))
         seen = tuple(int(v is not None) for v in figures)
-        over = tuple(int(v is not None and v > lim.limit_ms) for v, lim in zip(figures, limits))
+        pairs = zip(figures, limits, strict=True)
+        over = tuple(int(v is not None and v > lim.limit_ms) for v, lim in pairs)
         return cls(1, 0, seen, over)
 
     def to_list(self) -> list[int]:
@@ -83,7 +84,7 @@ def _sum(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...]:
 
 def _objective(n: int, over: int, q: float, early: bool) -> Verdict | None:
     """One objective: decided by its interval (early) or its point estimate (at the end)."""
-    if n == 0 or n < min_samples(q) and not (early and n >= EARLY_MIN_DONE):
+    if n == 0 or (n < min_samples(q) and not (early and n >= EARLY_MIN_DONE)):
         return None
     within = n - over  # values at or under the limit
     r = ranks(n, q, Z_EARLY if early else None)

@@ -172,6 +172,16 @@ class BenchConfig(BaseModel):
         return self
 
     @model_validator(mode="after")
+    def _search_needs_an_slo(self) -> BenchConfig:
+        if self.load.mode != "search":
+            return self
+        if not self.slo.objectives():
+            raise ValueError("load.mode: search looks for the rate that meets the slo; set one")
+        if self.repeats > 1:
+            raise ValueError("load.mode: search runs once per target; remove repeats")
+        return self
+
+    @model_validator(mode="after")
     def _within_generator_limits(self) -> BenchConfig:
         problem = mode_problem(self.load, self.workload) or overload_problem(
             self.load, self.workload

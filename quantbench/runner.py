@@ -65,6 +65,7 @@ from quantbench.progress import StageProgress
 from quantbench.resume import finished_stages, set_aside_unfinished
 from quantbench.run_quality import QualityStep
 from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
+from quantbench.search_run import run_search, slo_limits
 from quantbench.simproc import simulator
 from quantbench.telemetry import compose_project_name, failure_logs, target_telemetry
 from quantbench.terminal import print_run_end
@@ -205,13 +206,15 @@ def _run_target(
         save()
         longest = _longest(config, prompt_source(workload, per_word))
         probe = wait_until_serving(url, endpoint, workload, timeouts, longest)
-        if repeat == 0:
+        if repeat == 0 and config.load.mode != "search":
             _warn_sampling(console, config, target.name, probe, first_stage)
         goal = config.sample_goal()
+        search = config.load.search
         settings = LocustSettings(
             endpoint=endpoint,
             workload=workload,
-            load=config.load,
+            # a search's stages are rate stages, chosen one at a time (search_run)
+            load=config.load if search is None else config.load.stage_load("rate", [1.0]),
             timeouts=timeouts,
             run_dir=run_dir,
             goal=goal,
@@ -238,11 +241,20 @@ def _run_target(
             target_telemetry(
                 config.telemetry, target, url, run_dir, info, save, say=_plain(console)
             ),
-            StageProgress(
-                console, target.name, config.load, goal, first_stage, turn, _lengths(config)
-            ) as progress,
         ):
-            run_locust(settings, url, progress, keep_fds=(lock_fd,))
+            if search is not None:
+                run_search(
+                    settings.model_copy(update={"stage_offset": 0, "first_stage": 0}),
+                    search,
+                    slo_limits(config.slo),
+                    console,
+                    lambda step, progress: run_locust(step, url, progress, keep_fds=(lock_fd,)),
+                )
+            else:
+                with StageProgress(
+                    console, target.name, config.load, goal, first_stage, turn, _lengths(config)
+                ) as progress:
+                    run_locust(settings, url, progress, keep_fds=(lock_fd,))
         info.ended_at = now_iso()
         if quality is not None:  # after the stages: never while one is measured
             quality.after_stages(target, url, model)
@@ -281,6 +293,14 @@ def _unanswered(result: AnalysisResult, meta: RunMeta, names: list[str]) -> None
         raise NoValidStageError("; ".join(problems) + f" (report: {result.report_html})")
 
 
+_SEARCH_STAGES = 1_000_000
+
+
+def _stages_per_repeat(config: BenchConfig) -> int:
+    """A search runs as many stages as it needs (`quantbench.search_run` resumes it)."""
+    return len(config.load.stages) if config.load.mode != "search" else _SEARCH_STAGES
+
+
 def _measure(
     config: BenchConfig,
     targets: list[TargetConfig],
@@ -302,7 +322,7 @@ def _measure(
     def save() -> None:
         write_run_meta(run_dir, meta)
 
-    count = len(config.load.stages)
+    count = _stages_per_repeat(config)
     quality = QualityStep.for_run(config, targets, run_dir, console)
     down: set[str] = set()
     try:
@@ -390,6 +410,8 @@ def _resume_line(finished: dict[str, int], per_repeat: int, repeats: int, moved:
         elif repeats > 1:
             repeat, stage = divmod(done, per_repeat)
             parts.append(f"{name} from repeat {repeat + 1}, stage {stage + 1} of {per_repeat}")
+        elif per_repeat == _SEARCH_STAGES:
+            parts.append(f"{name} from search step {done + 1}")
         else:
             parts.append(f"{name} from stage {done + 1} of {count}")
     return f"resuming: {', '.join(parts)} ({moved} records of unfinished stages set aside)"
@@ -409,7 +431,7 @@ def resume_bench(run_dir: Path, console: Console | None = None) -> RunOutcome:
     targets = [t for t in config.targets if t.name in selected]
     _check_secrets(targets)
     with locked(run_dir) as lock_fd:
-        per_repeat = len(config.load.stages)
+        per_repeat = _stages_per_repeat(config)
         count = per_repeat * config.repeats  # stage numbers run on across repeats
         finished = finished_stages(run_dir, {t.name: count for t in targets})
         moved = set_aside_unfinished(run_dir, finished)

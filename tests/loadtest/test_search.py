@@ -60,9 +60,9 @@ def test_max_stages_leaves_the_bracket_unfinished_and_replay_rebuilds_it() -> No
 
 
 def test_bad_search_settings_are_refused_with_the_field() -> None:
-    with pytest.raises(ValidationError, match="min_rate .* must be below max_rate"):
+    with pytest.raises(ValidationError, match=r"min_rate .* must be below max_rate"):
         SearchConfig(min_rate=10, max_rate=5)
-    with pytest.raises(ValidationError, match="start .* must lie between"):
+    with pytest.raises(ValidationError, match=r"start .* must lie between"):
         SearchConfig(start=0.01)
     with pytest.raises(ValidationError, match="use mode: search"):
         LoadConfig(mode="rate", search=SearchConfig())

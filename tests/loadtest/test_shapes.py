@@ -100,3 +100,25 @@ def test_a_repeat_numbers_its_stages_after_the_previous_ones() -> None:
                     repeat=1)  # fmt: skip
     first = plan.stage_at(0.0)
     assert first is not None and (first.index, first.repeat, first.load) == (2, 1, 1.0)
+
+
+def test_a_search_stage_ends_once_its_slo_verdict_is_clear() -> None:
+    """Clearly broken ends it at once; clearly met only from half its duration (a queue that
+    builds needs time to show); undecided runs its full duration."""
+    from loadtest.shapes import SloStage
+    from loadtest.slo_counts import Limit
+
+    rule = SloStage(SampleGoal(), (Limit("ttft", 0.95, 100.0),))
+    load = LoadConfig(mode="rate", stages=[4.0], warmup=1, stage_duration=20)
+    broken = LoadPlan(load, rule=rule)
+    ended = broken.observe(3.0, Counts(30, 0, (30,), (15,)))
+    assert ended is not None and (ended.end_s, ended.ended_by) == (3.0, "slo")
+    met = LoadPlan(load, rule=rule)
+    clear = Counts(400, 0, (400,), (1,))
+    assert met.observe(5.0, clear) is None  # clearly met, but before half its duration
+    ended = met.observe(11.0, clear)
+    assert ended is not None and (ended.end_s, ended.ended_by) == (11.0, "slo")
+    close = LoadPlan(load, rule=rule)
+    assert close.observe(15.0, Counts(400, 0, (400,), (20,))) is None  # too close to call
+    ended = close.observe(21.0, Counts(400, 0, (400,), (20,)))
+    assert ended is not None and ended.ended_by == "duration"

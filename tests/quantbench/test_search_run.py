@@ -1,0 +1,66 @@
+"""`load.mode: search` end to end against a simulator whose SLO has a known knee.
+
+The simulated ExLlamaV2 engine (services/sim/engine.py, `BatchingEngine`) runs at most
+`max_num_seqs` = B sequences; each takes one prefill step and N − 1 decode steps, and a full
+batch's step lasts `base + per_seq × B(N−1)/N + prefill × P × B/N` ms. So it completes at most
+μ = 1 / (N·base/B + per_seq·(N−1) + prefill·P) requests per ms. Offered more on a constant
+schedule, its queue grows without bound and TTFT with it: the SLO (TTFT p95 a few steps long)
+truly breaks at μ. The search must land within ±5% of μ, computed here from the profile and
+the prompt length the simulator counted — never from how long anything took.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from quantbench.cli import main
+from services.sim.profiles import load_profile
+
+pytestmark = pytest.mark.slow
+
+B, N, SPEED = 4, 16, 2.0
+
+
+def knee_req_per_s(prompt_tokens: float) -> float:
+    p = load_profile("exllamav2", "exl2", "h100")
+    step_ms = N * p.decode_step_base_ms / B + p.decode_step_per_seq_ms * (N - 1)
+    return SPEED * 1000.0 / (step_ms + p.prefill_ms_per_token * prompt_tokens)
+
+
+def test_the_search_finds_the_rate_where_the_slo_breaks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "bench.yaml"
+    sim = {"stack": "exllamav2", "quant": "exl2", "gpu": "h100", "max_num_seqs": B,
+           "speed": SPEED}  # fmt: skip
+    config.write_text(
+        "name: knee\ntargets:\n"
+        f"  - name: sim\n    sim: {json.dumps(sim)}\n"
+        f"workload: {{endpoint: completions, prompt_tokens: 32, output_tokens: {N}}}\n"
+        "load: {mode: search, arrival: constant, warmup: 0.3s, stage_duration: 1s,\n"
+        "       search: {start: 70, growth: 1.25, precision: 0.03}}\n"
+        "slo: {ttft_ms: 25, tpot_ms: null}\n"
+        "analysis: {max_generator_cpu_percent: 100, max_loop_lag_p99_ms: 1000,\n"
+        "           max_schedule_lag_p99_ms: 1000}\n"  # a busy test machine voids nothing
+    )
+    out = tmp_path / "runs"
+    assert main(["run", str(config), "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
+    steps = [json.loads(x) for x in (run_dir / "search.jsonl").read_text().splitlines()]
+    stages = [json.loads(x) for x in (run_dir / "stages.jsonl").read_text().splitlines()]
+    # every probed stage is a normal rate stage of the run directory, in order
+    assert [s["stage"] for s in steps] == [s["stage"] for s in stages] == list(range(len(steps)))
+    assert [s["rate"] for s in steps] == [s["load"] for s in stages]
+    assert all(s["mode"] == "rate" for s in stages)
+    requests = pd.read_json(run_dir / "requests.jsonl", lines=True)
+    knee = knee_req_per_s(float(requests["prompt_tokens"].mean()))
+    low, high = steps[-1]["low"], steps[-1]["high"]
+    answer = (low + high) / 2
+    assert (high - low) / 2 <= 0.03 * answer
+    assert abs(answer - knee) <= 0.05 * knee, (answer, knee, steps)
+    terminal = capsys.readouterr().out
+    assert f"SLO limit {answer:.3g} ±" in terminal
