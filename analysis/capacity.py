@@ -30,14 +30,17 @@ __all__ = [
     "stage_meets",
 ]
 
-CapacityStatus = Literal["interpolated", "at_stage", "max_tested", "none", "not_measured"]
+CapacityStatus = Literal[
+    "interpolated", "searched", "at_stage", "max_tested", "none", "not_measured"
+]
 
 
 @dataclass(frozen=True)
 class Capacity:
     """Where a target's SLO limit lies, in offered load and in what it achieved there.
 
-    status: `interpolated` between two stages; `at_stage`, the last passing stage (the next
+    status: `interpolated` between two stages; `searched`, a search's answer (`load` ±
+    `half_width`: analysis/search_view.py); `at_stage`, the last passing stage (the next
     failed without a measurable crossing); `max_tested`, every measured stage met the SLO so
     the limit is at least the highest of them; `none`, the lowest measured stage failed;
     `not_measured`, no stage could be measured (all invalid, or none ran). `skipped` names
@@ -52,10 +55,11 @@ class Capacity:
     output_tok_per_s: float | None = None
     limited_by: str = ""
     skipped: tuple[str, ...] = field(default=())
+    half_width: float | None = None  # `searched`: the answer's ± in offered load
 
     @property
     def sustains(self) -> bool:
-        return self.status in ("interpolated", "at_stage", "max_tested")
+        return self.status in ("interpolated", "searched", "at_stage", "max_tested")
 
     @property
     def measured(self) -> bool:
@@ -80,7 +84,9 @@ class Capacity:
         number += f" {unit}" if unit else ""
         if self.status == "max_tested":
             return f"≥ {number} (max tested)" if note else f"≥ {number}"
-        if self.status == "interpolated":
+        if self.status == "searched" and figure == "load" and self.half_width is not None:
+            return f"{number} ± {self.half_width:.2g}"
+        if self.status in ("interpolated", "searched"):
             return f"≈ {number}"
         return number
 
@@ -92,6 +98,7 @@ class Capacity:
             "req_per_s": self.req_per_s,
             "output_tok_per_s": self.output_tok_per_s,
             "limited_by": self.limited_by,
+            "half_width": self.half_width,
             "skipped_stages": list(self.skipped),
             "text": self.text(),
         }

@@ -7,6 +7,7 @@ load first (`repeats.by_load`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ from analysis.capacity import Capacity, capacities, stage_meets
 from analysis.config import SloConfig
 from analysis.pairwise import PAIR_COLUMNS, PairVerdict, pair_verdict
 from analysis.repeats import by_load
+from analysis.search_view import Search, with_searches
 
 __all__ = [
     "COMPARISON_COLUMNS",
@@ -222,9 +224,11 @@ def compare_targets(
     slo: SloConfig,
     reference: str | None = None,
     pairs: pd.DataFrame | None = None,
+    searches: Mapping[str, Search] | None = None,
 ) -> Comparison:
     """The whole comparison; `reference` is the config's `analysis.reference`, if any;
-    `pairs` from `pairwise.compare_pairs` (None when only summary rows are at hand)."""
+    `pairs` from `pairwise.compare_pairs` (None when only summary rows are at hand);
+    `searches`: a search run's answers, each target's capacity (analysis/search_view.py)."""
     chosen, why = pick_reference(summary, reference)
     warnings = []
     if reference and chosen != reference:
@@ -236,7 +240,7 @@ def compare_targets(
     if length:
         warnings.append(length)
     per_load = by_load(summary)
-    caps = capacities(per_load, slo)
+    caps = with_searches(capacities(per_load, slo), per_load, searches)
     table = comparison_table(per_load, chosen, slo)
     if pairs is not None and pairs.empty:
         pairs = pd.DataFrame(columns=PAIR_COLUMNS)

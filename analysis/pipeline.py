@@ -51,6 +51,7 @@ from analysis.rundir import (
     write_parquet,
     write_text_atomic,
 )
+from analysis.search_view import Search, load_searches
 from analysis.server_view import SERVER_STAGES_FILE, ServerView, load_server_figures, server_view
 from analysis.speed_quality import (
     SpeedQuality,
@@ -101,6 +102,7 @@ class Run:
     quality: dict[str, Any] | None = None  # quality.json, when the run has one
     telemetry: Telemetry = field(default_factory=Telemetry)  # GPU and container samples
     trace: TraceSummary | None = None  # trace.json: the replayed trace, when one was
+    searches: dict[str, Search] = field(default_factory=dict)  # `load.mode: search` answers
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,7 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
         base_comparison=load_comparison(run_dir),
         telemetry=telemetry,
         trace=read_trace_summary(run_dir),
+        searches=load_searches(run_dir, meta.config),
     )
 
 
@@ -391,8 +394,10 @@ def analyze(
     server, breakdown = figures.server, figures.breakdown
     records, summary = figures.records, figures.summary
     pairs = compare_pairs(records, summary, run.slo, run.limits)
-    comparison = compare_targets(summary, run.slo, run.limits.reference, pairs)
-    plan = make_plan(summary, asked or PlanInputs(slo=run.slo, source="config", kwh_cost=kwh_cost))
+    comparison = compare_targets(summary, run.slo, run.limits.reference, pairs, run.searches)
+    inputs = asked or PlanInputs(slo=run.slo, source="config", kwh_cost=kwh_cost)
+    same_slo = inputs.objectives == run.slo  # a search answers for the SLO it searched with
+    plan = make_plan(summary, inputs, run.searches if same_slo else None)
     quality, plan = _speed_quality(run, plan, asked, max_ppl_increase)
     name = run.meta.name or run.run_dir.name
     simulated = bool(summary["simulated"].any()) if len(summary) else False
@@ -418,6 +423,7 @@ def analyze(
         errors=breakdown,
         percentiles=[p for p in percentiles if p in run.limits.percentiles] or percentiles,
         quality=quality,
+        searches=run.searches,
         base_comparison=(
             comparison_blocks(run.base_comparison, "Comparison with base run", level=2)
             if run.base_comparison is not None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -19,6 +20,7 @@ from analysis.capacity import Capacity, capacities, slo_text
 from analysis.config import SloConfig
 from analysis.energy_plan import EnergyAtLimit, energy_at_limit
 from analysis.repeats import by_load
+from analysis.search_view import Search, with_searches
 from loadtest.config import parse_duration
 
 __all__ = [
@@ -267,10 +269,14 @@ def exclude(plan: Plan, bar: float, excluded: dict[str, str]) -> Plan:
     return replace(plan, cheapest=_cheapest(kept), accuracy_bar=bar, excluded=dict(excluded))
 
 
-def make_plan(summary: pd.DataFrame, inputs: PlanInputs) -> Plan:
-    """The plan for every target of a run's summary, under `inputs.slo` (repeats folded)."""
+def make_plan(
+    summary: pd.DataFrame, inputs: PlanInputs, searches: Mapping[str, Search] | None = None
+) -> Plan:
+    """The plan for every target of a run's summary, under `inputs.slo` (repeats folded).
+    `searches`: a search run's answers, used as each target's capacity (they hold for the
+    SLO they searched with only: the caller passes them when it is `inputs.objectives`)."""
     per_load = by_load(summary)
-    caps = capacities(per_load, inputs.objectives)
+    caps = with_searches(capacities(per_load, inputs.objectives), per_load, searches)
     firsts = summary.drop_duplicates("target") if len(summary) else summary
     targets = []
     for _, row in firsts.iterrows():

@@ -23,6 +23,7 @@ from analysis.errors import BREAKDOWN_COLUMNS
 from analysis.gpu_report import energy_plan_blocks, gpu_blocks
 from analysis.headline import target_labels
 from analysis.plan import Plan, PlanInputs
+from analysis.search_view import Search, search_blocks
 from analysis.speed_quality import SpeedQuality
 from analysis.speed_quality_view import speed_quality_blocks
 from analysis.summary import STAT_METRICS, stat_column
@@ -69,6 +70,7 @@ class ReportInput:
     base_comparison: list[Block] = field(default_factory=list)  # from `quantbench compare`
     trace: list[Block] = field(default_factory=list)  # the replayed trace (analysis.traffic)
     turns: list[Block] = field(default_factory=list)  # TTFT by conversation turn
+    searches: dict[str, Search] = field(default_factory=dict)  # `load.mode: search` paths
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -222,7 +224,8 @@ def _capacity(report: ReportInput, labels: dict[str, str]) -> list[Block]:
         Paragraph(
             f"SLO: {slo}, on valid stages only: an invalid stage is unknown, never a failure. "
             "≈ = interpolated linearly between the last stage that met the SLO and the first "
-            "that did not; ≥ = every measured load met it; none = the lowest measured load "
+            "that did not; ± = a search's answer and its half-width (see SLO search); "
+            "≥ = every measured load met it; none = the lowest measured load "
             "already failed; not measured = no valid stage."
         ),
         Table(headers, rows),
@@ -475,6 +478,7 @@ def report_blocks(report: ReportInput) -> list[Block]:
     blocks += _comparison(report, labels)
     blocks += _pairs(report, labels)
     blocks += _capacity(report, labels)
+    blocks += search_blocks(report.searches, labels)
     if report.quality is not None:
         blocks += speed_quality_blocks(report.quality, labels, report.quality_chart)
     if report.plan is not None:

@@ -88,7 +88,7 @@ def invalid_reasons(
         if e.capped_s is not None:
             text += f" (not reached within load.max_stage_duration, {e.capped_s:g} s)"
         if e.slo_early:
-            text += " (the search ended it early: its SLO verdict was already clear)"
+            text += " — the search ended it early, its SLO verdict already clear"
         reasons.append(text)
     if e.mode != "concurrency" and e.requests:
         not_sent = e.failures.get("not_sent", 0)

@@ -20,6 +20,8 @@
    seconds per target (benchmarks/quality_speed.py).
 7. Regression gate: `quantbench compare` on two synthetic runs of 1,000,000 records each:
    wall and CPU seconds, peak memory (benchmarks/compare_speed.py).
+8. Time to an SLO answer: `load.mode: search` on a simulated target with a known knee, its
+   load time against a fixed grid of the same resolution (benchmarks/search_speed.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from benchmarks.generator_speed import print_generator_speed
 from benchmarks.quality_speed import describe as describe_quality
 from benchmarks.quality_speed import measure_quality_speed
 from benchmarks.report_speed import describe, measure_report_speed
+from benchmarks.search_speed import describe as describe_search
+from benchmarks.search_speed import measure_search_speed
 from benchmarks.sim_speed import measure_sim_speed
 from benchmarks.trace_memory import describe as describe_trace_memory
 from benchmarks.trace_memory import measure_trace_memory
@@ -65,6 +69,7 @@ def generator_memory() -> None:
 
 SECTIONS = (
     "sim", "accuracy", "ceiling", "scaling", "memory", "report", "trace", "quality", "compare",
+    "search",
 )  # fmt: skip
 
 
@@ -102,6 +107,8 @@ def run() -> None:
         print("\n" + describe_quality(measure_quality_speed(args.quality_tokens)))
     if "compare" in only:
         print("\n" + describe_compare(measure_compare_speed(args.compare_records)))
+    if "search" in only:
+        print("\n" + describe_search(measure_search_speed()))
 
 
 run()

@@ -45,6 +45,13 @@ class Child:
     def poll(self) -> int | None:
         return self._process.poll()
 
+    def wait(self, timeout_s: float) -> int | None:
+        """The exit code once it exits within `timeout_s`, else None (it runs on)."""
+        try:
+            return self._process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
     def stop(self, grace_s: float = 10.0) -> int:
         """SIGTERM the group, wait up to `grace_s`, then SIGKILL what is left; the exit code."""
         if self._process.poll() is None:

@@ -141,8 +141,7 @@ def run_locust(
     tail = _Watch(run_dir, name, settings.stage_offset + settings.first_stage, watch)
     child = spawn(command, log, keep_fds=keep_fds)
     try:
-        while child.poll() is None:
-            time.sleep(_POLL_S)
+        while child.wait(_POLL_S) is None:  # returns as soon as Locust exits
             on_progress(tail.poll())
             down_s = watch.down_for()
             if down_s is not None:

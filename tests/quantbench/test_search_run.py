@@ -41,8 +41,8 @@ def test_the_search_finds_the_rate_where_the_slo_breaks(
         "name: knee\ntargets:\n"
         f"  - name: sim\n    sim: {json.dumps(sim)}\n"
         f"workload: {{endpoint: completions, prompt_tokens: 32, output_tokens: {N}}}\n"
-        "load: {mode: search, arrival: constant, warmup: 0.3s, stage_duration: 1s,\n"
-        "       search: {start: 70, growth: 1.25, precision: 0.03}}\n"
+        "load: {mode: search, arrival: constant, warmup: 0.2s, stage_duration: 0.8s,\n"
+        "       search: {start: 75, growth: 1.25, precision: 0.03}}\n"
         "slo: {ttft_ms: 25, tpot_ms: null}\n"
         "analysis: {max_generator_cpu_percent: 100, max_loop_lag_p99_ms: 1000,\n"
         "           max_schedule_lag_p99_ms: 1000}\n"  # a busy test machine voids nothing
@@ -64,3 +64,12 @@ def test_the_search_finds_the_rate_where_the_slo_breaks(
     assert abs(answer - knee) <= 0.05 * knee, (answer, knee, steps)
     terminal = capsys.readouterr().out
     assert f"SLO limit {answer:.3g} ±" in terminal
+    # the report shows the path and the answer; the verdict and the plan use the answer
+    report = (run_dir / "report.md").read_text()
+    assert "## SLO search" in report and f"{answer:.3g} ± " in report
+    for step in steps:
+        assert f"| {step['step'] + 1} | {step['stage']} | {step['rate']:.4g} |" in report
+    assert main(["plan", str(run_dir), "--peak-rps", "500"]) == 0
+    plan = json.loads((run_dir / "plan.json").read_text())
+    (capacity,) = [t["capacity"] for t in plan["targets"]]
+    assert capacity["status"] == "searched" and capacity["load"] == pytest.approx(answer)
