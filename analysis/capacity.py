@@ -178,6 +178,8 @@ def capacity(rows: pd.DataFrame, slo: SloConfig) -> Capacity:
     """The SLO limit of one target from its summary rows (any order; sorted by load here)."""
     if rows.empty:
         return Capacity("", "", "not_measured", limited_by="no stage ran")
+    if rows["mode"].nunique() > 1 and (rows["mode"] == "rate").any():
+        rows = rows[rows["mode"] == "rate"]  # a sweep: its open-loop stages are the curve
     ordered = rows.sort_values("load", kind="stable").to_dict("records")
     target, mode = str(ordered[0]["target"]), str(ordered[0]["mode"])
     skipped = tuple(r for r in (skip_reason(row, slo) for row in ordered) if r is not None)

@@ -29,6 +29,7 @@ __all__ = [
     "SessionsConfig",
     "SloLimit",
     "StageMode",
+    "SweepConfig",
     "TimeoutConfig",
     "WorkloadConfig",
     "load_unit",
@@ -163,9 +164,9 @@ class WorkloadConfig(_Strict):
 
 
 ArrivalProcess = Literal["constant", "poisson", "gamma"]
-LoadMode = Literal["concurrency", "rate", "batch", "replay", "search"]
+LoadMode = Literal["concurrency", "rate", "batch", "replay", "search", "sweep"]
 StageMode = Literal["concurrency", "rate", "batch", "replay"]
-"""How one stage is driven: `search` runs rate stages it chooses itself."""
+"""How one stage is driven: `search` and `sweep` run stages they choose themselves."""
 
 _LOAD_UNITS: dict[str, tuple[str, str]] = {
     "concurrency": ("user", "users"),
@@ -173,6 +174,7 @@ _LOAD_UNITS: dict[str, tuple[str, str]] = {
     "batch": ("request per batch", "requests per batch"),
     "replay": ("× the trace's rate", "× the trace's rate"),
     "search": ("req/s offered", "req/s offered"),
+    "sweep": ("load", "load"),
 }
 
 
@@ -205,6 +207,18 @@ def mode_problem(load: LoadConfig, workload: WorkloadConfig) -> str | None:
 
 
 DEFAULT_STAGE_CAP_S = 600.0
+
+
+class SweepConfig(_Strict):
+    """`load.mode: sweep`, as guidellm's: one user (closed loop: the rate of requests one
+    at a time), then `max_concurrency` users (the saturated throughput), then `rates`
+    open-loop stages spaced evenly from the first rate to the second, the last at it
+    (guidellm's `SweepProfile`: `np.linspace(synchronous, throughput, sweep_size - 1)[1:]`).
+    A first look that needs no guessed stages.
+    """
+
+    rates: int = Field(default=8, ge=1, le=50)
+    max_concurrency: int = Field(default=64, ge=2)
 
 
 class SearchConfig(_Strict):
@@ -267,22 +281,29 @@ class LoadConfig(_Strict):
     processes: int = Field(default=1, ge=1)  # Locust generator processes (one core each)
     allow_overload: bool = False  # run stages beyond the generator's accuracy figures anyway
     search: SearchConfig | None = None  # `mode: search` (defaults when unset)
+    sweep: SweepConfig | None = None  # `mode: sweep` (defaults when unset)
 
     @model_validator(mode="after")
     def _search_settings(self) -> LoadConfig:
-        if self.search is not None and self.mode != "search":
-            raise ValueError(f"load.search is set but load.mode is {self.mode}; use mode: search")
+        for name in ("search", "sweep"):
+            if getattr(self, name) is not None and self.mode != name:
+                raise ValueError(
+                    f"load.{name} is set but load.mode is {self.mode}; use mode: {name}"
+                )
         if self.mode == "search" and self.search is None:
             self.search = SearchConfig()
+        if self.mode == "sweep" and self.sweep is None:
+            self.sweep = SweepConfig()
         return self
 
     def stage_load(self, mode: StageMode, stages: list[float]) -> LoadConfig:
         """This profile with other stages (a search's one rate stage at a time)."""
-        return self.model_copy(update={"mode": mode, "stages": stages, "search": None})
+        update = {"mode": mode, "stages": stages, "search": None, "sweep": None}
+        return self.model_copy(update=update)
 
     @model_validator(mode="after")
     def _whole_users(self) -> LoadConfig:
-        if self.mode not in ("rate", "replay", "search") and any(
+        if self.mode not in ("rate", "replay", "search", "sweep") and any(
             load != int(load) for load in self.stages
         ):
             raise ValueError(f"{self.mode} stages are counts of requests; use whole numbers")
@@ -371,8 +392,8 @@ class LocustSettings(_Strict):
 
     @model_validator(mode="after")
     def _within_limits(self) -> LocustSettings:
-        if self.load.mode == "search":
-            raise ValueError("load.mode: search runs through `quantbench run`, a stage at a time")
+        if self.load.mode in ("search", "sweep"):
+            raise ValueError(f"load.mode: {self.load.mode} runs through `quantbench run`")
         problem = mode_problem(self.load, self.workload) or overload_problem(
             self.load, self.workload
         )

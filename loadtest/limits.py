@@ -57,6 +57,8 @@ def accurate_rate_limit(load: LoadConfig, workload: WorkloadConfig) -> float | N
 def _in_flight_per_process(load: LoadConfig) -> float:
     if load.mode in ("rate", "replay", "search"):
         return float(load.max_in_flight)
+    if load.sweep is not None:
+        return max(float(load.max_in_flight), load.sweep.max_concurrency / load.processes)
     return max(load.stages) / load.processes
 
 
@@ -67,7 +69,7 @@ def _advice(need: float, cores: int) -> str:
 
 
 def _accuracy_problem(load: LoadConfig, workload: WorkloadConfig, cores: int) -> str | None:
-    top = max(load.stages)
+    top = max(load.stages) if load.sweep is None else float(load.sweep.max_concurrency)
     if load.processes > cores:
         return (
             f"load.processes: {load.processes} generator processes on {cores} cores; "

@@ -152,8 +152,8 @@ class LoadPlan:
         Stage numbers start at `stage_offset` (a repeat's stages follow the previous ones).
         `stage_lengths_s`: each configured stage's whole length (warm-up included) when it
         is fixed in advance, as a replay's is; such a stage is never extended."""
-        if load.mode == "search":
-            raise ValueError("a search runs one rate stage at a time (quantbench.search_run)")
+        if load.mode == "search" or load.mode == "sweep":
+            raise ValueError(f"{load.mode} stages are chosen by quantbench run as it goes")
         self.mode: StageMode = load.mode
         self.rule = rule or SampledStage()
         self.lead_s = lead_s

@@ -173,6 +173,8 @@ class BenchConfig(BaseModel):
 
     @model_validator(mode="after")
     def _search_needs_an_slo(self) -> BenchConfig:
+        if self.load.mode == "sweep" and self.repeats > 1:
+            raise ValueError("load.mode: sweep runs once per target; remove repeats")
         if self.load.mode != "search":
             return self
         if not self.slo.objectives():

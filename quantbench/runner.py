@@ -67,6 +67,7 @@ from quantbench.run_quality import QualityStep
 from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
 from quantbench.search_run import run_search, slo_limits
 from quantbench.simproc import simulator
+from quantbench.sweep_run import CLOSED_STAGES, run_sweep
 from quantbench.telemetry import compose_project_name, failure_logs, target_telemetry
 from quantbench.terminal import print_run_end
 
@@ -206,15 +207,16 @@ def _run_target(
         save()
         longest = _longest(config, prompt_source(workload, per_word))
         probe = wait_until_serving(url, endpoint, workload, timeouts, longest)
-        if repeat == 0 and config.load.mode != "search":
+        if repeat == 0 and config.load.mode not in ("search", "sweep"):
             _warn_sampling(console, config, target.name, probe, first_stage)
         goal = config.sample_goal()
-        search = config.load.search
+        search, sweep = config.load.search, config.load.sweep
+        chosen = search is not None or sweep is not None  # stages chosen as the run goes
         settings = LocustSettings(
             endpoint=endpoint,
             workload=workload,
-            # a search's stages are rate stages, chosen one at a time (search_run)
-            load=config.load if search is None else config.load.stage_load("rate", [1.0]),
+            # search_run and sweep_run replace these stages with the ones they choose
+            load=config.load.stage_load("rate", [1.0]) if chosen else config.load,
             timeouts=timeouts,
             run_dir=run_dir,
             goal=goal,
@@ -249,6 +251,14 @@ def _run_target(
                     slo_limits(config.slo),
                     console,
                     lambda step, progress: run_locust(step, url, progress, keep_fds=(lock_fd,)),
+                )
+            elif sweep is not None:
+                run_sweep(
+                    settings.model_copy(update={"first_stage": 0}),
+                    sweep,
+                    console,
+                    lambda step, progress: run_locust(step, url, progress, keep_fds=(lock_fd,)),
+                    first_stage,
                 )
             else:
                 with StageProgress(
@@ -297,7 +307,10 @@ _SEARCH_STAGES = 1_000_000
 
 
 def _stages_per_repeat(config: BenchConfig) -> int:
-    """A search runs as many stages as it needs (`quantbench.search_run` resumes it)."""
+    """A search runs as many stages as it needs (`quantbench.search_run` resumes it); a
+    sweep its closed-loop pair and its rates."""
+    if config.load.sweep is not None:
+        return CLOSED_STAGES + config.load.sweep.rates
     return len(config.load.stages) if config.load.mode != "search" else _SEARCH_STAGES
 
 

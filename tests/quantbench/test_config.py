@@ -91,6 +91,29 @@ def test_good_config_resolves_durations_and_stacks(tmp_path: Path) -> None:
             r"bench.yaml: load: 100,000 generator process\(es\) .*: lower load.processes",
         ),
         (
+            ("stages: [1, 2]", "stages: [1, 2], mode: search, search: {min_rate: 5, max_rate: 2}"),
+            r"bench.yaml: load.search: min_rate \(5\) must be below max_rate \(2\)",
+        ),
+        (
+            ("stages: [1, 2]", "stages: [1, 2], mode: search, search: {precision: 0.7}"),
+            r"bench.yaml: load.search.precision: Input should be less than 0.5",
+        ),
+        (
+            ("stages: [1, 2]", "stages: [1, 2], search: {start: 2}"),
+            r"load.search is set but load.mode is concurrency; use mode: search",
+        ),
+        (
+            (
+                "slo: {ttft_ms: 500, tpot_ms: 50}",
+                "load: {mode: search}\nslo: {ttft_ms: null, tpot_ms: null}",
+            ),
+            r"load.mode: search looks for the rate that meets the slo; set one",
+        ),
+        (
+            ("stages: [1, 2]", "stages: [1, 2], mode: sweep, sweep: {rates: 0}"),
+            r"load.sweep.rates: Input should be greater than or equal to 1",
+        ),
+        (
             ("stages: [1, 2]", "stages: [300]"),
             r"bench.yaml: load.stages: 300 concurrent requests is 300 streams per generator "
             r"process, more than one times accurately \(256\); set load.processes to at least 2 "
