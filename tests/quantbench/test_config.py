@@ -104,8 +104,8 @@ def test_good_config_resolves_durations_and_stacks(tmp_path: Path) -> None:
         ),
         (
             (
-                "slo: {ttft_ms: 500, tpot_ms: 50}",
-                "load: {mode: search}\nslo: {ttft_ms: null, tpot_ms: null}",
+                "warmup: 5s}\nslo: {ttft_ms: 500, tpot_ms: 50}",
+                "warmup: 5s, mode: search}\nslo: {ttft_ms: null, tpot_ms: null}",
             ),
             r"load.mode: search looks for the rate that meets the slo; set one",
         ),
