@@ -69,6 +69,13 @@ targets that met the SLO nowhere, and the verdict; the run directory's path come
 A stage runs for its stage_duration and on until it holds the ok samples its SLO
 percentile needs (59 for a p95), at most load.max_stage_duration (10 minutes by default).
 
+load.mode: search chooses its own rate stages: it brackets, then bisects, the highest
+open-loop rate that meets the slo (to load.search.precision, ±5% by default), ending a
+stage early once its SLO verdict is clear; the answer (rate ± half-width) is the target's
+capacity, and search.jsonl and the report show the path. load.mode: sweep runs one user,
+then load.sweep.max_concurrency users, then load.sweep.rates open-loop stages between the
+two rates they reached (guidellm's sweep). See docs/search-and-sweep.md.
+
 exit codes: 0 the run answered (invalid stages are unknown, not failures: a sweep whose
 top stage breaks down is a normal result); 1 --fail-on-slo was given and a target met the
 SLO at no valid stage; 2 the run cannot answer (a target with no valid stage), bad input,
