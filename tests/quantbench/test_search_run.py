@@ -5,8 +5,10 @@ The simulated ExLlamaV2 engine (services/sim/engine.py, `BatchingEngine`) runs a
 batch's step lasts `base + per_seq × B(N−1)/N + prefill × P × B/N` ms. So it completes at most
 μ = 1 / (N·base/B + per_seq·(N−1) + prefill·P) requests per ms. Offered more on a constant
 schedule, its queue grows without bound and TTFT with it: the SLO (TTFT p95 a few steps long)
-truly breaks at μ. The search must land within ±5% of μ, computed here from the profile and
-the prompt length the simulator counted — never from how long anything took.
+truly breaks at μ (in a 1 s stage the queue shows past the limit from ~2% above μ). A search
+to ±3% must then land within ±5% of μ, computed here from the profile and the prompt length
+the simulator counted — never from how long anything took. It starts below the knee, so it
+brackets, then bisects.
 """
 
 from __future__ import annotations
