@@ -90,6 +90,7 @@ _EXTRA_COLUMNS = [
     "error_rate",
     "error_breakdown",  # `connect_error × 120; http_error 503 × 3`
     "loop_lag_p99_ms",  # the generator's event loop (busiest process): how late it woke
+    "read_lag_p99_ms",  # how long kernel-stamped bytes waited for the generator to read them
     "input_tok_per_s",
     "total_tok_per_s",
     "input_tokens",  # totals over the stage's ok requests
@@ -211,6 +212,11 @@ class StageRequests:
         self.prompt_tokens = _floats(requests, "prompt_tokens")
         self.values = {m: _floats(requests, f"{m}_ms") for m in ("ttft", "tpot", "e2e")}
         self.lag = _floats(requests, "schedule_lag_ms")
+        self.read_lag = (
+            _floats(requests, "read_lag_ms")
+            if "read_lag_ms" in requests
+            else np.full(len(requests), np.nan)
+        )
         self.itl = _Gaps(_itl_lists(requests["itl_ms"]))
         self.meets = self._meets(slo)
         self._key_width = int(self.stage.max(initial=0)) + 1
@@ -380,6 +386,7 @@ def _stage_row(stage: StageRecord, info: TargetInfo, ctx: _Context) -> dict[str,
         "output_tokens": int(_sum(tokens)),
         "schedule_lag_p99_ms": lag,
         "loop_lag_p99_ms": evidence.loop_lag_p99_ms,
+        "read_lag_p99_ms": quantiles(rec.read_lag[index], [0.99])[0].value,
         "goodput_req_per_s": int(rec.meets[ok].sum()) / duration_s,
         "valid": not reasons,
         "invalid_reason": "; ".join(reasons),

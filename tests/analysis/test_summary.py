@@ -1,3 +1,4 @@
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -194,6 +195,19 @@ def test_a_lagging_generator_event_loop_makes_its_stage_invalid_with_that_reason
                                                                        "cpu_percent"])  # fmt: skip
     before_probe = summarize(frame(rows), stages, INFO, SloConfig(), generator=old)
     assert before_probe["valid"].all() and before_probe["loop_lag_p99_ms"].isna().all()
+
+
+def test_the_read_lag_of_kernel_stamped_bytes_is_shown_per_stage() -> None:
+    """How long received bytes waited for the generator: shown (p99 over the stage's
+    requests, which needs 299 of them), not a validity rule — the stamps are the kernel's."""
+    lags = [0.5] * 297 + [30.0, 40.0, 50.0]
+    rows = [{**record(0, 1.0 + i * 0.025), "read_lag_ms": lag} for i, lag in enumerate(lags)]
+    summary = summarize(frame(rows), [stage(0, 0.0, 9.0)], INFO, SloConfig())
+    assert summary.loc[0, "read_lag_p99_ms"] == pytest.approx(np.quantile(lags, 0.99))
+    assert summary.loc[0, "valid"], summary.loc[0, "invalid_reason"]
+    bare = [record(0, 1.0 + i * 0.025) for i in range(300)]  # no kernel stamps: empty
+    assert pd.isna(summarize(frame(bare), [stage(0, 0.0, 9.0)], INFO, SloConfig()).loc[0,
+                   "read_lag_p99_ms"])  # fmt: skip
 
 
 def test_a_generator_the_host_did_not_schedule_is_not_blamed_for_its_lag() -> None:
