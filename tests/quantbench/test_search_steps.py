@@ -1,0 +1,85 @@
+"""`quantbench.search_run.run_search` on a scripted server: each stage's records come from a
+queue whose capacity is known exactly, on a simulated clock — no Locust, no real time — so
+the search's convergence, its verdicts from the records and search.jsonl are checked
+deterministically (the end-to-end run against a real simulator is test_search_run.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from loadtest.config import EndpointSpec, LoadConfig, LocustSettings, SearchConfig, SloLimit
+from loadtest.records import (
+    REQUESTS_FILE,
+    STAGES_FILE,
+    Outcome,
+    RecordWriter,
+    RequestRecord,
+    StageRecord,
+)
+from quantbench.locustproc import LocustProgress
+from quantbench.search_run import run_search
+
+CAPACITY = 37.0  # req/s the scripted server completes at most (one at a time, FIFO)
+BASE_MS = 20.0  # its TTFT with no queue
+WARMUP_S, MEASURE_S = 5.0, 30.0
+
+
+def queue_server(
+    run_dir: Path,
+) -> Callable[[LocustSettings, Callable[[LocustProgress], None]], None]:
+    """Writes a stage's records as a D/D/1 queue serves a constant schedule: request i,
+    due at i/λ, starts when the one before it is done; TTFT = wait + BASE_MS."""
+
+    def run_stage(settings: LocustSettings, _: Callable[[LocustProgress], None]) -> None:
+        rate, stage = settings.load.stages[0], settings.stage_offset
+        requests, stages = (
+            RecordWriter(run_dir / REQUESTS_FILE),
+            RecordWriter(run_dir / STAGES_FILE),
+        )
+        free_s, i = 0.0, 0
+        while (due_s := i / rate) < WARMUP_S + MEASURE_S:
+            start_s = max(due_s, free_s)
+            free_s = start_s + 1 / CAPACITY
+            ttft_ms = (start_s - due_s) * 1000 + BASE_MS
+            requests.write(RequestRecord(
+                target="t", stage=stage, mode="rate", load=rate, warmup=due_s < WARMUP_S,
+                outcome=Outcome.OK, scheduled_ns=int(due_s * 1e9), ttft_ms=ttft_ms,
+                output_tokens=8,
+            ))  # fmt: skip
+            i += 1
+        stages.write(StageRecord(
+            target="t", stage=stage, mode="rate", load=rate, warmup_s=WARMUP_S,
+            start_wall_s=0.0, end_wall_s=WARMUP_S + MEASURE_S, start_ns=0,
+            end_ns=int((WARMUP_S + MEASURE_S) * 1e9), ended_by="duration",
+        ))  # fmt: skip
+
+    return run_stage
+
+
+@pytest.mark.parametrize("start", [2.0, 30.0, 200.0])  # 2 req/s: 60 samples in 30 s
+def test_the_search_lands_within_its_precision_of_the_queue_s_capacity(
+    tmp_path: Path, start: float
+) -> None:
+    settings = LocustSettings(
+        endpoint=EndpointSpec(name="t"), load=LoadConfig(mode="rate", stages=[1.0]),
+        run_dir=tmp_path,
+    )  # fmt: skip
+    config = SearchConfig(start=start, precision=0.05)
+    slo = [SloLimit(metric="ttft", quantile=0.95, limit_ms=BASE_MS + 50)]
+    search = run_search(settings, config, slo, Console(quiet=True), queue_server(tmp_path))
+    answer = search.answer()
+    assert answer.status == "found" and answer.rate is not None
+    # below capacity nothing waits; above it, the queue passes 50 ms within 30 s at any
+    # excess over ~0.2%: the SLO breaks at the capacity itself
+    assert abs(answer.rate - CAPACITY) <= 0.05 * CAPACITY, search.answer()
+    steps = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
+    stages = [json.loads(x) for x in (tmp_path / STAGES_FILE).read_text().splitlines()]
+    assert [s["stage"] for s in steps] == [s["stage"] for s in stages] == list(range(len(steps)))
+    for step in steps:  # each verdict is what the records say
+        assert step["verdict"] == ("met" if step["rate"] <= CAPACITY else "broken"), step
+    assert (steps[-1]["low"], steps[-1]["high"]) == (answer.low, answer.high)
