@@ -20,7 +20,7 @@ def write(tmp_path: Path, targets: str, load: str, slo: str) -> Path:
         f"name: codes\ntargets:\n{targets}"
         "workload: {endpoint: completions, prompt_tokens: 8, output_tokens: 4}\n"
         f"load: {load}\nslo: {slo}\n"
-        "analysis: {max_generator_cpu_percent: 100}\n"
+        "analysis: {max_generator_cpu_percent: 100, max_loop_lag_p99_ms: 100}\n"
     )
     return config
 

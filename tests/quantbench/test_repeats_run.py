@@ -27,7 +27,7 @@ targets:
     sim: {timing: fixed, ttft_ms: 8, itl_ms: 2}
 workload: {prompt_tokens: 8, output_tokens: 4}
 load: {stages: [2, 3], warmup: 0.3s, stage_duration: 1.5s}
-analysis: {max_generator_cpu_percent: 100}
+analysis: {max_generator_cpu_percent: 100, max_loop_lag_p99_ms: 100}
 """
 
 

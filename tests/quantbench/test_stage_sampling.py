@@ -23,7 +23,7 @@ def run(tmp_path: Path, sim: dict[str, Any], load: str, *, exit_code: int) -> Pa
         f"  - name: sim\n    sim: {json.dumps(sim)}\n"
         "workload: {endpoint: completions, prompt_tokens: 8, output_tokens: 4}\n"
         f"load: {load}\n"
-        "analysis: {max_generator_cpu_percent: 100}\n"  # a busy test machine voids nothing
+        "analysis: {max_generator_cpu_percent: 100, max_loop_lag_p99_ms: 100}\n"  # busy host: valid
     )
     out = tmp_path / "runs"
     assert main(["run", str(config), "--out", str(out)]) == exit_code

@@ -34,7 +34,7 @@ targets:
            max_concurrent_requests: 1}}
 workload: {{endpoint: completions, prompt_tokens: 8, output_tokens: 4}}
 load: {{stages: [1, 3], warmup: 0.2s, stage_duration: {duration}}}
-analysis: {{max_generator_cpu_percent: 100}}
+analysis: {{max_generator_cpu_percent: 100, max_loop_lag_p99_ms: 100}}
 """
 
 
