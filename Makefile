@@ -23,7 +23,7 @@ DEBIAN_TOOLS := prometheus chromium
 
 ## test: the whole suite (installs Debian's prometheus and chromium when missing and root)
 # Four at once: most tests wait on simulators and stages in real time, not on the CPU
-# (2 cores: ~12 min one at a time, ~5 in parallel). TEST_WORKERS=0 runs them in this process.
+# (2 cores: ~12 min one at a time, ~6 min four at a time). TEST_WORKERS=0: in this process.
 TEST_WORKERS ?= 4
 test: $(STAMP) $(DEBIAN_TOOLS)
 	$(PY) -m pytest -q -n $(TEST_WORKERS)
