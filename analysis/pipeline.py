@@ -51,7 +51,7 @@ from analysis.rundir import (
     write_parquet,
     write_text_atomic,
 )
-from analysis.search_view import Search, load_searches
+from analysis.search_view import Search, judged, load_searches
 from analysis.server_view import SERVER_STAGES_FILE, ServerView, load_server_figures, server_view
 from analysis.speed_quality import (
     SpeedQuality,
@@ -394,10 +394,11 @@ def analyze(
     server, breakdown = figures.server, figures.breakdown
     records, summary = figures.records, figures.summary
     pairs = compare_pairs(records, summary, run.slo, run.limits)
-    comparison = compare_targets(summary, run.slo, run.limits.reference, pairs, run.searches)
+    searches = judged(run.searches, summary)
+    comparison = compare_targets(summary, run.slo, run.limits.reference, pairs, searches)
     inputs = asked or PlanInputs(slo=run.slo, source="config", kwh_cost=kwh_cost)
     same_slo = inputs.objectives == run.slo  # a search answers for the SLO it searched with
-    plan = make_plan(summary, inputs, run.searches if same_slo else None)
+    plan = make_plan(summary, inputs, searches if same_slo else None)
     quality, plan = _speed_quality(run, plan, asked, max_ppl_increase)
     name = run.meta.name or run.run_dir.name
     simulated = bool(summary["simulated"].any()) if len(summary) else False
@@ -423,7 +424,7 @@ def analyze(
         errors=breakdown,
         percentiles=[p for p in percentiles if p in run.limits.percentiles] or percentiles,
         quality=quality,
-        searches=run.searches,
+        searches=searches,
         base_comparison=(
             comparison_blocks(run.base_comparison, "Comparison with base run", level=2)
             if run.base_comparison is not None

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict
 from loadtest.config import SearchConfig
 from loadtest.slo_counts import Verdict
 
-__all__ = ["SEARCH_FILE", "Answer", "RateSearch", "SearchStep", "replay"]
+__all__ = ["SEARCH_FILE", "Answer", "RateSearch", "SearchStep", "ceiling", "replay"]
 
 SEARCH_FILE = "search.jsonl"
 
@@ -48,6 +48,7 @@ class SearchStep(BaseModel):
     over: list[int] = []
     low: float | None = None  # the bracket after this step
     high: float | None = None
+    max_rate: float | None = None  # the highest rate the search could offer (None: max_rate)
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Answer:
     low: float | None
     high: float | None
     precision: float
+    why: str = ""  # `above_max`: what set the highest rate; `unfinished`: why it stopped
 
     @property
     def rate(self) -> float | None:
@@ -81,12 +83,12 @@ class Answer:
                 f"broken at {self.high:.3g}; precision ±{self.precision:.0%})"
             )
         if self.status == "above_max":
-            return f"at least {self.low:g} req/s (the SLO held at load.search.max_rate)"
+            return f"at least {self.low:g} req/s (the SLO held at {self.why})"
         if self.status == "below_min":
             return f"below {self.high:g} req/s (the SLO broke at load.search.min_rate)"
         low = "none met" if self.low is None else f"met at {self.low:.3g}"
         high = "none broke" if self.high is None else f"broken at {self.high:.3g}"
-        return f"unfinished after load.search.max_stages: {low}, {high} req/s"
+        return f"not narrowed to ±{self.precision:.0%} ({self.why}): {low}, {high} req/s"
 
 
 class RateSearch:
@@ -96,6 +98,11 @@ class RateSearch:
         """`ceiling`: a rate the generator cannot time accurately beyond (lowers max_rate)."""
         self.config = config
         self.max_rate = config.max_rate if ceiling is None else min(config.max_rate, ceiling)
+        self.max_why = (
+            "load.search.max_rate"
+            if self.max_rate == config.max_rate
+            else "the highest rate the generator times accurately; more load.processes go higher"
+        )
         self.min_rate = min(config.min_rate, self.max_rate)
         self._met: list[float] = []
         self._broken: list[float] = []
@@ -139,15 +146,20 @@ class RateSearch:
         if low is not None and high is not None and self._converged(low, high):
             return Answer("found", low, high, precision)
         if high is None and low is not None and low >= self.max_rate:
-            return Answer("above_max", low, None, precision)
+            return Answer("above_max", low, None, precision, self.max_why)
         if low is None and high is not None and high <= self.min_rate:
             return Answer("below_min", None, high, precision)
-        return Answer("unfinished", low, high, precision)
+        why = "load.search.max_stages ran out" if self.steps >= self.config.max_stages else ""
+        return Answer("unfinished", low, high, precision, why or "the search stopped here")
+
+
+def ceiling(steps: list[SearchStep]) -> float | None:
+    return min((s.max_rate for s in steps if s.max_rate is not None), default=None)
 
 
 def replay(steps: list[SearchStep], config: SearchConfig) -> tuple[RateSearch, Answer]:
     """A target's search rebuilt from its recorded steps (in order)."""
-    search = RateSearch(config)
+    search = RateSearch(config, ceiling=ceiling(steps))
     for step in sorted(steps, key=lambda s: s.step):
         search.record(step.rate, step.verdict)
     return search, search.answer()

@@ -124,7 +124,7 @@ def run_search(
         step = SearchStep(
             target=target, step=search.steps - 1, stage=stage, rate=rate, verdict=verdict,
             early=early, ok=tally.ok, failed=tally.failed, over=list(tally.over),
-            low=search.low, high=search.high,
+            low=search.low, high=search.high, max_rate=search.max_rate,
         )  # fmt: skip
         journal.write(step)
         said = verdict or "no verdict (too few samples): counted as broken"

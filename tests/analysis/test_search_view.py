@@ -3,7 +3,13 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.document import to_markdown
-from analysis.search_view import load_searches, search_blocks, searched_capacity, with_searches
+from analysis.search_view import (
+    judged,
+    load_searches,
+    search_blocks,
+    searched_capacity,
+    with_searches,
+)
 from loadtest.search import SEARCH_FILE, SearchStep
 
 CONFIG = {"load": {"mode": "search", "search": {"start": 10, "precision": 0.05}}}
@@ -53,3 +59,33 @@ def test_a_search_that_broke_at_its_floor_sustains_nothing(tmp_path: Path) -> No
     config = {"load": {"mode": "search", "search": {"start": 0.1}}}
     cap = searched_capacity(pd.DataFrame(), load_searches(tmp_path, config)["a"])
     assert cap.status == "none" and "below 0.1 req/s" in cap.limited_by
+
+
+def test_a_met_stage_the_analysis_found_invalid_counts_as_broken(tmp_path: Path) -> None:
+    # The search met the SLO at the generator's ceiling (stage 2), but the generator fell
+    # behind there: the answer must rest on stage 1, never on an untrusted stage.
+    lines = [
+        SearchStep(target="a", step=i, stage=i, rate=rate, verdict="met", ok=60, over=[0],
+                   max_rate=40.0).model_dump_json()
+        for i, rate in enumerate([10.0, 20.0, 40.0])
+    ]  # fmt: skip
+    (tmp_path / SEARCH_FILE).write_text("\n".join(lines) + "\n")
+    searches = load_searches(tmp_path, CONFIG)
+    assert searches["a"].answer.status == "above_max"
+    assert "generator times accurately" in searches["a"].answer.text()
+    summary = pd.DataFrame(
+        {"target": "a", "stage": [0, 1, 2], "load": [10.0, 20.0, 40.0],
+         "valid": [True, True, False],
+         "invalid_reason": [None, None, "p99 schedule lag 102 ms > 5 ms"],
+         "req_per_s": [10, 20, 40], "output_tok_per_s": [100, 200, 400]}
+    )  # fmt: skip
+    search = judged(searches, summary)["a"]
+    assert (search.answer.status, search.answer.low, search.answer.high) == (
+        "unfinished", 20.0, 40.0,
+    )  # fmt: skip
+    cap = searched_capacity(summary, search)
+    assert cap.load == 20.0 and cap.status == "at_stage"
+    assert "stage 3 at 40 req/s is invalid (p99 schedule lag 102 ms > 5 ms)" in cap.limited_by
+    table = to_markdown(search_blocks({"a": search}, {"a": "a"}))
+    assert "| 3 | 2 | 40 | invalid |" in table
+    assert judged(searches, summary.assign(valid=True))["a"].answer.status == "above_max"
