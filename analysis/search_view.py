@@ -53,7 +53,7 @@ class Search:
         unknown = [
             f"stage {s.stage + 1} at {s.rate:.4g} req/s is invalid ({self.invalid[s.stage]})"
             for s in self.steps
-            if s.stage in self.invalid and s.verdict == "met"
+            if s.stage in self.invalid and s.verdict == "met" and not s.behind
         ]
         note = "; ".join(unknown)
         return self.answer.text() + (f"; counted as broken: {note}" if note else "")
@@ -74,7 +74,10 @@ def _replayed(
     search = RateSearch(settings, ceiling(steps))
     brackets = []
     for step in steps:
-        search.record(step.rate, None if step.stage in invalid else step.verdict)
+        if step.behind:  # invalid too, for the same reason: a limit of the generator
+            search.record_behind(step.rate)
+        else:
+            search.record(step.rate, None if step.stage in invalid else step.verdict)
         brackets.append((search.low, search.high))
     answer = search.answer()
     if answer.status == "unfinished" and any(
@@ -159,7 +162,13 @@ def search_blocks(searches: Mapping[str, Search], labels: Mapping[str, str]) -> 
     for target, search in searches.items():
         rows = []
         for s, (low_rate, high_rate) in zip(search.steps, search.brackets, strict=True):
-            verdict = "invalid" if s.stage in search.invalid else s.verdict or "no verdict"
+            verdict = (
+                "generator behind"
+                if s.behind
+                else "invalid"
+                if s.stage in search.invalid
+                else s.verdict or "no verdict"
+            )
             low = "–" if low_rate is None else f"{low_rate:.4g}"
             high = "–" if high_rate is None else f"{high_rate:.4g}"
             over = ", ".join(str(n) for n in s.over) or "–"

@@ -49,6 +49,7 @@ class SearchStep(BaseModel):
     low: float | None = None  # the bracket after this step
     high: float | None = None
     max_rate: float | None = None  # the highest rate the search could offer (None: max_rate)
+    behind: bool = False  # the generator fell behind its schedule: a limit of the generator
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,7 @@ class RateSearch:
             else "the highest rate the generator times accurately; more load.processes go higher"
         )
         self.min_rate = min(config.min_rate, self.max_rate)
+        self.behind_at: float | None = None  # lowest rate the generator fell behind at
         self._met: list[float] = []
         self._broken: list[float] = []
         self.steps = 0
@@ -115,6 +117,13 @@ class RateSearch:
     @property
     def high(self) -> float | None:
         return min(self._broken, default=None)
+
+    def record_behind(self, rate: float) -> None:
+        """The generator could not keep this rate's schedule: no verdict on the target, and
+        no higher rate is offered (the search narrows the generator's limit instead)."""
+        self.steps += 1
+        self.behind_at = rate if self.behind_at is None else min(self.behind_at, rate)
+        self._met = [r for r in self._met if r < rate]
 
     def record(self, rate: float, verdict: Verdict | None) -> None:
         self.steps += 1
@@ -136,6 +145,8 @@ class RateSearch:
             return min(max(self.config.start, self.min_rate), self.max_rate)
         if high is None:
             assert low is not None
+            if self.behind_at is not None and low * growth >= self.behind_at:
+                return (low + self.behind_at) / 2
             return min(low * growth, self.max_rate)
         if low is None:
             return max(high / growth, self.min_rate)
@@ -147,6 +158,13 @@ class RateSearch:
             return Answer("found", low, high, precision)
         if high is None and low is not None and low >= self.max_rate:
             return Answer("above_max", low, None, precision, self.max_why)
+        behind = self.behind_at
+        if high is None and low is not None and behind is not None and self._converged(low, behind):
+            why = (
+                f"the highest rate the generator kept its schedule at: it fell behind at "
+                f"{behind:.4g} req/s; more load.processes go higher"
+            )
+            return Answer("above_max", low, None, precision, why)
         if low is None and high is not None and high <= self.min_rate:
             return Answer("below_min", None, high, precision)
         why = "load.search.max_stages ran out" if self.steps >= self.config.max_stages else ""
@@ -161,5 +179,8 @@ def replay(steps: list[SearchStep], config: SearchConfig) -> tuple[RateSearch, A
     """A target's search rebuilt from its recorded steps (in order)."""
     search = RateSearch(config, ceiling=ceiling(steps))
     for step in sorted(steps, key=lambda s: s.step):
-        search.record(step.rate, step.verdict)
+        if step.behind:
+            search.record_behind(step.rate)
+        else:
+            search.record(step.rate, step.verdict)
     return search, search.answer()

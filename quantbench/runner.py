@@ -251,6 +251,7 @@ def _run_target(
                     slo_limits(config.slo),
                     console,
                     lambda step, progress: run_locust(step, url, progress, keep_fds=(lock_fd,)),
+                    max_schedule_lag_ms=config.analysis.max_schedule_lag_p99_ms,
                 )
             elif sweep is not None:
                 run_sweep(

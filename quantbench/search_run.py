@@ -16,6 +16,7 @@ from typing import Any
 from rich.console import Console
 
 from analysis.config import SloConfig
+from analysis.stats import quantile
 from loadtest.config import LocustSettings, SearchConfig, SloLimit
 from loadtest.jsonl import read_jsonl
 from loadtest.limits import accurate_rate_limit
@@ -42,9 +43,12 @@ def _limits(settings: list[SloLimit]) -> tuple[Limit, ...]:
     return tuple(Limit(s.metric, s.quantile, s.limit_ms) for s in settings)
 
 
-def stage_tally(run_dir: Path, target: str, stage: int, limits: tuple[Limit, ...]) -> Tally:
-    """A stage's measured requests, counted as the generator counts them."""
-    tally = Tally()
+def stage_tally(
+    run_dir: Path, target: str, stage: int, limits: tuple[Limit, ...]
+) -> tuple[Tally, float | None]:
+    """A stage's measured requests, counted as the generator counts them, and the p99 of
+    their schedule lag (None without one): the analysis's test of an open-loop stage."""
+    tally, lags = Tally(), []
     rows: list[Any] = read_jsonl(run_dir / REQUESTS_FILE).rows
     for row in rows:
         if not isinstance(row, dict) or row.get("target") != target or row.get("warmup"):
@@ -53,7 +57,9 @@ def stage_tally(run_dir: Path, target: str, stage: int, limits: tuple[Limit, ...
             continue
         figures = [row.get(f"{limit.metric}_ms") for limit in limits]
         tally = tally + Tally.of(row.get("outcome") == "ok", figures, limits)
-    return tally
+        if isinstance(row.get("schedule_lag_ms"), int | float):
+            lags.append(float(row["schedule_lag_ms"]))
+    return tally, quantile(lags, 0.99).value if lags else None
 
 
 def _ended_by(run_dir: Path, target: str, stage: int) -> str | None:
@@ -90,16 +96,24 @@ def run_search(
     console: Console,
     run_stage: RunStage,
     stage_offset: int = 0,
+    max_schedule_lag_ms: float | None = None,
 ) -> RateSearch:
     """Probe rates until the search has its answer; returns the search (its `answer()`).
 
     `settings` is the target's Locust settings (a rate profile whose stages are replaced);
-    each stage runs through `run_stage(settings, on_progress)` (Locust, in `quantbench run`)."""
+    each stage runs through `run_stage(settings, on_progress)` (Locust, in `quantbench run`).
+    A stage whose p99 schedule lag passes `max_schedule_lag_ms` (the analysis's validity
+    bound) gets no verdict: the generator, not the target, set its pace; the search then
+    stays below that rate and, if the SLO holds up to there, answers "at least" with the
+    generator named as the limit."""
     load, target, run_dir = settings.load, settings.endpoint.name, settings.run_dir
     limits = _limits(slo)
     search = RateSearch(config, ceiling=accurate_rate_limit(load, settings.workload))
     for step in done_steps(run_dir, target):
-        search.record(step.rate, step.verdict)
+        if step.behind:
+            search.record_behind(step.rate)
+        else:
+            search.record(step.rate, step.verdict)
     journal = RecordWriter(run_dir / SEARCH_FILE)
     while (rate := search.next_rate()) is not None:
         stage = stage_offset + search.steps
@@ -117,17 +131,28 @@ def run_search(
         )
         with StageProgress(console, target, step_settings.load, settings.goal) as progress:
             run_stage(step_settings, progress)
-        tally = stage_tally(run_dir, target, stage, limits)
+        tally, lag = stage_tally(run_dir, target, stage, limits)
         early = _ended_by(run_dir, target, stage) == "slo"
         verdict = judge(tally, limits, settings.goal.max_error_rate, early=early)
-        search.record(rate, verdict)
+        behind = lag is not None and max_schedule_lag_ms is not None and lag > max_schedule_lag_ms
+        if behind:
+            verdict = None
+            search.record_behind(rate)
+        else:
+            search.record(rate, verdict)
         step = SearchStep(
             target=target, step=search.steps - 1, stage=stage, rate=rate, verdict=verdict,
             early=early, ok=tally.ok, failed=tally.failed, over=list(tally.over),
-            low=search.low, high=search.high, max_rate=search.max_rate,
+            low=search.low, high=search.high, max_rate=search.max_rate, behind=behind,
         )  # fmt: skip
         journal.write(step)
-        said = verdict or "no verdict (too few samples): counted as broken"
+        if behind:
+            said = (
+                f"no verdict: the generator fell behind its schedule (p99 lag {lag:.1f} ms), "
+                "so no higher rate is offered"
+            )
+        else:
+            said = verdict or "no verdict (too few samples): counted as broken"
         console.print(f"  {target}: {rate:.4g} req/s: SLO {said}{' (early)' if early else ''}")
     journal.close()
     console.print(f"[bold]{target}[/]: SLO limit {search.answer().text()}", highlight=False)

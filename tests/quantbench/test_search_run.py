@@ -70,7 +70,7 @@ def test_the_search_finds_the_rate_where_the_slo_breaks(
     assert 0.5 * knee <= answer <= 1.1 * knee, (answer, knee, steps)  # a busy host: lower
     limits = (Limit("ttft", 0.95, 25.0),)
     for step in steps:  # each verdict is the one its records give, as the generator judged
-        tally = stage_tally(run_dir, "sim", step["stage"], limits)
+        tally, _ = stage_tally(run_dir, "sim", step["stage"], limits)
         assert step["verdict"] == judge(tally, limits, 0.01, early=step["early"]), step
     terminal = capsys.readouterr().out
     assert f"SLO limit {answer:.3g} ±" in terminal

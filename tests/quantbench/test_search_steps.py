@@ -21,6 +21,7 @@ from loadtest.records import (
     RequestRecord,
     StageRecord,
 )
+from loadtest.search import SearchStep, replay
 from quantbench.locustproc import LocustProgress
 from quantbench.search_run import run_search
 
@@ -30,10 +31,11 @@ WARMUP_S, MEASURE_S = 5.0, 30.0
 
 
 def queue_server(
-    run_dir: Path,
+    run_dir: Path, behind_above: float | None = None
 ) -> Callable[[LocustSettings, Callable[[LocustProgress], None]], None]:
     """Writes a stage's records as a D/D/1 queue serves a constant schedule: request i,
-    due at i/λ, starts when the one before it is done; TTFT = wait + BASE_MS."""
+    due at i/λ, starts when the one before it is done; TTFT = wait + BASE_MS. Above
+    `behind_above` req/s the generator is 50 ms behind its schedule."""
 
     def run_stage(settings: LocustSettings, _: Callable[[LocustProgress], None]) -> None:
         rate, stage = settings.load.stages[0], settings.stage_offset
@@ -50,6 +52,7 @@ def queue_server(
                 target="t", stage=stage, mode="rate", load=rate, warmup=due_s < WARMUP_S,
                 outcome=Outcome.OK, scheduled_ns=int(due_s * 1e9), ttft_ms=ttft_ms,
                 output_tokens=8,
+                schedule_lag_ms=50.0 if behind_above and rate > behind_above else 0.1,
             ))  # fmt: skip
             i += 1
         stages.write(StageRecord(
@@ -83,3 +86,28 @@ def test_the_search_lands_within_its_precision_of_the_queue_s_capacity(
     for step in steps:  # each verdict is what the records say
         assert step["verdict"] == ("met" if step["rate"] <= CAPACITY else "broken"), step
     assert (steps[-1]["low"], steps[-1]["high"]) == (answer.low, answer.high)
+
+
+def test_a_stage_the_generator_fell_behind_on_counts_as_broken(tmp_path: Path) -> None:
+    # The queue meets the SLO up to 37 req/s, but above 20 req/s the generator could not keep
+    # its schedule: the search must not call those rates met.
+    settings = LocustSettings(
+        endpoint=EndpointSpec(name="t"), load=LoadConfig(mode="rate", stages=[1.0]),
+        run_dir=tmp_path,
+    )  # fmt: skip
+    config = SearchConfig(start=10.0, precision=0.05)
+    slo = [SloLimit(metric="ttft", quantile=0.95, limit_ms=50.0)]
+    search = run_search(
+        settings, config, slo, Console(quiet=True), queue_server(tmp_path, behind_above=20.0),
+        max_schedule_lag_ms=5.0,
+    )  # fmt: skip
+    answer = search.answer()
+    # "at least" the highest rate kept on schedule, the generator named as the limit: not
+    # a limit of the target (which the rates it could not offer never showed)
+    assert answer.status == "above_max" and answer.low is not None, answer
+    assert 20.0 / 1.05 <= answer.low <= 20.0, answer
+    assert "the generator kept its schedule" in answer.text(), answer.text()
+    steps = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
+    assert all(s["verdict"] is None and s["behind"] for s in steps if s["rate"] > 20.0)
+    assert any(s["rate"] > 20.0 for s in steps)
+    assert replay([SearchStep.model_validate(s) for s in steps], config)[1] == answer
