@@ -29,6 +29,7 @@ from quantbench.errors import (
     EXIT_ERROR,
     EXIT_OK,
     ConfigError,
+    InputError,
     NoValidStageError,
     QuantbenchError,
     ThresholdError,
@@ -38,6 +39,7 @@ from quantbench.errors import (
 from quantbench.history_cli import add_history_parser, run_history
 from quantbench.interrupts import Stopped, stop_on_signals
 from quantbench.quality_cli import BAR_HELP, add_quality_parser, parse_bar, run_quality_command
+from quantbench.rundir import nothing_measured
 from quantbench.runner import resume_bench, run_bench
 from quantbench.terminal import make_console, unmet_targets
 from quantbench.tracecmd import add_trace_parser, run_trace
@@ -250,6 +252,16 @@ def _growth_peak(run_dir: Path, growth: float, peak: float | None) -> float:
     return growth * production_rate(summary, trace)
 
 
+def _refuse_unmeasured(run_dir: Path) -> None:
+    """A run that failed before its first stage has no report: one line with the reason."""
+    why = nothing_measured(run_dir, load_run_meta(run_dir))
+    if why is not None:
+        raise InputError(
+            f"{run_dir}: no target was measured: {why} "
+            f"(`quantbench run --resume {run_dir}` once it is fixed)"
+        )
+
+
 def _check_quality(run_dir: Path, bar: float | None) -> None:
     """A bar given on the command line needs the run's quality.json, with an FP16 reference."""
     if bar is None:
@@ -387,6 +399,7 @@ def _dispatch(args: argparse.Namespace, console: Console) -> int:
     if args.command == "demo":
         return _run(_demo_config(), args.out, None, console, demo=True)
     if args.command == "report":
+        _refuse_unmeasured(args.run_dir)
         bar = parse_bar(args.max_ppl_increase)
         _check_quality(args.run_dir, bar)
         result = analyze_run(args.run_dir, max_ppl_increase=bar)

@@ -20,6 +20,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from loadtest.records import STAGES_FILE
 from loadtest.run_meta import RunMeta
 from quantbench.errors import ConfigError, HarnessError
 
@@ -28,6 +29,7 @@ __all__ = [
     "create_run_dir",
     "host_info",
     "locked",
+    "nothing_measured",
     "now_iso",
     "versions",
     "write_run_meta",
@@ -88,6 +90,22 @@ def write_run_meta(run_dir: Path, meta: RunMeta) -> None:
     if not meta.host:
         meta.host = host_info()
     meta.write(run_dir)
+
+
+def nothing_measured(run_dir: Path, meta: RunMeta) -> str | None:
+    """Why no stage of the run ended (what run.json keeps: each target's `stopped`, the
+    signal), or None once one has: before its first stage a run has nothing to report."""
+    stages = run_dir / STAGES_FILE
+    if stages.exists() and stages.stat().st_size > 0:
+        return None
+    reasons = [t.stopped for t in meta.targets if t.stopped]
+    if meta.interrupted:
+        reasons.append(f"interrupted by {meta.interrupted}")
+    if reasons:
+        return "; ".join(reasons)
+    if meta.ended_at is None:
+        return "no stage has ended yet (still running, or killed before its first stage ended)"
+    return "no stage ran"
 
 
 @contextmanager

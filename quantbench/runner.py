@@ -64,7 +64,14 @@ from quantbench.probe import (
 from quantbench.progress import StageProgress
 from quantbench.resume import finished_stages, set_aside_unfinished
 from quantbench.run_quality import QualityStep
-from quantbench.rundir import create_run_dir, locked, now_iso, versions, write_run_meta
+from quantbench.rundir import (
+    create_run_dir,
+    locked,
+    nothing_measured,
+    now_iso,
+    versions,
+    write_run_meta,
+)
 from quantbench.search_run import run_search, slo_limits
 from quantbench.simproc import simulator
 from quantbench.sweep_run import CLOSED_STAGES, run_sweep
@@ -276,7 +283,12 @@ def _lengths(config: BenchConfig) -> list[float] | None:
     return stage_lengths_s(trace, config.load) if trace is not None else None
 
 
-def _resume_hint(run_dir: Path) -> str:
+def _resume_hint(run_dir: Path, meta: RunMeta) -> str:
+    if nothing_measured(run_dir, meta) is not None:
+        return (
+            f"no target was measured: {run_dir} keeps only run.json, with the reason "
+            f"(`quantbench run --resume {run_dir}` once it is fixed, or delete it)"
+        )
     return (
         f"what was recorded is kept in {run_dir} (`quantbench report {run_dir}`, "
         f"or `quantbench run --resume {run_dir}`)"
@@ -365,14 +377,17 @@ def _measure(
                     info.stopped = str(exc)
                     down.add(target.name)
                     console.print(f"[red]{exc}[/]")
+                except QuantbenchError as exc:  # it ends the run: run.json keeps why
+                    info.stopped = str(exc)
+                    raise
                 save()
     except (Stopped, KeyboardInterrupt) as exc:  # Stopped: see quantbench.interrupts
         meta.interrupted = exc.name if isinstance(exc, Stopped) else "SIGINT"
         raise InterruptedRun(
-            f"interrupted by {meta.interrupted}; {_resume_hint(run_dir)}"
+            f"interrupted by {meta.interrupted}; {_resume_hint(run_dir, meta)}"
         ) from None
     except QuantbenchError as exc:
-        raise HarnessError(f"{exc}; {_resume_hint(run_dir)}") from exc
+        raise HarnessError(f"{exc}; {_resume_hint(run_dir, meta)}") from exc
     finally:
         meta.ended_at = now_iso()
         save()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -178,3 +179,33 @@ def test_an_html_error_page_is_one_line(tmp_path: Path, capsys: pytest.CaptureFi
         "quantbench: error: target web: refuses a probe generation: 404 http_error: 404 Not Found;"
     ), line
     assert "<" not in line
+
+
+def test_a_run_that_measures_no_target_keeps_why_and_report_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: bound, never listening
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = write_config(
+            tmp_path,
+            f"{{name: gone, url: 'http://127.0.0.1:{port}', stack: vllm, model: m}}",
+            extra="timeouts: {ready: 1s}\n",
+        )
+        assert main(["run", str(config), "--out", str(tmp_path / "runs")]) == 2
+    line = one_error_line(capsys)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    why = f"target gone: http://127.0.0.1:{port} did not complete a probe generation within 1 s"
+    assert line.startswith(f"quantbench: error: {why}"), line
+    assert line.endswith(
+        f"no target was measured: {run_dir} keeps only run.json, with the reason "
+        f"(`quantbench run --resume {run_dir}` once it is fixed, or delete it)"
+    ), line
+    assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == ["run.json"]
+    (target,) = json.loads((run_dir / "run.json").read_text())["targets"]
+    assert target["stopped"].startswith(why), target
+
+    assert main(["report", str(run_dir)]) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"quantbench: error: {run_dir}: no target was measured: {why}"), line
+    assert not (run_dir / "report.html").exists(), "no empty report of a run that measured nothing"
