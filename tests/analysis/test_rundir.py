@@ -17,7 +17,7 @@ from analysis.rundir import (
     write_parquet,
 )
 from analysis.summary import TargetInfo, summarize
-from loadtest.records import REQUESTS_FILE, STAGES_FILE, RequestRecord
+from loadtest.records import REQUESTS_FILE, STAGES_FILE, Outcome, RecordWriter, RequestRecord
 from tests.analysis.helpers import FakeTarget, write_run
 
 
@@ -144,3 +144,62 @@ def test_reading_some_columns_gives_the_same_values_and_nulls_elsewhere(
     pd.testing.assert_series_equal(some["tpot_ms"], whole["tpot_ms"])
     assert some["itl_ms"].tolist() == whole["itl_ms"].tolist()
     assert some["request_id"].isna().all() and some["ttft_ms"].isna().all()
+
+
+def _every_kind_of_record(run_dir: Path) -> None:
+    """requests.jsonl as the generator writes it (`RecordWriter`): an open-loop stage at a
+    fractional rate with every optional field filled, and its failures (no response, a 503)."""
+    writer = RecordWriter(run_dir / REQUESTS_FILE)
+    for seq in range(6):
+        sent = 1_000_000 * seq
+        fail = seq % 3  # 0 ok, 1 connect error, 2 HTTP 503
+        writer.write(
+            RequestRecord(
+                target="a", stage=1, mode="rate", load=0.5 + seq % 2, user=seq, seq=seq,
+                request_id=f"r{seq}", trace_row=seq, session=seq // 2, turn=seq % 2,
+                outcome=[Outcome.OK, Outcome.CONNECT_ERROR, Outcome.HTTP_ERROR][fail],
+                http_status=[200, None, 503][fail],
+                error=[None, "[Errno 111] Connection refused", "503 overloaded"][fail],
+                wall_sent_s=1.8e9 + seq / 7, scheduled_ns=sent, sent_ns=sent + 1234,
+                first_byte_ns=sent + 5_000 if fail != 1 else None,
+                first_token_ns=sent + 9_000 if fail == 0 else None,
+                last_token_ns=sent + 90_000 if fail == 0 else None, end_ns=sent + 91_000,
+                prompt_tokens=100 + seq if fail == 0 else None, output_tokens=10 * (fail == 0),
+                token_count_source="usage", events=9 * (fail == 0), schedule_lag_ms=1.234,
+                read_lag_ms=0.25 + seq if fail == 0 else None,
+                ttft_ms=9.25 if fail == 0 else None, tpot_ms=9.125 if fail == 0 else None,
+                e2e_ms=91.5 + seq, itl_ms=[9.5, 8.75] if fail == 0 else [],
+            )
+        )  # fmt: skip
+    writer.close()
+
+
+def test_both_request_files_read_with_default_pandas_arguments_give_the_same_dtypes(
+    tmp_path: Path,
+) -> None:
+    _every_kind_of_record(tmp_path)
+    path = write_parquet(tmp_path, load_requests(tmp_path))
+    parquet = pd.read_parquet(path)
+    lines = pd.read_json(tmp_path / REQUESTS_FILE, lines=True)
+    assert list(parquet.columns) == list(RequestRecord.model_fields)
+    assert set(lines.columns) == set(parquet.columns)
+    filled = [c for c in parquet.columns if parquet[c].notna().any()]
+    assert filled == list(parquet.columns), "the fixture leaves no column empty"
+    differ = {c: (lines[c].dtype, parquet[c].dtype) for c in filled}
+    assert {c: pair for c, pair in differ.items() if pair[0] != pair[1]} == {}
+    assert parquet["load"].dtype == float and parquet["error"].dtype == "str"
+    assert parquet["http_status"].tolist()[:3] == pytest.approx(
+        [200.0, float("nan"), 503.0], nan_ok=True
+    )
+
+
+def test_whole_number_floats_are_where_pandas_json_inference_differs(tmp_path: Path) -> None:
+    """docs/data-files.md: read with defaults, the JSON lines make a float column whose
+    values are all whole numbers (a closed-loop run's `load`) int64; the parquet file keeps
+    the record's float, with the same values."""
+    run_dir = write_run(tmp_path, [FakeTarget("a")], loads=(1, 2))
+    path = write_parquet(run_dir, load_requests(run_dir))
+    parquet = pd.read_parquet(path)
+    lines = pd.read_json(run_dir / REQUESTS_FILE, lines=True)
+    assert (lines["load"].dtype, parquet["load"].dtype) == ("int64", "float64")
+    assert lines["load"].tolist() == parquet["load"].tolist()
