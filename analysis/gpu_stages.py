@@ -28,6 +28,7 @@ from loadtest.run_meta import RunMeta
 
 __all__ = [
     "TELEMETRY_COLUMNS",
+    "TELEMETRY_COUNTS",
     "Telemetry",
     "add_telemetry_columns",
     "load_telemetry",
@@ -55,6 +56,7 @@ TELEMETRY_COLUMNS = [
     "container_memory_mib",
     "container_memory_peak_mib",
 ]
+TELEMETRY_COUNTS = ("gpu_count", "gpu_samples")  # whole numbers: summary.csv writes integers
 _TEXT_COLUMNS = frozenset({"gpu_source", "gpu_energy_method", "gpu_throttled"})
 _MIB = 1024 * 1024
 

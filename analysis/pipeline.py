@@ -61,7 +61,14 @@ from analysis.speed_quality import (
     speed_quality,
 )
 from analysis.speed_quality_plot import write_speed_quality_chart
-from analysis.summary import FailureCost, StageRequests, TargetInfo, report_percentiles, summarize
+from analysis.summary import (
+    FailureCost,
+    StageRequests,
+    TargetInfo,
+    report_percentiles,
+    summarize,
+    with_integer_counts,
+)
 from analysis.timeline import Timeline, load_server_gauges, timeline
 from analysis.traffic import TURN_COLUMNS, TURNS_FILE, trace_blocks, turn_blocks, turn_latency
 from loadtest.records import REQUESTS_FILE, StageRecord
@@ -461,7 +468,8 @@ def write_outputs(analysis: Analysis) -> AnalysisResult:
     if not parquet_is_current(run_dir):
         write_parquet(run_dir, analysis.run.requests)
     summary_csv = run_dir / "summary.csv"
-    write_text_atomic(summary_csv, summary.to_csv(index=False, float_format="%.3f"))
+    text = with_integer_counts(summary).to_csv(index=False, float_format="%.3f")
+    write_text_atomic(summary_csv, text)
     figures = analysis.server.figures
     if not figures.empty:
         text = figures.to_csv(index=False, float_format="%.4f")

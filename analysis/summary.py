@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from analysis.config import DEFAULT_PERCENTILES, AnalysisConfig, SloConfig, percentile_word
 from analysis.errors import BREAKDOWN_COLUMNS, error_breakdown, failure_text
-from analysis.gpu_stages import TELEMETRY_COLUMNS
+from analysis.gpu_stages import TELEMETRY_COLUMNS, TELEMETRY_COUNTS
 from analysis.stats import Quantile, quantiles
 from analysis.validity import StageEvidence, invalid_reasons
 from loadtest.generator_stats import LOOP_LATE_MS
@@ -37,6 +37,7 @@ __all__ = [
     "stat_column",
     "summarize",
     "summary_columns",
+    "with_integer_counts",
 ]
 
 STAT_METRICS: dict[str, tuple[str, ...]] = {
@@ -132,6 +133,30 @@ def summary_columns(percentiles: Iterable[float] = DEFAULT_PERCENTILES) -> list[
 
 
 SUMMARY_COLUMNS = summary_columns()
+
+_COUNT_COLUMNS = frozenset(
+    {
+        "stage",
+        "repeat",
+        "requests",
+        "ok",
+        "errors",
+        "input_tokens",
+        "output_tokens",
+        "tpot_undefined",
+        *TELEMETRY_COUNTS,
+        *(stat_column(m, scope, "n") for scope, ms in STAT_METRICS.items() for m in ms),
+    }
+)
+
+
+def with_integer_counts(summary: pd.DataFrame) -> pd.DataFrame:
+    """`summary` with its count columns as integers, pandas' nullable `Int64` (empty where a
+    row has none), so summary.csv writes `12161`, never `12161.000` or `1.0`."""
+    out = summary.copy()
+    for column in _COUNT_COLUMNS.intersection(out.columns):
+        out[column] = pd.to_numeric(out[column]).round().astype("Int64")
+    return out
 
 
 @dataclass(frozen=True)

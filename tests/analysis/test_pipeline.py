@@ -3,17 +3,22 @@ wrote, and say the right thing when some stages cannot be trusted."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis.pipeline import analyze, analyze_run, load_run
-from loadtest.records import STAGES_FILE
+from analysis.rundir import load_stages
+from loadtest.gpu_records import GPU_FILE, GpuSample
+from loadtest.records import STAGES_FILE, RecordWriter
 from quantbench.cli import main
 from tests.analysis.helpers import FakeTarget, write_run
+from tests.simulated_runs import AWQ, FP16, write_simulated_run
 
 
 def digests(run_dir: Path) -> dict[str, str]:
@@ -153,3 +158,53 @@ def test_an_unfinished_run_says_so_in_its_headline(
 def test_a_finished_run_has_no_unfinished_note(tmp_path: Path) -> None:
     run_dir = write_run(tmp_path, [FakeTarget("awq")])
     assert not any("--resume" in line for line in analyze_run(run_dir).headline)
+
+
+_COUNTS = ["stage", "repeat", "requests", "ok", "errors", "input_tokens", "output_tokens",
+           "tpot_undefined",
+           "ttft_n", "tpot_n", "itl_n", "e2e_n", "ttft_all_n", "e2e_all_n",
+           "gpu_count", "gpu_samples"]  # fmt: skip
+
+
+def _simulated_run_with_gpu_samples(root: Path, sampled: set[str]) -> Path:
+    """A closed-loop run of the simulator's engine (tests.simulated_runs) with one GPU's
+    samples, every 0.5 s over the whole run, for the targets in `sampled`."""
+    run_dir = write_simulated_run(
+        root, "gpu", {"a": AWQ, "b": FP16},
+        load={"mode": "concurrency", "stages": [2, 4], "warmup": 1.0, "stage_duration": 3.0},
+    )  # fmt: skip
+    stages = load_stages(run_dir)
+    start, end = min(s.start_wall_s for s in stages), max(s.end_wall_s for s in stages)
+    writer = RecordWriter(run_dir / GPU_FILE)
+    for target in sorted(sampled):
+        for i in range(int((end - start) * 2) + 3):
+            wall_s = start - 0.5 + i / 2
+            writer.write(
+                GpuSample(wall_s=wall_s, source="dcgm", simulated=True, target=target, gpu=0,
+                          power_w=300.0, energy_mj=300_000.0 * i / 2)
+            )  # fmt: skip
+    writer.close()
+    analyze_run(run_dir)
+    return run_dir
+
+
+def test_summary_csv_writes_counts_as_integers_that_read_csv_reads_as_integers(
+    tmp_path: Path,
+) -> None:
+    run_dir = _simulated_run_with_gpu_samples(tmp_path, {"a", "b"})
+    summary = pd.read_csv(run_dir / "summary.csv")
+    assert len(summary) == 4 and (summary["gpu_count"] == 1).all()
+    assert {c: str(summary[c].dtype) for c in _COUNTS} == dict.fromkeys(_COUNTS, "int64")
+    assert (summary["gpu_samples"] >= 6).all() and (summary["requests"] > 0).all()
+
+
+def test_a_count_some_rows_lack_is_an_empty_cell_beside_integers(tmp_path: Path) -> None:
+    run_dir = _simulated_run_with_gpu_samples(tmp_path, {"a"})
+    with (run_dir / "summary.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    cells = {(r["target"], c): r[c] for r in rows for c in _COUNTS}
+    assert all(re.fullmatch(r"\d+", v) for (t, c), v in cells.items() if t == "a"), cells
+    assert [r["gpu_count"] for r in rows] == ["1", "1", "", ""]
+    nullable = pd.read_csv(run_dir / "summary.csv", dtype_backend="numpy_nullable")
+    assert str(nullable["gpu_count"].dtype) == "Int64"
+    assert nullable["gpu_count"].tolist()[:2] == [1, 1] and nullable["gpu_count"].isna()[2:].all()
