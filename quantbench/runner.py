@@ -15,7 +15,9 @@ Ctrl-C stop it cleanly (Locust closes the stage and writes `cancelled` for what 
 flight, children are stopped, run.json says so) and exit 2 with the `--resume` hint. A
 target that goes down mid-run has its remaining stages skipped; at the end the terminal
 shows every stage, the invalid ones and the verdict, and a target whose every stage is
-invalid makes the run exit 2 naming the failure that dominated, in the server's words.
+invalid makes the run exit 2 naming the failure that dominated, in the server's words. An
+error that ends the run is kept in run.json as its target's `stopped`, so a run that failed
+before any stage still says why (`quantbench report` answers "no target was measured").
 """
 
 from __future__ import annotations
