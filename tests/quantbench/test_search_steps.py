@@ -111,3 +111,39 @@ def test_a_stage_the_generator_fell_behind_on_counts_as_broken(tmp_path: Path) -
     assert all(s["verdict"] is None and s["behind"] for s in steps if s["rate"] > 20.0)
     assert any(s["rate"] > 20.0 for s in steps)
     assert replay([SearchStep.model_validate(s) for s in steps], config)[1] == answer
+
+
+def test_a_search_killed_between_stages_goes_on_from_its_journal(tmp_path: Path) -> None:
+    # A search stopped after its third stage (as `kill` leaves it: search.jsonl holds the
+    # decided steps) and started again on the same run directory (what `--resume` does) ends
+    # with the same path and answer as one that ran through.
+    settings = LocustSettings(
+        endpoint=EndpointSpec(name="t"), load=LoadConfig(mode="rate", stages=[1.0]),
+        run_dir=tmp_path / "killed",
+    )  # fmt: skip
+    settings.run_dir.mkdir()
+    config = SearchConfig(start=30.0, precision=0.05)
+    slo = [SloLimit(metric="ttft", quantile=0.95, limit_ms=BASE_MS + 50)]
+    serve = queue_server(settings.run_dir)
+    calls = 0
+
+    def killed_at_the_fourth(s: LocustSettings, progress: Callable[[LocustProgress], None]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise KeyboardInterrupt  # the stage never ran: nothing of it is recorded
+        serve(s, progress)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(settings, config, slo, Console(quiet=True), killed_at_the_fourth)
+    journal = settings.run_dir / "search.jsonl"
+    assert len(journal.read_text().splitlines()) == 3
+    resumed = run_search(settings, config, slo, Console(quiet=True), serve)
+
+    through = settings.model_copy(update={"run_dir": tmp_path / "through"})
+    through.run_dir.mkdir()
+    whole = run_search(through, config, slo, Console(quiet=True), queue_server(through.run_dir))
+    assert resumed.answer() == whole.answer() and resumed.answer().status == "found"
+    assert journal.read_text() == (through.run_dir / "search.jsonl").read_text()
+    stages = [json.loads(x)["stage"] for x in (settings.run_dir / STAGES_FILE).open()]
+    assert stages == list(range(len(stages)))  # no stage number reused or skipped
