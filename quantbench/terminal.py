@@ -79,7 +79,7 @@ def summary_table(summary: pd.DataFrame, slo: SloConfig) -> Table:
         if repeats:
             cells.append(str(int(row["repeat"]) + 1))
         cells += [
-            f"{float(row['load']):g}",
+            f"{float(row['load']):g}" if unit != "load" else _load_text(row),  # mixed: units
             _rate(row["req_per_s"]),
             _rate(row["output_tok_per_s"]),
             _ms(row.get("ttft_p50_ms")),
