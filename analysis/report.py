@@ -124,9 +124,13 @@ def _comparison(report: ReportInput, labels: dict[str, str]) -> list[Block]:
         headers += [label] + (["×ref"] if ref else [])
     headers += ["E2E p95", "errors", "goodput/s", "valid"]
     headers += ["repeats (spread)"] if repeats else []
+    mixed = _unit(report.summary) == "load"  # a sweep: users, then req/s; each cell says
     rows = []
     for r in comparison.table.to_dict("records"):
-        row = [_num(r["load"], 0 if float(r["load"]).is_integer() else 1), labels[r["target"]]]
+        load = _num(r["load"], 0 if float(r["load"]).is_integer() else 1)
+        if mixed:
+            load = load_unit(str(r["mode"]), float(r["load"]))
+        row = [load, labels[r["target"]]]
         row += [_num(r["req_per_s"]), _num(r["input_tok_per_s"]), _num(r["output_tok_per_s"])]
         row += [_num(r["total_tok_per_s"])]
         row += [_ratio(r["output_tok_per_s_ratio"])] if ref else []
@@ -209,9 +213,11 @@ def _capacity(report: ReportInput, labels: dict[str, str]) -> list[Block]:
     rows = []
     for target in comparison.ranking:
         cap = comparison.capacity[target]
+        # a sweep (users, then req/s): say which kind of load the limit is
+        load = cap.text("load", load_unit(cap.mode) if unit == "load" else "")
         row = [
             labels[target],
-            cap.text("load"),
+            load,
             cap.text("req_per_s"),
             cap.text("output_tok_per_s"),
         ]

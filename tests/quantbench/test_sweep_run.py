@@ -4,6 +4,7 @@ spaced between the two rates measured — every one a normal stage of the run di
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -49,3 +50,9 @@ def test_a_sweep_runs_one_user_then_saturation_then_rates_between(tmp_path: Path
     (target,) = json.loads((run_dir / "result.json").read_text())["targets"]
     capacity = target["capacity"]  # read from the open-loop stages, never the users
     assert capacity["mode"] == "rate" and capacity["load"] == pytest.approx(rates[-1])
+    # users and req/s share the report's load column: each cell says which it is
+    report = (run_dir / "report.md").read_text()
+    assert "| 1 user |" in report and "| 8 users |" in report
+    assert len(re.findall(r"^\| [\d.]+ req/s offered \|", report, re.MULTILINE)) == 3
+    highest = report.split("## Highest load within the SLO")[1].split("\n## ")[0]
+    assert re.search(r"\| [≈≥]? ?[\d.,]+ req/s offered", highest), highest
