@@ -73,11 +73,8 @@ def _replayed(
     invalid = dict(invalid or {})
     search = RateSearch(settings, ceiling(steps))
     brackets = []
-    for step in steps:
-        if step.behind:  # invalid too, for the same reason: a limit of the generator
-            search.record_behind(step.rate)
-        else:
-            search.record(step.rate, None if step.stage in invalid else step.verdict)
+    for step in steps:  # a `behind` step is invalid too, and stays a limit of the generator
+        search.record_step(step, trusted=step.stage not in invalid)
         brackets.append((search.low, search.high))
     answer = search.answer()
     if answer.status == "unfinished" and any(

@@ -125,6 +125,13 @@ class RateSearch:
         self.behind_at = rate if self.behind_at is None else min(self.behind_at, rate)
         self._met = [r for r in self._met if r < rate]
 
+    def record_step(self, step: SearchStep, trusted: bool = True) -> None:
+        """A step of search.jsonl (`trusted` False: its verdict is taken as none)."""
+        if step.behind:
+            self.record_behind(step.rate)
+        else:
+            self.record(step.rate, step.verdict if trusted else None)
+
     def record(self, rate: float, verdict: Verdict | None) -> None:
         self.steps += 1
         if verdict == "met":
@@ -179,8 +186,5 @@ def replay(steps: list[SearchStep], config: SearchConfig) -> tuple[RateSearch, A
     """A target's search rebuilt from its recorded steps (in order)."""
     search = RateSearch(config, ceiling=ceiling(steps))
     for step in sorted(steps, key=lambda s: s.step):
-        if step.behind:
-            search.record_behind(step.rate)
-        else:
-            search.record(step.rate, step.verdict)
+        search.record_step(step)
     return search, search.answer()

@@ -110,10 +110,7 @@ def run_search(
     limits = _limits(slo)
     search = RateSearch(config, ceiling=accurate_rate_limit(load, settings.workload))
     for step in done_steps(run_dir, target):
-        if step.behind:
-            search.record_behind(step.rate)
-        else:
-            search.record(step.rate, step.verdict)
+        search.record_step(step)
     journal = RecordWriter(run_dir / SEARCH_FILE)
     while (rate := search.next_rate()) is not None:
         stage = stage_offset + search.steps
