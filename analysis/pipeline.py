@@ -84,6 +84,7 @@ __all__ = [
     "analyze_run",
     "load_run",
     "stage_figures",
+    "unfinished_notes",
     "write_outputs",
 ]
 
@@ -277,7 +278,7 @@ def _saved_plan_inputs(run_dir: Path) -> PlanInputs | None:
         ) from exc
 
 
-def _unfinished(run_dir: Path, meta: RunMeta) -> list[str]:
+def unfinished_notes(run_dir: Path, meta: RunMeta) -> list[str]:
     """A `quantbench run` that did not reach its end: its figures are those of the stages it
     finished, and a target it never reached is missing, not worse; say so, and how to finish."""
     resume = f"`quantbench run --resume {run_dir}` finishes it"
@@ -327,7 +328,7 @@ def load_run(run_dir: Path, columns: list[str] | None = None) -> Run:
         server_note=note,
         gauges=load_server_gauges(run_dir, stacks),
         saved_plan=_saved_plan_inputs(run_dir),
-        problems=_unfinished(run_dir, meta)
+        problems=unfinished_notes(run_dir, meta)
         + _records_missing(run_dir, stages)
         + problems
         + telemetry.problems,

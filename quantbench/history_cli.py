@@ -19,7 +19,7 @@ from analysis.comparability import differences
 from analysis.config import SloConfig
 from analysis.history import Night, history
 from analysis.history_report import findings, write_history
-from analysis.pipeline import load_run, stage_figures
+from analysis.pipeline import load_run, stage_figures, unfinished_notes
 from analysis.rundir import RUN_FILE, load_run_meta
 from quantbench.compare_cli import load_thresholds, parse_metrics
 from quantbench.errors import EXIT_OK, ConfigError, InputError
@@ -134,7 +134,12 @@ def run_history(args: argparse.Namespace, console: Console) -> int:
     nights = sorted((_night(path) for path in runs), key=lambda n: (n.started_at, n.run))
     if len(nights) < 2:
         raise ConfigError(f"history needs at least two runs; got {len(nights)}")
-    for line in setup_changes(runs):
+    unfinished = [
+        f"{path}: {note} Until then its missing stages are gaps in the history, not changes."
+        for path in runs
+        for note in unfinished_notes(path, load_run_meta(path))
+    ]
+    for line in unfinished + setup_changes(runs):
         print(f"quantbench history: warning: {line}", file=sys.stderr)
     table = history(nights, thresholds, metrics)
     try:

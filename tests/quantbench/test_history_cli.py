@@ -100,3 +100,22 @@ def test_a_night_that_measured_another_setup_is_named(
         "night before it: load.stages differs: base not recorded, new [2, 8]; a change point "
         "there may be that, not the stack"
     ]
+
+
+def test_a_night_that_did_not_finish_is_named(
+    nights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A night killed mid-run (no end time) shows as gaps: say so, and how to finish it."""
+    folder = tmp_path / "nightly"
+    shutil.copytree(nights, folder)
+    path = folder / "night-3" / "run.json"
+    meta = json.loads(path.read_text())
+    del meta["ended_at"]
+    path.write_text(json.dumps(meta))
+    assert main(["history", str(folder), "--out", str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"quantbench history: warning: {folder / 'night-3'}: run.json has no end time"
+    ), err
+    assert f"quantbench run --resume {folder / 'night-3'}" in err[0]
+    assert "gaps in the history, not changes" in err[0]
