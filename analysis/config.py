@@ -97,7 +97,11 @@ class AnalysisConfig(BaseModel):
     `percentiles`: reported for every latency (the SLO's are always added).
     `max_loop_lag_p99_ms`: how long the generator's own work may hold its event loop (a probe
     timer's lateness while the process was busy; p99 over the stage, busiest process) before
-    the stage's timestamps are not trusted; the same bound as the open-loop schedule lag.
+    the stage is not trusted. Token stamps are the kernel's receive times (Linux), exact while
+    the loop is held; what a held loop delays is the next send and the next read, and a read
+    later than the inter-token gap merges two tokens under one stamp. 20 ms sits below the
+    inter-token gap of most served models (25-50 ms) and above a shared host's scheduling noise
+    (5-6 ms measured on a 2-core CI machine); lower it for a faster decode.
     `tie_margin`: in pairwise comparisons, a ratio whose 95% interval reaches within this
     fraction of 1 (±5% by default) is a tie ("within noise"), not a difference. The interval
     covers each run's sampling noise; targets measured one after the other also drift by a
@@ -112,7 +116,7 @@ class AnalysisConfig(BaseModel):
     min_samples_p95: int = Field(default=59, ge=1)
     max_schedule_lag_p99_ms: float = Field(default=5.0, gt=0)
     max_generator_cpu_percent: float = Field(default=90.0, gt=0)
-    max_loop_lag_p99_ms: float = Field(default=5.0, gt=0)
+    max_loop_lag_p99_ms: float = Field(default=20.0, gt=0)
     reference: str | None = Field(default=None, min_length=1)
     percentiles: list[_Percentile] = Field(
         default_factory=lambda: list(DEFAULT_PERCENTILES), min_length=1

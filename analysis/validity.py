@@ -117,7 +117,10 @@ def invalid_reasons(
         if unreachable:
             reasons.append(f"{head}, {busy}")
         else:
-            reasons.append(f"{head}: its timestamps lag the bytes, raise load.processes")
+            reasons.append(
+                f"{head}: its sends and reads fell behind (reads later than a token gap merge "
+                "tokens), raise load.processes"
+            )
     cpu = e.generator_cpu_percent
     if cpu is not None and cpu > limits.max_generator_cpu_percent:
         head = f"load generator at {cpu:.0f}% CPU (> {limits.max_generator_cpu_percent:g}%)"
