@@ -34,6 +34,7 @@ import numpy.typing as npt
 from scipy import stats as scipy_stats
 
 from analysis.stats import BOOTSTRAP_CAP, min_samples, ratio_interval
+from loadtest.order_stats import Z95
 
 __all__ = [
     "MIN_BINS",
@@ -48,7 +49,6 @@ __all__ = [
     "time_bins",
 ]
 
-_Z95 = 1.959963984540054
 THROUGHPUT_BINS = 20
 MIN_BINS = 4
 _PER_BIN = 5  # fewer bins when a stage completed fewer than 5 requests per bin
@@ -82,7 +82,7 @@ def _log_sides(
 ) -> list[tuple[float, float] | None]:
     """For each q: (log of the q-quantile, its standard error) from the order-statistic
     interval, all from one selection pass over `data`."""
-    halves = [_Z95 * math.sqrt(q * (1 - q) / n_eff) for q in qs]
+    halves = [Z95 * math.sqrt(q * (1 - q) / n_eff) for q in qs]
     positions = [
         p for q, h in zip(qs, halves, strict=True) for p in (q, max(q - h, 0.0), min(q + h, 1.0))
     ]
@@ -90,7 +90,7 @@ def _log_sides(
     out: list[tuple[float, float] | None] = []
     for value, low, high in found:
         ok = low > 0 and value > 0
-        out.append((math.log(value), (math.log(high) - math.log(low)) / (2 * _Z95)) if ok else None)
+        out.append((math.log(value), (math.log(high) - math.log(low)) / (2 * Z95)) if ok else None)
     return out
 
 
@@ -141,7 +141,7 @@ def percentile_changes(
                 out.append("a percentile is zero")
                 continue
             (log_a, se_a), (log_b, se_b) = side_a, side_b
-            centre, spread = log_b - log_a, _Z95 * math.hypot(se_a, se_b)
+            centre, spread = log_b - log_a, Z95 * math.hypot(se_a, se_b)
             low, high = math.expm1(centre - spread), math.expm1(centre + spread)
             out.append(Change(math.expm1(centre), low, high, n_a, n_b, "order statistics"))
     return out
@@ -170,7 +170,7 @@ def samples_needed(
     z_q = float(scipy_stats.norm.ppf(q))
     per_run = math.sqrt(q * (1 - q)) / float(scipy_stats.norm.pdf(z_q))
     z_power = float(scipy_stats.norm.ppf(power))
-    root = (_Z95 + z_power) * math.sqrt(2) * per_run * dispersion / math.log1p(change)
+    root = (Z95 + z_power) * math.sqrt(2) * per_run * dispersion / math.log1p(change)
     return math.ceil(root**2)
 
 

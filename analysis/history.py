@@ -37,6 +37,7 @@ from analysis.regression import METRICS, MetricSpec
 from analysis.repeats import by_load
 from analysis.summary import stat_column
 from analysis.thresholds import Thresholds
+from loadtest.order_stats import Z95
 
 __all__ = [
     "HISTORY_COLUMNS",
@@ -58,7 +59,6 @@ LASTING = 3
 T_MIN = 5.0
 RECENT = 5
 SUSPECT_SIGMAS = 6.0
-_Z95 = 1.959963984540054
 _MIN_NIGHTS = 4  # fewer nights than this: no change point search, no suspects
 
 HISTORY_COLUMNS = [
@@ -217,7 +217,7 @@ def _stage_values(
                 continue
             values[i] = _number(rows, spec.column)
             if interval is not None:
-                errors[i] = (_number(rows, interval[1]) - _number(rows, interval[0])) / (2 * _Z95)
+                errors[i] = (_number(rows, interval[1]) - _number(rows, interval[0])) / (2 * Z95)
         out[key] = (values, errors)
     return out
 

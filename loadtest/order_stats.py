@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-__all__ = ["Ranks", "min_samples", "ranks"]
+__all__ = ["Z95", "Ranks", "min_samples", "ranks"]
 
-_Z95 = 1.959963984540054
+Z95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95%
 
 
 def min_samples(q: float) -> int:
@@ -42,7 +42,7 @@ def ranks(n: int, q: float, z: float | None = None) -> Ranks:
     position = (n - 1) * q
     below = math.floor(position)
     above = min(below + 1, n - 1)
-    half = (_Z95 if z is None else z) * math.sqrt(n * q * (1 - q))
+    half = (Z95 if z is None else z) * math.sqrt(n * q * (1 - q))
     low = max(math.floor(n * q - half), 0)
     high = min(math.ceil(n * q + half), n - 1)
     return Ranks(below, above, position - below, low, high)
