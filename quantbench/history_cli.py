@@ -21,6 +21,7 @@ from analysis.history import Night, history
 from analysis.history_report import findings, write_history
 from analysis.pipeline import load_run, stage_figures, unfinished_notes
 from analysis.rundir import RUN_FILE, load_run_meta
+from loadtest.run_meta import RunMeta
 from quantbench.compare_cli import load_thresholds, parse_metrics
 from quantbench.errors import EXIT_OK, ConfigError, InputError
 
@@ -85,8 +86,7 @@ def collect_runs(paths: list[Path]) -> list[Path]:
     return paths
 
 
-def _night(run_dir: Path) -> Night:
-    meta = load_run_meta(run_dir)
+def _night(run_dir: Path, meta: RunMeta) -> Night:
     try:
         slo = SloConfig.model_validate(meta.config.get("slo") or {})
     except ValidationError as exc:
@@ -106,12 +106,12 @@ def _night(run_dir: Path) -> Night:
     return Night(meta.run_id or run_dir.name, meta.started_at or "", summary, slo)
 
 
-def setup_changes(runs: list[Path]) -> list[str]:
+def setup_changes(metas: dict[Path, RunMeta]) -> list[str]:
     """Where a night measured something else than the night before (workload, load plan, SLO,
     a target's stack, quantization, model or GPU): its series would mix two measurements, so a
     change point there may be the setup's. A target added or dropped is only a gap."""
     ordered = sorted(
-        ((load_run_meta(path), path) for path in runs),
+        ((meta, path) for path, meta in metas.items()),
         key=lambda pair: (pair[0].started_at or "", pair[0].run_id or pair[1].name),
     )  # the nights' order
     lines = []
@@ -130,16 +130,18 @@ def setup_changes(runs: list[Path]) -> list[str]:
 def run_history(args: argparse.Namespace, console: Console) -> int:
     thresholds = load_thresholds(args.thresholds)
     metrics = parse_metrics(args.metrics)
-    runs = collect_runs(args.runs)
-    nights = sorted((_night(path) for path in runs), key=lambda n: (n.started_at, n.run))
+    metas = {path: load_run_meta(path) for path in collect_runs(args.runs)}
+    nights = sorted(
+        (_night(path, meta) for path, meta in metas.items()), key=lambda n: (n.started_at, n.run)
+    )
     if len(nights) < 2:
         raise ConfigError(f"history needs at least two runs; got {len(nights)}")
     unfinished = [
         f"{path}: {note} Until then its missing stages are gaps in the history, not changes."
-        for path in runs
-        for note in unfinished_notes(path, load_run_meta(path))
+        for path, meta in metas.items()
+        for note in unfinished_notes(path, meta)
     ]
-    for line in unfinished + setup_changes(runs):
+    for line in unfinished + setup_changes(metas):
         print(f"quantbench history: warning: {line}", file=sys.stderr)
     table = history(nights, thresholds, metrics)
     try:
