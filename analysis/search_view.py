@@ -25,7 +25,7 @@ from analysis.capacity import Capacity
 from analysis.document import Block, Heading, Paragraph, Table
 from loadtest.config import SearchConfig
 from loadtest.jsonl import read_jsonl
-from loadtest.search import SEARCH_FILE, Answer, RateSearch, SearchStep, ceiling
+from loadtest.search import SEARCH_FILE, Answer, Bracket, SearchStep, replay
 
 __all__ = [
     "Search",
@@ -44,7 +44,7 @@ class Search:
     target: str
     steps: list[SearchStep]
     answer: Answer
-    brackets: list[tuple[float | None, float | None]]
+    brackets: list[Bracket]
     settings: SearchConfig
     invalid: dict[int, str] = field(default_factory=dict)  # stage -> why it is not trusted
 
@@ -71,11 +71,8 @@ def _replayed(
 ) -> Search:
     """The search rebuilt from its steps, an `invalid` stage's verdict taken as none."""
     invalid = dict(invalid or {})
-    search = RateSearch(settings, ceiling(steps))
-    brackets = []
-    for step in steps:  # a `behind` step is invalid too, and stays a limit of the generator
-        search.record_step(step, trusted=step.stage not in invalid)
-        brackets.append((search.low, search.high))
+    # a `behind` step is invalid too, and stays a limit of the generator (`record_step`)
+    search, brackets = replay(steps, settings, untrusted=invalid)
     answer = search.answer()
     if answer.status == "unfinished" and any(
         s.stage in invalid and s.verdict == "met" for s in steps

@@ -15,6 +15,7 @@ survives a killed run and the analysis replays it (`replay`) for the report and 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict
 from loadtest.config import SearchConfig
 from loadtest.slo_counts import Verdict
 
-__all__ = ["SEARCH_FILE", "Answer", "RateSearch", "SearchStep", "ceiling", "replay"]
+__all__ = ["SEARCH_FILE", "Answer", "Bracket", "RateSearch", "SearchStep", "replay"]
 
 SEARCH_FILE = "search.jsonl"
 
@@ -182,9 +183,17 @@ def ceiling(steps: list[SearchStep]) -> float | None:
     return min((s.max_rate for s in steps if s.max_rate is not None), default=None)
 
 
-def replay(steps: list[SearchStep], config: SearchConfig) -> tuple[RateSearch, Answer]:
-    """A target's search rebuilt from its recorded steps (in order)."""
+Bracket = tuple[float | None, float | None]
+
+
+def replay(
+    steps: list[SearchStep], config: SearchConfig, untrusted: Collection[int] = ()
+) -> tuple[RateSearch, list[Bracket]]:
+    """A target's search rebuilt from its recorded steps (in order), a stage in `untrusted`
+    taken as having no verdict; with the bracket (low, high) after each step."""
     search = RateSearch(config, ceiling=ceiling(steps))
+    brackets: list[Bracket] = []
     for step in sorted(steps, key=lambda s: s.step):
-        search.record_step(step)
-    return search, search.answer()
+        search.record_step(step, trusted=step.stage not in untrusted)
+        brackets.append((search.low, search.high))
+    return search, brackets

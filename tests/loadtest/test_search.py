@@ -56,7 +56,7 @@ def test_max_stages_leaves_the_bracket_unfinished_and_replay_rebuilds_it() -> No
     assert "met at 8" in search.answer().text()
     steps = [SearchStep(target="t", step=i, stage=i, rate=r, verdict="met")
              for i, r in enumerate([1.0, 2.0, 4.0, 8.0])]  # fmt: skip
-    assert replay(steps, config)[1] == search.answer()
+    assert replay(steps, config)[0].answer() == search.answer()
 
 
 def test_bad_search_settings_are_refused_with_the_field() -> None:

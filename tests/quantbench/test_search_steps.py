@@ -110,7 +110,7 @@ def test_a_stage_the_generator_fell_behind_on_counts_as_broken(tmp_path: Path) -
     steps = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
     assert all(s["verdict"] is None and s["behind"] for s in steps if s["rate"] > 20.0)
     assert any(s["rate"] > 20.0 for s in steps)
-    assert replay([SearchStep.model_validate(s) for s in steps], config)[1] == answer
+    assert replay([SearchStep.model_validate(s) for s in steps], config)[0].answer() == answer
 
 
 def test_a_search_killed_between_stages_goes_on_from_its_journal(tmp_path: Path) -> None:
